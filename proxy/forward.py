@@ -1,0 +1,211 @@
+"""Streaming forwarder: one request in, one request to the upstream, bodies never buffered.
+
+Memory stays bounded for any body size: request chunks flow through an async generator
+into aiohttp's client, response chunks are written back as they arrive, and both sides
+apply back-pressure (``StreamReader`` high-water marks, ``StreamResponse.write`` drain).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Iterable
+
+import aiohttp
+from aiohttp import web
+from multidict import CIMultiDict
+
+from proxy.config import Upstream
+from proxy.credentials import Credentials
+from proxy.errors import BodyTooLarge, UpstreamTimeout, UpstreamUnreachable
+from proxy.target import UpstreamTarget
+
+log = logging.getLogger(__name__)
+
+CHUNK_SIZE = 64 * 1024
+
+# RFC 9110 §7.6.1 hop-by-hop fields, plus fields the proxy sets itself.
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    }
+)
+REQUEST_FIELDS_SET_BY_PROXY = frozenset(
+    {"host", "authorization", "cookie", "expect", "x-forwarded-proto", "x-forwarded-host"}
+)
+RESPONSE_FIELDS_SET_BY_SERVER = frozenset({"content-length"})
+
+
+class Forwarder:
+    def __init__(
+        self,
+        settings: Upstream,
+        client: aiohttp.ClientSession,
+        own_cookie_prefix: str | None = None,
+    ) -> None:
+        self._settings = settings
+        self._client = client
+        self._target = UpstreamTarget(settings.url)
+        self._own_cookie_prefix = own_cookie_prefix
+
+    async def forward(self, request: web.Request, credentials: Credentials) -> web.StreamResponse:
+        url = self._target.url_for(request.raw_path)
+        headers = self._upstream_headers(request, credentials)
+        body = self._request_body(request)
+        upstream = await self._send(request.method, url, headers, body)
+        try:
+            return await self._relay(request, upstream, credentials)
+        finally:
+            upstream.release()
+
+    async def _send(
+        self,
+        method: str,
+        url: object,
+        headers: CIMultiDict[str],
+        body: _CountedBody | None,
+    ) -> aiohttp.ClientResponse:
+        # One retry, only for bodiless requests whose pooled keep-alive connection the
+        # upstream had already closed (nothing was processed, so repeating is safe).
+        attempts = 1 if body is not None else 2
+        for attempt in range(attempts):
+            try:
+                return await self._client.request(
+                    method,
+                    url,  # type: ignore[arg-type]
+                    headers=headers,
+                    data=body.chunks() if body is not None else None,
+                    allow_redirects=False,
+                    auto_decompress=False,
+                )
+            except aiohttp.ServerDisconnectedError:
+                if attempt + 1 == attempts:
+                    raise UpstreamUnreachable() from None
+            except (TimeoutError, aiohttp.ServerTimeoutError):
+                raise UpstreamTimeout() from None
+            except aiohttp.ClientError:
+                if body is not None and body.too_large:
+                    raise BodyTooLarge() from None
+                raise UpstreamUnreachable() from None
+        raise AssertionError("unreachable")
+
+    async def _relay(
+        self, request: web.Request, upstream: aiohttp.ClientResponse, credentials: Credentials
+    ) -> web.StreamResponse:
+        response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
+        response.headers.extend(_response_headers(upstream))
+        for cookie in credentials.set_cookies:
+            response.headers.add("Set-Cookie", cookie)
+        if upstream.content_length is not None:
+            response.content_length = upstream.content_length
+        await response.prepare(request)
+        try:
+            async for chunk in upstream.content.iter_chunked(CHUNK_SIZE):
+                await response.write(chunk)
+        except (TimeoutError, aiohttp.ClientError):
+            # Headers are out: the only honest signal left is to cut the connection,
+            # so the client cannot take a truncated body for a complete one.
+            log.warning("upstream failed mid-response; closing client connection")
+            upstream.close()
+            _abort(request)
+            return response
+        except (ConnectionResetError, aiohttp.ClientConnectionResetError):
+            upstream.close()  # client went away: drop the upstream connection too
+            return response
+        await response.write_eof()
+        return response
+
+    def _request_body(self, request: web.Request) -> _CountedBody | None:
+        if not request.body_exists:
+            return None
+        limit = self._settings.max_body_size
+        if request.content_length is not None and request.content_length > limit:
+            raise BodyTooLarge()
+        return _CountedBody(request.content, limit)
+
+    def _upstream_headers(self, request: web.Request, credentials: Credentials) -> CIMultiDict[str]:
+        connection_tokens = _connection_tokens(request.headers.getall("Connection", ()))
+        headers: CIMultiDict[str] = CIMultiDict()
+        for name, value in request.headers.items():
+            lower = name.lower()
+            if (
+                lower in HOP_BY_HOP
+                or lower in REQUEST_FIELDS_SET_BY_PROXY
+                or lower in connection_tokens
+                or lower == "x-forwarded-for"
+            ):
+                continue
+            headers.add(name, value)
+        cookie = self._upstream_cookie(request)
+        if cookie:
+            headers["Cookie"] = cookie
+        headers["Authorization"] = credentials.authorization
+        _add_forwarded(headers, request)
+        return headers
+
+    def _upstream_cookie(self, request: web.Request) -> str | None:
+        if not self._settings.forward_cookies:
+            return None
+        prefix = self._own_cookie_prefix
+        kept = [
+            pair.strip()
+            for raw in request.headers.getall("Cookie", ())
+            for pair in raw.split(";")
+            if pair.strip() and not (prefix and pair.strip().startswith(prefix))
+        ]
+        return "; ".join(kept) or None
+
+
+class _CountedBody:
+    """The request body as chunks, refusing to pass more than ``limit`` bytes."""
+
+    def __init__(self, stream: aiohttp.StreamReader, limit: int) -> None:
+        self._stream = stream
+        self._limit = limit
+        self.too_large = False
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        sent = 0
+        async for chunk in self._stream.iter_chunked(CHUNK_SIZE):
+            sent += len(chunk)
+            if sent > self._limit:
+                self.too_large = True
+                raise BodyTooLarge()
+            yield chunk
+
+
+def _response_headers(upstream: aiohttp.ClientResponse) -> CIMultiDict[str]:
+    connection_tokens = _connection_tokens(upstream.headers.getall("Connection", ()))
+    return CIMultiDict(
+        (name, value)
+        for name, value in upstream.headers.items()
+        if name.lower() not in HOP_BY_HOP
+        and name.lower() not in RESPONSE_FIELDS_SET_BY_SERVER
+        and name.lower() not in connection_tokens
+    )
+
+
+def _connection_tokens(values: Iterable[str]) -> frozenset[str]:
+    return frozenset(t.strip().lower() for v in values for t in v.split(",") if t.strip())
+
+
+def _add_forwarded(headers: CIMultiDict[str], request: web.Request) -> None:
+    peer = request.remote or "unknown"
+    previous = ", ".join(request.headers.getall("X-Forwarded-For", ()))
+    headers["X-Forwarded-For"] = f"{previous}, {peer}" if previous else peer
+    headers["X-Forwarded-Proto"] = request.scheme
+    if request.host:
+        headers["X-Forwarded-Host"] = request.host
+
+
+def _abort(request: web.Request) -> None:
+    transport = request.transport
+    if transport is not None:
+        transport.abort()

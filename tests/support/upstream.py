@@ -1,0 +1,98 @@
+"""A test double of api.sipgate.com: echoes what it received, plus a few fault behaviours.
+
+Special paths live under ``/__test/``; every other path is echoed as JSON so tests can
+assert exactly what the proxy sent (raw target, header list, body size and digest).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+
+from aiohttp import web
+
+CHUNK = 64 * 1024
+
+
+async def echo(request: web.Request) -> web.Response:
+    digest = hashlib.sha256()
+    size = 0
+    async for chunk in request.content.iter_chunked(CHUNK):
+        digest.update(chunk)
+        size += len(chunk)
+    payload = {
+        "method": request.method,
+        "raw_path": request.raw_path,
+        "headers": [[k, v] for k, v in request.headers.items()],
+        "body_size": size,
+        "body_sha256": digest.hexdigest(),
+        "chunked": request.headers.get("Transfer-Encoding", "").lower() == "chunked",
+    }
+    return web.json_response(payload)
+
+
+async def download(request: web.Request) -> web.StreamResponse:
+    """Stream N bytes without holding them: /__test/download?bytes=N[&length=1]."""
+    total = int(request.query["bytes"])
+    response = web.StreamResponse()
+    if request.query.get("length") == "1":
+        response.content_length = total
+    response.content_type = "application/octet-stream"
+    await response.prepare(request)
+    block = b"x" * CHUNK
+    sent = 0 if request.method != "HEAD" else total
+    while sent < total:
+        piece = block[: min(CHUNK, total - sent)]
+        await response.write(piece)
+        sent += len(piece)
+    await response.write_eof()
+    return response
+
+
+async def slow(request: web.Request) -> web.Response:
+    await asyncio.sleep(float(request.query.get("delay", "5")))
+    return web.json_response({"slow": True})
+
+
+async def stall_mid_body(request: web.Request) -> web.StreamResponse:
+    """Headers and a first chunk, then silence: the proxy's read timeout must fire."""
+    response = web.StreamResponse()
+    response.content_length = 1_000_000
+    await response.prepare(request)
+    await response.write(b"y" * 1000)
+    await asyncio.sleep(float(request.query.get("delay", "5")))
+    return response
+
+
+async def status(request: web.Request) -> web.Response:
+    code = int(request.match_info["code"])
+    return web.Response(status=code, text=json.dumps({"status": code}))
+
+
+async def cookies(request: web.Request) -> web.Response:
+    response = web.json_response({"ok": True})
+    response.headers.add("Set-Cookie", "a=1; Path=/")
+    response.headers.add("Set-Cookie", "b=2; Path=/; HttpOnly")
+    response.headers["Connection"] = "keep-alive, X-Hop"
+    response.headers["X-Hop"] = "must not pass"
+    response.headers["Keep-Alive"] = "timeout=5"
+    response.headers["X-Upstream"] = "kept"
+    return response
+
+
+def create_upstream_app() -> web.Application:
+    app = web.Application(client_max_size=1024**4)
+    app.router.add_get("/__test/download", download)
+    app.router.add_get("/__test/slow", slow)
+    app.router.add_get("/__test/stall", stall_mid_body)
+    app.router.add_route("*", "/__test/status/{code}", status)
+    app.router.add_get("/__test/cookies", cookies)
+    app.router.add_route("*", "/{tail:.*}", echo)
+    return app
+
+
+if __name__ == "__main__":
+    import sys
+
+    web.run_app(create_upstream_app(), host="127.0.0.1", port=int(sys.argv[1]), print=None)

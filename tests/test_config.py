@@ -1,0 +1,178 @@
+"""Configuration: file + environment + *_file secrets, every problem named, no secret shown."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from proxy import config
+from proxy.keys import generate_key
+
+PAT = {
+    "SIPGATE_PROXY_AUTH__MODE": "personal_access_token",
+    "SIPGATE_PROXY_AUTH__PERSONAL_ACCESS_TOKEN__TOKEN_ID": "token-AB12cd",
+    "SIPGATE_PROXY_AUTH__PERSONAL_ACCESS_TOKEN__TOKEN": "pat-secret-value-1234",
+}
+OAUTH = {
+    "SIPGATE_PROXY_AUTH__OAUTH2__CLIENT_ID": "2556404-0-dc848ae6",
+    "SIPGATE_PROXY_AUTH__OAUTH2__CLIENT_SECRET": "oauth-secret-value-5678",
+}
+
+
+def problems(path: Path | None = None, env: dict[str, str] | None = None) -> list[str]:
+    with pytest.raises(config.ConfigError) as caught:
+        config.load(path, env or {})
+    return [str(p) for p in caught.value.problems]
+
+
+def test_example_config_is_valid_with_credentials_from_env() -> None:
+    settings = config.load(Path("config.example.yaml"), PAT)
+    assert settings.auth.mode == "personal_access_token"
+    assert settings.upstream.url == "https://api.sipgate.com"
+
+
+def test_defaults_follow_the_design_contract() -> None:
+    settings = config.load(None, OAUTH)
+    assert (settings.listen.host, settings.listen.port) == ("127.0.0.1", 8080)
+    assert settings.public_url == "http://localhost:8080"
+    assert settings.auth.mode == "oauth2"
+    assert settings.auth.oauth2.realm == "sipgate-apps"
+    assert settings.auth.oauth2.scopes == ["all"]
+    assert settings.auth.oauth2.refresh_skew == 30
+    assert settings.session.cookie_name == "sipgate_proxy"
+    assert settings.session.store == "cookie"
+    assert settings.upstream.connect_timeout == 5
+    assert settings.upstream.read_timeout == 60
+
+
+def test_environment_overrides_file_when_both_set(tmp_path: Path) -> None:
+    file = tmp_path / "c.yaml"
+    file.write_text("listen: {host: 127.0.0.1, port: 9000}\nauth: {mode: oauth2}\n")
+    settings = config.load(file, {**PAT, "SIPGATE_PROXY_LISTEN__PORT": "9100"})
+    assert settings.listen.port == 9100
+    assert settings.auth.mode == "personal_access_token"
+
+
+def test_environment_lists_use_flow_style() -> None:
+    env = {**OAUTH, "SIPGATE_PROXY_AUTH__OAUTH2__SCOPES": "[all, openid]"}
+    assert config.load(None, env).auth.oauth2.scopes == ["all", "openid"]
+
+
+def test_secret_keeps_leading_zero_when_set_from_env() -> None:
+    env = {**PAT, "SIPGATE_PROXY_AUTH__PERSONAL_ACCESS_TOKEN__TOKEN": "0123"}
+    token = config.load(None, env).auth.personal_access_token.token
+    assert token is not None
+    assert token.get_secret_value() == "0123"
+
+
+def test_secret_files_are_read_when_given(tmp_path: Path) -> None:
+    (tmp_path / "secret").write_text("from-file-secret\n")
+    keys = [generate_key(), generate_key()]
+    (tmp_path / "keys").write_text("\n".join(keys) + "\n\n")
+    env = {
+        "SIPGATE_PROXY_AUTH__OAUTH2__CLIENT_ID": "id",
+        "SIPGATE_PROXY_AUTH__OAUTH2__CLIENT_SECRET_FILE": str(tmp_path / "secret"),
+        "SIPGATE_PROXY_SESSION__KEYS_FILE": str(tmp_path / "keys"),
+    }
+    settings = config.load(None, env)
+    secret = settings.auth.oauth2.client_secret
+    assert secret is not None
+    assert secret.get_secret_value() == "from-file-secret"
+    assert [k.get_secret_value() for k in settings.session.keys] == keys
+
+
+def test_every_problem_is_reported_at_once_naming_its_key() -> None:
+    env = {
+        **PAT,
+        "SIPGATE_PROXY_LISTEN__PORT": "70000",
+        "SIPGATE_PROXY_UPSTREAM__URL": "ftp://api.sipgate.com",
+        "SIPGATE_PROXY_UPSTREAM__TYPO": "1",
+        "SIPGATE_PROXY_AUTH__PERSONAL_ACCESS_TOKEN__TOKEN_ID": "token-short",
+        "SIPGATE_PROXY_SESSION__KEYS": "[not-a-key]",
+    }
+    found = problems(env=env)
+    keys = [p.split(":")[0] for p in found]
+    assert keys == [
+        "listen.port",
+        "upstream.url",
+        "upstream.typo",
+        "auth.personal_access_token.token_id",
+        "session.keys",
+    ]
+    assert all("(set by SIPGATE_PROXY_" in p for p in found)
+
+
+def test_missing_pat_credentials_is_one_line_naming_the_variables() -> None:
+    found = problems(env={"SIPGATE_PROXY_AUTH__MODE": "personal_access_token"})
+    assert len(found) == 1
+    assert "SIPGATE_PROXY_AUTH__PERSONAL_ACCESS_TOKEN__TOKEN_ID" in found[0]
+    assert "SIPGATE_PROXY_AUTH__PERSONAL_ACCESS_TOKEN__TOKEN " in found[0]
+
+
+def test_production_public_url_requires_keys_and_secure_cookies() -> None:
+    env = {
+        **OAUTH,
+        "SIPGATE_PROXY_PUBLIC_URL": "https://proxy.example.com",
+        "SIPGATE_PROXY_SESSION__COOKIE_SECURE": "false",
+    }
+    found = problems(env=env)
+    assert [p.split(":")[0] for p in found] == ["session.keys", "session.cookie_secure"]
+
+
+def test_local_public_url_allows_insecure_cookies_and_no_keys() -> None:
+    env = {**OAUTH, "SIPGATE_PROXY_SESSION__COOKIE_SECURE": "false"}
+    settings = config.load(None, env)
+    assert settings.is_local
+    assert settings.cookie_secure is False
+    assert config.load(None, OAUTH).cookie_secure is False  # auto: off on loopback http
+    https = config.load(
+        None,
+        {
+            **OAUTH,
+            "SIPGATE_PROXY_PUBLIC_URL": "https://p.example",
+            "SIPGATE_PROXY_SESSION__KEYS": f"[{generate_key()}]",
+        },
+    )
+    assert https.cookie_secure is True
+
+
+@pytest.mark.parametrize(
+    "content", ["listen: [1, 2", "- just\n- a list\n", "auth:\n  mode: kerberos\n"]
+)
+def test_bad_files_are_named(tmp_path: Path, content: str) -> None:
+    file = tmp_path / "c.yaml"
+    file.write_text(content)
+    found = problems(file)
+    assert found
+    assert found[0].startswith(("--config:", "auth.mode:"))
+
+
+def test_missing_file_is_named(tmp_path: Path) -> None:
+    assert problems(tmp_path / "absent.yaml")[0].startswith("--config: cannot read")
+
+
+def test_secret_and_secret_file_together_is_a_problem(tmp_path: Path) -> None:
+    (tmp_path / "s").write_text("x")
+    env = {**OAUTH, "SIPGATE_PROXY_AUTH__OAUTH2__CLIENT_SECRET_FILE": str(tmp_path / "s")}
+    assert problems(env=env) == [
+        "auth.oauth2.client_secret_file: set either client_secret or client_secret_file, not both"
+    ]
+
+
+def test_unreadable_secret_file_is_named(tmp_path: Path) -> None:
+    env = {
+        "SIPGATE_PROXY_AUTH__OAUTH2__CLIENT_ID": "x",
+        "SIPGATE_PROXY_AUTH__OAUTH2__CLIENT_SECRET_FILE": str(tmp_path / "nope"),
+    }
+    assert problems(env=env)[0].startswith("auth.oauth2.client_secret_file: cannot read")
+
+
+def test_secrets_never_appear_in_errors_or_repr() -> None:
+    secret = "pat-secret-value-1234"
+    env = {**PAT, "SIPGATE_PROXY_LISTEN__PORT": "nope"}
+    assert secret not in " ".join(problems(env=env))
+    settings = config.load(None, {**PAT, **OAUTH})
+    assert secret not in repr(settings)
+    assert "oauth-secret-value-5678" not in repr(settings)
+    assert secret not in str(settings.model_dump())
