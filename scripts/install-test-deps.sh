@@ -1,16 +1,29 @@
 #!/usr/bin/env bash
-# Install the real peers the test suite talks to. Safe to run again: it only installs
-# what is missing. Needs root (or sudo) for Debian packages.
+# Install the real peers the test suite talks to: Chromium (browser tests) and the
+# oidc-provider IdP's node modules. Safe to run again: it only installs what is missing.
+# Debian packages need root (or sudo).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 apt_packages=()
-need() { command -v "$1" >/dev/null 2>&1 || apt_packages+=("$2"); }
+[ -x /usr/bin/chromium ] || apt_packages+=(chromium)
 
 if [ ${#apt_packages[@]} -gt 0 ]; then
   sudo_cmd=""
   [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
+  echo "installing Debian packages: ${apt_packages[*]}"
   $sudo_cmd apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends \
-    "${apt_packages[@]}"
+    "${apt_packages[@]}" >/dev/null
+fi
+
+node_major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)
+if [ "$node_major" -lt 20 ]; then
+  echo "Node.js >= 20 is needed for the test IdP (found: ${node_major})" >&2
+  exit 1
+fi
+stamp=tests/idp/node_modules/.installed-from-lock
+if [ ! -f "$stamp" ] || [ tests/idp/package-lock.json -nt "$stamp" ]; then
+  npm ci --prefix tests/idp --no-audit --no-fund --loglevel=error
+  touch "$stamp"
 fi
