@@ -1,0 +1,110 @@
+"""The token set a session holds, with absolute expiry times computed on arrival."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+Clock = Callable[[], float]
+
+# sipgate's refresh tokens live 30 days; used when an IdP does not say.
+DEFAULT_REFRESH_LIFETIME = 30 * 24 * 3600
+
+
+class MalformedTokenResponse(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class TokenSet:
+    access_token: str
+    refresh_token: str | None
+    expires_at: float  # unix seconds
+    refresh_expires_at: float
+    scope: str = ""
+    subject: str = ""
+    id_token: str | None = None
+
+    def __repr__(self) -> str:
+        return (
+            f"TokenSet(subject={self.subject!r}, scope={self.scope!r}, "
+            f"expires_at={self.expires_at:.0f}, refresh_expires_at={self.refresh_expires_at:.0f}"
+            ", tokens=<redacted>)"
+        )
+
+    def access_expires_within(self, seconds: float, now: float) -> bool:
+        return self.expires_at - now < seconds
+
+    def refresh_expired(self, now: float) -> bool:
+        return self.refresh_token is None or self.refresh_expires_at <= now
+
+    @classmethod
+    def from_response(
+        cls,
+        body: Mapping[str, Any],
+        now: float,
+        previous: TokenSet | None = None,
+        keep_id_token: bool = False,
+    ) -> TokenSet:
+        """Build from a token endpoint answer; ``previous`` fills what a refresh leaves out."""
+        access = body.get("access_token")
+        if not isinstance(access, str) or not access:
+            raise MalformedTokenResponse("no access_token")
+        if str(body.get("token_type", "bearer")).lower() != "bearer":
+            raise MalformedTokenResponse("token_type is not bearer")
+        refresh = body.get("refresh_token")
+        if refresh is not None and not isinstance(refresh, str):
+            raise MalformedTokenResponse("refresh_token is not a string")
+        expires_in = _seconds(body.get("expires_in"), default=300)
+        refresh_in = _seconds(body.get("refresh_expires_in"), default=DEFAULT_REFRESH_LIFETIME)
+        # A refresh that does not rotate keeps the old refresh token and its lifetime.
+        if refresh is None and previous is not None:
+            refresh = previous.refresh_token
+            refresh_at = previous.refresh_expires_at
+        else:
+            refresh_at = now + refresh_in if refresh_in > 0 else now + DEFAULT_REFRESH_LIFETIME
+        scope = body.get("scope")
+        id_token = body.get("id_token") if keep_id_token else None
+        return cls(
+            access_token=access,
+            refresh_token=refresh,
+            expires_at=now + expires_in,
+            refresh_expires_at=refresh_at,
+            scope=scope if isinstance(scope, str) else (previous.scope if previous else ""),
+            subject=unverified_claim(access, "sub") or (previous.subject if previous else ""),
+            id_token=id_token if isinstance(id_token, str) else None,
+        )
+
+    def with_subject(self, subject: str) -> TokenSet:
+        return replace(self, subject=subject)
+
+
+def _seconds(value: object, default: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return default
+    return float(value)
+
+
+def unverified_claim(jwt: str, claim: str) -> str:
+    """A claim from a JWT payload, read without verification.
+
+    Only for display and logging of tokens that came straight from the token endpoint
+    over TLS; never for an access decision.
+    """
+    parts = jwt.split(".")
+    if len(parts) != 3:
+        return ""
+    try:
+        payload = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+    except (ValueError, UnicodeDecodeError):
+        return ""
+    value = payload.get(claim) if isinstance(payload, dict) else None
+    return value if isinstance(value, str) else ""
+
+
+def system_clock() -> float:
+    return time.time()
