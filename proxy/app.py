@@ -4,67 +4,127 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
 
 import aiohttp
+import aiohttp_session
 from aiohttp import web
 
+from proxy.browser_session import BrowserSessionAuth
 from proxy.config import Settings
+from proxy.cookie_chunks import CookieAttributes
 from proxy.credentials import Authenticator
+from proxy.csrf import OriginPolicy
 from proxy.errors import ProxyError, json_error
 from proxy.forward import Forwarder
+from proxy.keys import session_keys
+from proxy.login import LoginRoutes
+from proxy.login_flow import LoginFlows
+from proxy.oauth import OAuthClient
 from proxy.pat import ClientNetworks, PersonalAccessTokenAuth
+from proxy.refresh import Refresher
+from proxy.sealing import KeyRing
+from proxy.session import CookieSessionStorage
 
 log = logging.getLogger(__name__)
-
-FORWARDER = web.AppKey("forwarder", Forwarder)
-AUTHENTICATOR = web.AppKey("authenticator", Authenticator)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+@dataclass
+class HttpClients:
+    """Client sessions need a running loop, so they are opened at start-up and filled in."""
+
+    upstream: aiohttp.ClientSession | None = None
+    idp: aiohttp.ClientSession | None = None
+    forwarder: Forwarder | None = field(default=None)
+
+    def idp_session(self) -> aiohttp.ClientSession:
+        assert self.idp is not None, "used before start-up"
+        return self.idp
+
+
+CLIENTS = web.AppKey("clients", HttpClients)
+AUTHENTICATOR = web.AppKey("authenticator", Authenticator)
+ORIGINS = web.AppKey("origins", OriginPolicy)
+
+
 def create_app(settings: Settings) -> web.Application:
     app = web.Application(middlewares=[_errors_as_json, _unrouted_to_proxy])
-    app[AUTHENTICATOR] = _authenticator(settings)
-    app.cleanup_ctx.append(_upstream_client(settings))
+    clients = HttpClients()
+    app[CLIENTS] = clients
+    app.cleanup_ctx.append(_open_clients(settings, clients))
+    if settings.auth.mode == "personal_access_token":
+        networks = ClientNetworks(settings.auth.allowed_client_networks)
+        app[AUTHENTICATOR] = PersonalAccessTokenAuth(settings.auth.personal_access_token, networks)
+    else:
+        _wire_oauth2(app, settings, clients)
     app.router.add_route("*", "/{tail:.*}", _proxy)
     return app
 
 
-def _authenticator(settings: Settings) -> Authenticator:
-    if settings.auth.mode == "personal_access_token":
-        networks = ClientNetworks(settings.auth.allowed_client_networks)
-        return PersonalAccessTokenAuth(settings.auth.personal_access_token, networks)
-    raise NotImplementedError(f"auth.mode {settings.auth.mode} is not available yet")
+def _wire_oauth2(app: web.Application, settings: Settings, clients: HttpClients) -> None:
+    oauth2, session = settings.auth.oauth2, settings.session
+    keys = KeyRing(session_keys([k.get_secret_value() for k in session.keys], settings.is_local))
+    prefix = oauth2.path_prefix
+    oauth = OAuthClient(oauth2, settings.public_url + prefix + "/callback", clients.idp_session)
+    storage = CookieSessionStorage(
+        keys, session.cookie_name, settings.cookie_secure, session.max_lifetime
+    )
+    flows = LoginFlows(
+        keys, session.cookie_name, CookieAttributes(settings.cookie_secure, path=prefix + "/")
+    )
+    origins = OriginPolicy(settings.public_url, session.allowed_origins)
+    app[ORIGINS] = origins
+    refresher = Refresher(oauth, timeout=oauth2.timeout, keep_id_token=oauth2.idp_logout)
+    app[AUTHENTICATOR] = BrowserSessionAuth(
+        storage, refresher, origins, settings.public_url, prefix, oauth2.refresh_skew
+    )
+    routes = LoginRoutes(
+        oauth, flows, storage, origins, settings.public_url, prefix, oauth2.pkce, oauth2.idp_logout
+    )
+    routes.register(app.router)
+    app.middlewares.append(aiohttp_session.session_middleware(storage))
+    app.middlewares.append(_cors_preflight)
+    app.on_response_prepare.append(_cors_headers)
 
 
-def _upstream_client(
-    settings: Settings,
+def _open_clients(
+    settings: Settings, clients: HttpClients
 ) -> Callable[[web.Application], AsyncIterator[None]]:
-    async def open_client(app: web.Application) -> AsyncIterator[None]:
-        timeout = aiohttp.ClientTimeout(
+    async def open_clients(app: web.Application) -> AsyncIterator[None]:
+        upstream_timeout = aiohttp.ClientTimeout(
             total=None,
             sock_connect=settings.upstream.connect_timeout,
             sock_read=settings.upstream.read_timeout,
         )
-        connector = aiohttp.TCPConnector(limit=0, enable_cleanup_closed=True)
-        async with aiohttp.ClientSession(
-            connector=connector,
-            timeout=timeout,
-            auto_decompress=False,
-            cookie_jar=aiohttp.DummyCookieJar(),  # upstream cookies go to the client, not here
-            skip_auto_headers=("User-Agent", "Accept-Encoding", "Accept"),
-        ) as client:
-            app[FORWARDER] = Forwarder(
-                settings.upstream, client, own_cookie_prefix=settings.session.cookie_name
+        async with (
+            aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=0, enable_cleanup_closed=True),
+                timeout=upstream_timeout,
+                auto_decompress=False,
+                cookie_jar=aiohttp.DummyCookieJar(),  # upstream cookies belong to the client
+                skip_auto_headers=("User-Agent", "Accept-Encoding", "Accept"),
+            ) as upstream,
+            aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=settings.auth.oauth2.timeout),
+                cookie_jar=aiohttp.DummyCookieJar(),
+            ) as idp,
+        ):
+            clients.upstream, clients.idp = upstream, idp
+            clients.forwarder = Forwarder(
+                settings.upstream, upstream, own_cookie_prefix=settings.session.cookie_name
             )
             yield
 
-    return open_client
+    return open_clients
 
 
 async def _proxy(request: web.Request) -> web.StreamResponse:
     credentials = await request.app[AUTHENTICATOR].authenticate(request)
-    return await request.app[FORWARDER].forward(request, credentials)
+    forwarder = request.app[CLIENTS].forwarder
+    assert forwarder is not None
+    return await forwarder.forward(request, credentials)
 
 
 @web.middleware
@@ -86,3 +146,22 @@ async def _unrouted_to_proxy(request: web.Request, handler: Handler) -> web.Stre
     if isinstance(request.match_info.http_exception, web.HTTPNotFound):
         return await _proxy(request)
     return await handler(request)
+
+
+@web.middleware
+async def _cors_preflight(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
+        headers = request.app[ORIGINS].preflight_headers(
+            request.headers.get("Origin"),
+            request.headers.get("Access-Control-Request-Method"),
+            request.headers.get("Access-Control-Request-Headers"),
+        )
+        if headers is not None:
+            return web.Response(status=204, headers=headers)
+    return await handler(request)
+
+
+async def _cors_headers(request: web.Request, response: web.StreamResponse) -> None:
+    allowed = request.app[ORIGINS].cors_headers(request.headers.get("Origin"))
+    if allowed:  # ours replace the upstream's: only the proxy knows which origins it trusts
+        response.headers.update(allowed)

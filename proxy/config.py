@@ -28,6 +28,7 @@ from pydantic import (
     field_validator,
 )
 
+from proxy.csrf import normalise_origin
 from proxy.keys import InvalidKey, decode_key
 
 ENV_PREFIX = "SIPGATE_PROXY_"
@@ -71,6 +72,9 @@ class OAuth2(_Section):
     scopes: list[str] = Field(default_factory=lambda: ["all"])
     pkce: bool = True
     refresh_skew: float = Field(default=30.0, ge=0)
+    timeout: float = Field(default=10.0, gt=0)
+    path_prefix: str = Field(default="/oauth2", pattern=r"^(/[A-Za-z0-9._~-]+)+$")
+    idp_logout: bool = False
 
 
 class PersonalAccessToken(_Section):
@@ -94,6 +98,16 @@ class Session(_Section):
     keys: list[SecretStr] = Field(default_factory=list)
     store: Literal["cookie", "redis"] = "cookie"
     redis_url: SecretStr | None = None
+    max_lifetime: float = Field(default=30 * 24 * 3600, gt=0)
+    allowed_origins: list[str] = Field(default_factory=list)
+
+    @field_validator("allowed_origins")
+    @classmethod
+    def _bare_origins(cls, origins: list[str]) -> list[str]:
+        for origin in origins:
+            if normalise_origin(origin) is None:
+                raise ValueError(f"{origin!r} is not a bare origin such as https://app.example")
+        return origins
 
     @field_validator("keys")
     @classmethod

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -14,6 +15,9 @@ class Credentials:
     # Complete Set-Cookie values for the client, written before the response starts
     # (a streamed response cannot add headers once it has begun).
     set_cookies: tuple[str, ...] = field(default=())
+    # Called once when the upstream answers 401 to a bodiless request: fresh credentials
+    # for one retry, or None to pass the 401 on.
+    reauthorize: Callable[[], Awaitable[Credentials | None]] | None = None
 
     def __repr__(self) -> str:
         return f"Credentials(authorization=<redacted>, set_cookies={len(self.set_cookies)})"

@@ -2,9 +2,12 @@
 
     ProxyError                  (any error the proxy answers itself, JSON body)
     ├── BadRequestTarget        400  request target the proxy will not forward
+    ├── Unauthenticated         401  no valid session (a browser navigation gets 302)
     ├── ClientNotAllowed        403  client address outside allowed_client_networks
+    ├── CrossSiteRefused        403  unsafe method from a foreign origin (CSRF)
     ├── BodyTooLarge            413  request body above upstream.max_body_size
     ├── UpstreamUnreachable     502  connection refused, reset or closed early
+    ├── IdPUnavailable          503  token expired and the IdP cannot refresh it now
     └── UpstreamTimeout         504  connect or read timeout
 
 Messages are fixed strings: they never contain request data, tokens or secrets.
@@ -22,19 +25,50 @@ class ProxyError(Exception):
     code = "internal_error"
     message = "internal error"
 
-    def __init__(self, message: str | None = None) -> None:
+    def __init__(self, message: str | None = None, set_cookies: tuple[str, ...] = ()) -> None:
         super().__init__(message or self.message)
         if message:
             self.message = message
+        self.set_cookies = set_cookies  # e.g. expiring a session that is no longer valid
 
     def to_response(self) -> web.Response:
-        return json_error(self.status, self.code, self.message)
+        return self._with_cookies(json_error(self.status, self.code, self.message))
+
+    def _with_cookies(self, response: web.Response) -> web.Response:
+        for cookie in self.set_cookies:
+            response.headers.add("Set-Cookie", cookie)
+        return response
 
 
 class BadRequestTarget(ProxyError):
     status = 400
     code = "bad_request"
     message = "the request target must be a path"
+
+
+class Unauthenticated(ProxyError):
+    status = 401
+    code = "unauthenticated"
+    message = "no valid session: log in first"
+
+    def __init__(self, login_url: str, navigation: bool, set_cookies: tuple[str, ...]) -> None:
+        super().__init__(set_cookies=set_cookies)
+        self.login_url = login_url
+        self.navigation = navigation
+
+    def to_response(self) -> web.Response:
+        if self.navigation:
+            response = web.Response(status=302, headers={"Location": self.login_url})
+        else:
+            response = json_error(self.status, self.code, self.message, login_url=self.login_url)
+        response.headers["Cache-Control"] = "no-store"
+        return self._with_cookies(response)
+
+
+class CrossSiteRefused(ProxyError):
+    status = 403
+    code = "cross_site_request"
+    message = "unsafe request from another origin refused (CSRF protection)"
 
 
 class ClientNotAllowed(ProxyError):
@@ -53,6 +87,18 @@ class UpstreamUnreachable(ProxyError):
     status = 502
     code = "bad_gateway"
     message = "the upstream API could not be reached"
+
+
+class IdPUnavailable(ProxyError):
+    status = 503
+    code = "idp_unavailable"
+    message = "the login service cannot renew the session right now; retry shortly"
+    retry_after = 5
+
+    def to_response(self) -> web.Response:
+        response = super().to_response()
+        response.headers["Retry-After"] = str(self.retry_after)
+        return response
 
 
 class UpstreamTimeout(ProxyError):

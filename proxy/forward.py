@@ -60,6 +60,13 @@ class Forwarder:
         headers = self._upstream_headers(request, credentials)
         body = self._request_body(request)
         upstream = await self._send(request.method, url, headers, body)
+        if upstream.status == 401 and body is None and credentials.reauthorize is not None:
+            retry = await credentials.reauthorize()
+            if retry is not None:
+                upstream.release()
+                credentials = retry
+                headers["Authorization"] = retry.authorization
+                upstream = await self._send(request.method, url, headers, None)
         try:
             return await self._relay(request, upstream, credentials)
         finally:

@@ -5,7 +5,11 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import logging
 import secrets
+from collections.abc import Sequence
+
+log = logging.getLogger(__name__)
 
 KEY_BYTES = 32
 
@@ -33,3 +37,16 @@ def decode_key(text: str) -> bytes:
 def key_id(key: bytes) -> bytes:
     """A short public fingerprint of a key, so a cookie names the key that sealed it."""
     return hashlib.sha256(b"sipgate-auth-proxy key id\x00" + key).digest()[:4]
+
+
+def session_keys(configured: Sequence[str], local: bool) -> list[bytes]:
+    """The configured keys; on a developer machine without any, one throw-away key."""
+    if configured:
+        return [decode_key(text) for text in configured]
+    if not local:
+        raise InvalidKey("session keys are required outside a loopback public_url")
+    log.warning(
+        "no session.keys configured: using a throw-away key; sessions end when the proxy "
+        "stops (create a key with 'sipgate-auth-proxy generate-key')"
+    )
+    return [secrets.token_bytes(KEY_BYTES)]

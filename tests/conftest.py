@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,7 +13,9 @@ from aiohttp.test_utils import TestServer
 from proxy import config
 from proxy.app import create_app
 from proxy.server import handler_args
-from tests.support.upstream import create_upstream_app
+from tests.support.idp import RunningIdP, idp_available, start_idp
+from tests.support.processes import free_port
+from tests.support.upstream import VERIFIER, BearerVerifier, create_upstream_app
 
 IN_CI = os.environ.get("CI") == "true"
 
@@ -54,5 +58,74 @@ def make_proxy(
         settings = config.load(None, environ)
         app: web.Application = create_app(settings)
         return await aiohttp_server(app, **handler_args(settings), **kwargs)
+
+    return start
+
+
+CLIENT_ID = "2556404-0-dc848ae6-085c-11e8-92a6-31b99c83912e"
+CLIENT_SECRET = "test-client-secret"
+
+
+@dataclass
+class OAuthStack:
+    """A real IdP, an upstream double that verifies its JWTs, and the proxy between."""
+
+    idp: RunningIdP
+    upstream: TestServer
+    proxy: TestServer
+    public_url: str
+
+    @property
+    def verifier(self) -> BearerVerifier:
+        return self.upstream.app[VERIFIER]
+
+
+StackFactory = Callable[..., Awaitable[OAuthStack]]
+
+
+@pytest.fixture
+def idp_factory(tmp_path: Path) -> Iterator[Callable[..., RunningIdP]]:
+    require(*idp_available())
+    started: list[RunningIdP] = []
+
+    def start(redirect_uri: str, **options: Any) -> RunningIdP:
+        idp = start_idp(
+            tmp_path / f"idp{len(started)}",
+            client_id=CLIENT_ID,
+            client_secret=CLIENT_SECRET,
+            redirect_uris=[redirect_uri],
+            **options,
+        )
+        started.append(idp)
+        return idp
+
+    yield start
+    for idp in started:
+        idp.stop()
+
+
+@pytest.fixture
+def oauth_stack(
+    aiohttp_server: Callable[..., Awaitable[TestServer]],
+    idp_factory: Callable[..., RunningIdP],
+) -> StackFactory:
+    """Start IdP, upstream and proxy; keyword arguments go to the IdP, ``env`` to the proxy."""
+
+    async def start(env: dict[str, str] | None = None, **idp_options: Any) -> OAuthStack:
+        port = free_port()
+        public_url = f"http://localhost:{port}"
+        idp = idp_factory(f"{public_url}/oauth2/callback", **idp_options)
+        upstream = await aiohttp_server(create_upstream_app(jwks_url=idp.jwks_uri))
+        environ = {
+            "SIPGATE_PROXY_PUBLIC_URL": public_url,
+            "SIPGATE_PROXY_UPSTREAM__URL": str(upstream.make_url("")).rstrip("/"),
+            "SIPGATE_PROXY_AUTH__OAUTH2__ISSUER": idp.issuer,
+            "SIPGATE_PROXY_AUTH__OAUTH2__CLIENT_ID": CLIENT_ID,
+            "SIPGATE_PROXY_AUTH__OAUTH2__CLIENT_SECRET": CLIENT_SECRET,
+            **(env or {}),
+        }
+        settings = config.load(None, environ)
+        proxy = await aiohttp_server(create_app(settings), port=port, **handler_args(settings))
+        return OAuthStack(idp, upstream, proxy, public_url)
 
     return start

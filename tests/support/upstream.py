@@ -9,10 +9,15 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+from collections.abc import Awaitable, Callable
+from typing import Any
 
+import aiohttp
+import jwt
 from aiohttp import web
 
 CHUNK = 64 * 1024
+JWT_CLAIMS: web.RequestKey[dict[str, Any]] = web.RequestKey("jwt_claims", dict)
 
 
 async def echo(request: web.Request) -> web.Response:
@@ -28,6 +33,7 @@ async def echo(request: web.Request) -> web.Response:
         "body_size": size,
         "body_sha256": digest.hexdigest(),
         "chunked": request.headers.get("Transfer-Encoding", "").lower() == "chunked",
+        "jwt_sub": request.get(JWT_CLAIMS, {}).get("sub"),
     }
     return web.json_response(payload)
 
@@ -81,8 +87,63 @@ async def cookies(request: web.Request) -> web.Response:
     return response
 
 
-def create_upstream_app() -> web.Application:
+class BearerVerifier:
+    """Like api.sipgate.com: /v2/ needs a Bearer JWT signed by the IdP (401 otherwise)."""
+
+    def __init__(self, jwks_url: str) -> None:
+        self.jwks_url = jwks_url
+        self.jwks: dict[str, Any] | None = None
+        self.rejected = 0
+        self.accepted = 0
+
+    async def keys(self) -> dict[str, Any]:
+        if self.jwks is None:
+            async with aiohttp.ClientSession() as client, client.get(self.jwks_url) as resp:
+                self.jwks = await resp.json()
+        return self.jwks
+
+    async def claims(self, authorization: str) -> dict[str, Any] | None:
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            return None
+        try:
+            kid = jwt.get_unverified_header(token).get("kid")
+            jwk = next(k for k in (await self.keys())["keys"] if k.get("kid") == kid)
+            key = jwt.PyJWK(jwk).key
+            return dict(
+                jwt.decode(
+                    token,
+                    key=key,
+                    algorithms=["RS256", "PS256", "ES256"],
+                    options={"verify_aud": False},
+                )
+            )
+        except (jwt.PyJWTError, StopIteration, KeyError):
+            return None
+
+    @web.middleware
+    async def middleware(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        if request.path.startswith("/v2/"):
+            claims = await self.claims(request.headers.get("Authorization", ""))
+            if claims is None:
+                self.rejected += 1
+                return web.json_response({"error": "invalid token"}, status=401)
+            self.accepted += 1
+            request[JWT_CLAIMS] = claims
+        return await handler(request)
+
+
+VERIFIER = web.AppKey("verifier", BearerVerifier)
+
+
+def create_upstream_app(jwks_url: str | None = None) -> web.Application:
     app = web.Application(client_max_size=1024**4)
+    if jwks_url:
+        verifier = BearerVerifier(jwks_url)
+        app[VERIFIER] = verifier
+        app.middlewares.append(verifier.middleware)
     app.router.add_get("/__test/download", download)
     app.router.add_get("/__test/slow", slow)
     app.router.add_get("/__test/stall", stall_mid_body)

@@ -1,0 +1,118 @@
+"""OAuth2 mode's authenticator: a session cookie in, a Bearer credential out.
+
+no session          → Unauthenticated (302 to login for a navigation, else 401)
+unsafe cross-site   → CrossSiteRefused (403)
+access token fresh  → Bearer
+near expiry         → single-flight refresh; new cookies ride on the same response
+  grant gone        → session cleared, Unauthenticated
+  IdP unavailable   → the current token while it is valid, else IdPUnavailable (503)
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from aiohttp import web
+
+from proxy.credentials import Credentials
+from proxy.csrf import OriginPolicy
+from proxy.errors import CrossSiteRefused, IdPUnavailable, Unauthenticated
+from proxy.navigation import is_browser_navigation
+from proxy.redirects import login_url
+from proxy.refresh import Outcome, Refresher, RefreshFailed
+from proxy.session import CookieSessionStorage
+from proxy.session_codec import StoredSession
+from proxy.tokens import Clock, TokenSet
+
+log = logging.getLogger(__name__)
+
+REFRESH_OUTCOME_KEY = web.RequestKey("refresh_outcome", Outcome)
+
+
+class BrowserSessionAuth:
+    def __init__(
+        self,
+        storage: CookieSessionStorage,
+        refresher: Refresher,
+        origins: OriginPolicy,
+        public_url: str,
+        prefix: str,
+        refresh_skew: float,
+        clock: Clock = time.time,
+    ) -> None:
+        self._storage = storage
+        self._refresher = refresher
+        self._origins = origins
+        self._public_url = public_url
+        self._prefix = prefix
+        self._skew = refresh_skew
+        self._clock = clock
+
+    async def authenticate(self, request: web.Request) -> Credentials:
+        stored = self._storage.load(request.cookies)
+        if stored is None:
+            raise self._unauthenticated(request)
+        if not self._origins.allows_unsafe_request(
+            request.method, request.headers.get("Origin"), request.headers.get("Sec-Fetch-Site")
+        ):
+            raise CrossSiteRefused()
+        tokens, cookies = await self._fresh(request, stored, force=False)
+        return self._credentials(request, stored, tokens, cookies)
+
+    def _credentials(
+        self,
+        request: web.Request,
+        stored: StoredSession,
+        tokens: TokenSet,
+        cookies: tuple[str, ...],
+    ) -> Credentials:
+        async def after_upstream_401() -> Credentials | None:
+            # The upstream says the token is bad although it looked valid: one forced
+            # refresh through the same single-flight path, then one retry.
+            try:
+                fresh, new_cookies = await self._fresh(
+                    request, StoredSession(tokens, stored.created, stored.sealed_at), force=True
+                )
+            except (Unauthenticated, IdPUnavailable):
+                return None
+            return self._credentials(request, stored, fresh, new_cookies)
+
+        return Credentials(
+            authorization=f"Bearer {tokens.access_token}",
+            set_cookies=cookies,
+            reauthorize=after_upstream_401,
+        )
+
+    async def _fresh(
+        self, request: web.Request, stored: StoredSession, force: bool
+    ) -> tuple[TokenSet, tuple[str, ...]]:
+        tokens, now = stored.tokens, self._clock()
+        if not force and not tokens.access_expires_within(self._skew, now):
+            return tokens, ()
+        try:
+            fresh, outcome = await self._refresher.refresh(tokens)
+        except RefreshFailed as failed:
+            request[REFRESH_OUTCOME_KEY] = failed.outcome
+            if failed.fatal:
+                log.info("session ended by the IdP (%s); login required", failed)
+                raise self._unauthenticated(request) from None
+            if not force and tokens.expires_at > now:
+                return tokens, ()  # IdP down: the current token still works for a while
+            raise IdPUnavailable() from None
+        request[REFRESH_OUTCOME_KEY] = outcome
+        if outcome is Outcome.GRACE and fresh.access_expires_within(self._skew, now):
+            # The grace copy itself is stale by now: refresh it in turn.
+            return await self._fresh(request, StoredSession(fresh, stored.created, now), force)
+        cookies = self._storage.set_cookie_headers(fresh, stored.created, request.cookies)
+        return fresh, tuple(cookies)
+
+    def _unauthenticated(self, request: web.Request) -> Unauthenticated:
+        navigation = is_browser_navigation(
+            request.method, request.headers.get("Accept"), request.headers.get("Sec-Fetch-Mode")
+        )
+        return Unauthenticated(
+            login_url=login_url(self._public_url, self._prefix, request.raw_path),
+            navigation=navigation,
+            set_cookies=tuple(self._storage.clear_cookie_headers(request.cookies)),
+        )

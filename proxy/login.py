@@ -1,0 +1,194 @@
+"""The proxy's own OAuth2 endpoints: start, callback, sign_out, userinfo.
+
+Failures a person meets in the browser (IdP error, expired attempt, IdP down) end on a
+small HTML page with a retry link, never in a redirect loop.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import time
+
+import aiohttp_session
+from aiohttp import web
+
+from proxy.csrf import OriginPolicy
+from proxy.errors import CrossSiteRefused, json_error
+from proxy.id_token import InvalidIdToken, verify
+from proxy.login_flow import LoginFlow, LoginFlows
+from proxy.oauth import IdPUnavailable, OAuthClient, TokenError, pkce_challenge
+from proxy.redirects import login_url, safe_return_path
+from proxy.session import CREATED_KEY, TOKENS_KEY, CookieSessionStorage
+from proxy.tokens import Clock, MalformedTokenResponse, TokenSet
+
+log = logging.getLogger(__name__)
+
+
+class LoginRoutes:
+    def __init__(
+        self,
+        oauth: OAuthClient,
+        flows: LoginFlows,
+        storage: CookieSessionStorage,
+        origins: OriginPolicy,
+        public_url: str,
+        prefix: str,
+        pkce: bool,
+        idp_logout: bool,
+        clock: Clock = time.time,
+    ) -> None:
+        self._oauth = oauth
+        self._flows = flows
+        self._storage = storage
+        self._origins = origins
+        self._public_url = public_url
+        self._prefix = prefix
+        self._pkce = pkce
+        self._wants_nonce = "openid" in oauth.scopes
+        self._idp_logout = idp_logout
+        self._clock = clock
+
+    def register(self, router: web.UrlDispatcher) -> None:
+        router.add_get(f"{self._prefix}/start", self.start)
+        router.add_get(f"{self._prefix}/callback", self.callback)
+        router.add_route("GET", f"{self._prefix}/sign_out", self.sign_out)
+        router.add_route("POST", f"{self._prefix}/sign_out", self.sign_out)
+        router.add_get(f"{self._prefix}/userinfo", self.userinfo)
+
+    async def start(self, request: web.Request) -> web.Response:
+        return_path = safe_return_path(request.query.get("rd"))
+        flow, cookies = self._flows.begin(
+            return_path, self._pkce, self._wants_nonce, request.cookies
+        )
+        challenge = pkce_challenge(flow.verifier) if flow.verifier else None
+        try:
+            target = await self._oauth.authorize_url(flow.state, challenge, flow.nonce)
+        except IdPUnavailable:
+            return self._page(503, "The sipgate login is not reachable right now.", return_path)
+        response = web.Response(status=302, headers={"Location": target})
+        _add_cookies(response, cookies)
+        return response
+
+    async def callback(self, request: web.Request) -> web.Response:
+        query = request.query
+        state = query.get("state", "")
+        if "error" in query:
+            retry = self._flows.peek_return_path(state, request.cookies)
+            _, expire = self._flows.finish(state, request.cookies)
+            log.info("login refused by the IdP: %s", _short(query.get("error", "")))
+            page = self._page(
+                403, f"The login was not completed ({_short(query['error'])}).", retry
+            )
+            return _add_cookies(page, expire)
+        flow, expire = self._flows.finish(state, request.cookies)
+        if flow is None or not query.get("code"):
+            log.info("login callback with an unknown, used or expired state")
+            page = self._page(400, "This login attempt has expired or was already used.", "/")
+            return _add_cookies(page, expire)
+        try:
+            tokens = await self._redeem(query["code"], flow)
+        except (IdPUnavailable, MalformedTokenResponse):
+            log.warning("login failed: the IdP did not answer the code exchange")
+            page = self._page(502, "The sipgate login did not answer.", flow.return_path)
+            return _add_cookies(page, expire)
+        except (TokenError, InvalidIdToken) as err:
+            log.warning("login failed: %s", err)
+            page = self._page(403, "The login could not be completed.", flow.return_path)
+            return _add_cookies(page, expire)
+        session = await aiohttp_session.new_session(request)
+        session[TOKENS_KEY] = tokens
+        session[CREATED_KEY] = self._clock()
+        log.info("login ok")
+        response = web.Response(status=302, headers={"Location": flow.return_path})
+        return _add_cookies(response, expire)
+
+    async def sign_out(self, request: web.Request) -> web.Response:
+        if not self._origins.allows_unsafe_request(
+            request.method, request.headers.get("Origin"), request.headers.get("Sec-Fetch-Site")
+        ):
+            return CrossSiteRefused().to_response()
+        return_path = safe_return_path(request.query.get("rd"))
+        session = await aiohttp_session.get_session(request)
+        tokens = session.get(TOKENS_KEY)
+        target: str | None = return_path
+        if isinstance(tokens, TokenSet):
+            target = await self._end_at_idp(tokens, return_path)
+        session.invalidate()
+        return web.Response(status=302, headers={"Location": target or return_path})
+
+    async def userinfo(self, request: web.Request) -> web.Response:
+        stored = self._storage.load(request.cookies)
+        if stored is None:
+            return json_error(
+                401,
+                "unauthenticated",
+                "no valid session",
+                login_url=login_url(self._public_url, self._prefix, "/"),
+            )
+        tokens, now = stored.tokens, self._clock()
+        return web.json_response(
+            {
+                "sub": tokens.subject,
+                "scopes": tokens.scope.split(),
+                "expires_at": int(tokens.expires_at),
+                "expires_in": max(0, int(tokens.expires_at - now)),
+                "refresh_expires_at": int(tokens.refresh_expires_at),
+                "session_created_at": int(stored.created),
+            },
+            headers={"Cache-Control": "no-store"},
+        )
+
+    async def _redeem(self, code: str, flow: LoginFlow) -> TokenSet:
+        body = await self._oauth.exchange_code(code, flow.verifier)
+        tokens = TokenSet.from_response(body, self._clock(), keep_id_token=self._idp_logout)
+        if flow.nonce is not None:
+            id_token = body.get("id_token")
+            if not isinstance(id_token, str):
+                raise InvalidIdToken("no id_token although openid was requested")
+            claims = verify(
+                id_token,
+                await self._oauth.jwks(),
+                self._oauth.issuer,
+                self._oauth.client_id,
+                flow.nonce,
+            )
+            tokens = tokens.with_subject(str(claims["sub"]))
+        return tokens
+
+    async def _end_at_idp(self, tokens: TokenSet, return_path: str) -> str | None:
+        try:
+            if tokens.refresh_token and not await self._oauth.revoke(tokens.refresh_token):
+                log.warning("sign-out: the IdP did not confirm the revocation")
+            if self._idp_logout:
+                return await self._oauth.end_session_url(
+                    self._public_url + return_path, tokens.id_token
+                )
+        except IdPUnavailable:
+            log.warning("sign-out: the IdP is unreachable; cookies cleared anyway")
+        return None
+
+    def _page(self, status: int, message: str, return_path: str) -> web.Response:
+        retry = html.escape(login_url("", self._prefix, return_path), quote=True)
+        body = (
+            "<!doctype html><html><head><meta charset='utf-8'><title>Sign-in</title></head>"
+            f"<body><h1>Sign-in</h1><p>{html.escape(message)}</p>"
+            f'<p><a href="{retry}">Try again</a></p></body></html>'
+        )
+        return web.Response(
+            status=status,
+            text=body,
+            content_type="text/html",
+            headers={"Cache-Control": "no-store", "Content-Security-Policy": "default-src 'none'"},
+        )
+
+
+def _add_cookies(response: web.Response, cookies: list[str]) -> web.Response:
+    for cookie in cookies:
+        response.headers.add("Set-Cookie", cookie)
+    return response
+
+
+def _short(text: str) -> str:
+    """IdP error codes are short tokens; anything else is cut and stripped."""
+    return "".join(c for c in text[:64] if c.isalnum() or c in "_-.") or "error"

@@ -1,0 +1,146 @@
+"""One short-lived encrypted cookie per login attempt: state, PKCE verifier, nonce, return path.
+
+Each attempt has its own cookie (named after a digest of its state), so several tabs can
+log in at once; at most ``MAX_FLOWS`` are kept, oldest dropped first. The cookie's path
+is the login prefix, so proxied API requests never carry it. A state is good once: the
+callback expires its cookie, and a bounded in-memory set refuses a replay meanwhile.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import secrets
+import time
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from proxy.cookie_chunks import CookieAttributes
+from proxy.oauth import pkce_verifier
+from proxy.sealing import KeyRing, context
+from proxy.tokens import Clock
+
+FLOW_LIFETIME = 600  # seconds a user has to complete the IdP's login form
+MAX_FLOWS = 5
+MAX_FLOW_COOKIE = 2048
+
+
+@dataclass(frozen=True)
+class LoginFlow:
+    state: str
+    verifier: str | None
+    nonce: str | None
+    return_path: str
+    started_at: float
+
+
+class LoginFlows:
+    def __init__(
+        self,
+        keys: KeyRing,
+        cookie_name: str,
+        attributes: CookieAttributes,
+        clock: Clock = time.time,
+    ) -> None:
+        self._keys = keys
+        self._prefix = f"{cookie_name}_flow_"
+        self._attributes = attributes
+        self._clock = clock
+        self._used = _UsedStates()
+
+    def begin(
+        self, return_path: str, pkce: bool, nonce: bool, cookies: Mapping[str, str]
+    ) -> tuple[LoginFlow, list[str]]:
+        verifier = pkce_verifier() if pkce else None
+        flow = LoginFlow(
+            state=secrets.token_urlsafe(32),
+            verifier=verifier,
+            nonce=secrets.token_urlsafe(24) if nonce else None,
+            return_path=return_path,
+            started_at=self._clock(),
+        )
+        name = self._name(flow.state)
+        payload = json.dumps(
+            [flow.state, flow.verifier, flow.nonce, flow.return_path, flow.started_at]
+        ).encode()
+        sealed = self._keys.seal(payload, context("flow", name))
+        value = base64.urlsafe_b64encode(sealed).rstrip(b"=").decode("ascii")
+        headers = [f"{name}={value}; {self._attributes.render(FLOW_LIFETIME)}"]
+        return flow, headers + self._evict_oldest(cookies)
+
+    def finish(self, state: str, cookies: Mapping[str, str]) -> tuple[LoginFlow | None, list[str]]:
+        """The flow for this state (once), and the Set-Cookie that ends it."""
+        name = self._name(state)
+        flow = self._open(name, cookies.get(name))
+        expire = [self._expire(name)] if name in cookies else []
+        if flow is None or not hmac.compare_digest(flow.state.encode(), state.encode()):
+            return None, expire
+        if not self._used.claim(flow.state, flow.started_at + FLOW_LIFETIME, self._clock()):
+            return None, expire
+        return flow, expire
+
+    def peek_return_path(self, state: str | None, cookies: Mapping[str, str]) -> str:
+        """Where a failed attempt started, for a retry link (never a redirect)."""
+        if not state:
+            return "/"
+        flow = self._open(self._name(state), cookies.get(self._name(state)))
+        return flow.return_path if flow else "/"
+
+    def _name(self, state: str) -> str:
+        digest = hashlib.sha256(state.encode("utf-8", "replace")).digest()
+        return self._prefix + base64.urlsafe_b64encode(digest[:9]).decode("ascii")
+
+    def _open(self, name: str, value: str | None) -> LoginFlow | None:
+        if not value or len(value) > MAX_FLOW_COOKIE:
+            return None
+        try:
+            sealed = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+        except (binascii.Error, ValueError):
+            return None
+        plaintext = self._keys.open(sealed, context("flow", name))
+        if plaintext is None:
+            return None
+        try:
+            state, verifier, nonce, return_path, started_at = json.loads(plaintext)
+            flow = LoginFlow(state, verifier, nonce, return_path, float(started_at))
+        except (ValueError, TypeError):
+            return None
+        age = self._clock() - flow.started_at
+        return flow if -60 <= age <= FLOW_LIFETIME else None
+
+    def _evict_oldest(self, cookies: Mapping[str, str]) -> list[str]:
+        flows = [name for name in cookies if name.startswith(self._prefix)]
+        if len(flows) < MAX_FLOWS:
+            return []
+
+        def started(name: str) -> float:
+            flow = self._open(name, cookies[name])
+            return flow.started_at if flow else float("-inf")
+
+        oldest_first = sorted(flows, key=started)
+        return [self._expire(name) for name in oldest_first[: len(flows) - MAX_FLOWS + 1]]
+
+    def _expire(self, name: str) -> str:
+        return f"{name}=; {self._attributes.render(0)}"
+
+
+class _UsedStates:
+    """States already redeemed, remembered until their flow would have expired anyway."""
+
+    def __init__(self, limit: int = 10_000) -> None:
+        self._until: OrderedDict[str, float] = OrderedDict()
+        self._limit = limit
+
+    def claim(self, state: str, until: float, now: float) -> bool:
+        while self._until and next(iter(self._until.values())) < now:
+            self._until.popitem(last=False)
+        if state in self._until:
+            return False
+        self._until[state] = until
+        if len(self._until) > self._limit:
+            self._until.popitem(last=False)
+        return True

@@ -1,0 +1,249 @@
+"""The OAuth2 client side of sipgate's Keycloak: authorize URL, code exchange, refresh,
+revocation, end-session, JWKS. Knows HTTP and the protocol; knows nothing of cookies.
+
+    OAuthError
+    ├── TokenError        the IdP answered {"error": …}; ``code`` decides, never the text
+    └── IdPUnavailable    network error, timeout, 5xx or an answer that is not the protocol
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote, urlencode
+
+import aiohttp
+
+from proxy.config import OAuth2
+
+SIPGATE_LOGIN = "https://login.sipgate.com/auth/realms/{realm}"
+# Codes after which the grant is gone for good: the user has to log in again.
+FATAL_CODES = frozenset({"invalid_grant", "invalid_client", "unauthorized_client"})
+
+
+class OAuthError(Exception):
+    pass
+
+
+class TokenError(OAuthError):
+    def __init__(self, code: str, status: int) -> None:
+        super().__init__(f"token endpoint error {code} (HTTP {status})")
+        self.code = code
+        self.status = status
+
+    @property
+    def fatal(self) -> bool:
+        return self.code in FATAL_CODES
+
+
+class IdPUnavailable(OAuthError):
+    pass
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    issuer: str
+    authorization: str
+    token: str
+    jwks: str
+    revocation: str | None
+    end_session: str | None
+    legacy_logout: str | None  # Keycloak's POST …/logout with refresh_token
+
+
+def realm_of(settings: OAuth2) -> str:
+    """sipgate's newer client ids end in ':<realm>'; that suffix wins over config."""
+    if settings.client_id and ":" in settings.client_id:
+        suffix = settings.client_id.rsplit(":", 1)[1]
+        if suffix and all(c.isalnum() or c in "._-" for c in suffix):
+            return suffix
+    return settings.realm
+
+
+def issuer_of(settings: OAuth2) -> str:
+    return (settings.issuer or SIPGATE_LOGIN.format(realm=realm_of(settings))).rstrip("/")
+
+
+def keycloak_endpoints(issuer: str) -> Endpoints:
+    base = f"{issuer}/protocol/openid-connect"
+    return Endpoints(
+        issuer=issuer,
+        authorization=f"{base}/auth",
+        token=f"{base}/token",
+        jwks=f"{base}/certs",
+        revocation=f"{base}/revoke",
+        end_session=f"{base}/logout",
+        legacy_logout=f"{base}/logout",
+    )
+
+
+def endpoints_from_discovery(issuer: str, document: dict[str, Any]) -> Endpoints:
+    if document.get("issuer", "").rstrip("/") != issuer:
+        raise IdPUnavailable("discovery document names another issuer")
+    try:
+        return Endpoints(
+            issuer=issuer,
+            authorization=str(document["authorization_endpoint"]),
+            token=str(document["token_endpoint"]),
+            jwks=str(document["jwks_uri"]),
+            revocation=document.get("revocation_endpoint"),
+            end_session=document.get("end_session_endpoint"),
+            legacy_logout=None,
+        )
+    except KeyError as missing:
+        raise IdPUnavailable(f"discovery document lacks {missing}") from None
+
+
+def pkce_verifier() -> str:
+    """A PKCE code verifier (RFC 7636 §4.1): 64 unreserved characters."""
+    return secrets.token_urlsafe(48)
+
+
+def pkce_challenge(verifier: str) -> str:
+    """The S256 code challenge for a verifier (RFC 7636 §4.2)."""
+    digest = hashlib.sha256(verifier.encode("ascii")).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+
+class OAuthClient:
+    def __init__(
+        self, settings: OAuth2, redirect_uri: str, http: Callable[[], aiohttp.ClientSession]
+    ) -> None:
+        if settings.client_id is None or settings.client_secret is None:
+            raise ValueError("OAuth2 mode needs client_id and client_secret")
+        self._settings = settings
+        self._client_id = settings.client_id
+        self._secret = settings.client_secret.get_secret_value()
+        self.redirect_uri = redirect_uri
+        self._http = http
+        self.issuer = issuer_of(settings)
+        self._endpoints: Endpoints | None = None
+        if not settings.discovery:
+            self._endpoints = keycloak_endpoints(self.issuer)
+
+    @property
+    def client_id(self) -> str:
+        return self._client_id
+
+    @property
+    def scopes(self) -> list[str]:
+        return list(self._settings.scopes)
+
+    async def endpoints(self) -> Endpoints:
+        if self._endpoints is None:
+            url = f"{self.issuer}/.well-known/openid-configuration"
+            self._endpoints = endpoints_from_discovery(self.issuer, await self._get_json(url))
+        return self._endpoints
+
+    async def authorize_url(self, state: str, challenge: str | None, nonce: str | None) -> str:
+        params = {
+            "response_type": "code",
+            "client_id": self._client_id,
+            "redirect_uri": self.redirect_uri,
+            "scope": " ".join(self._settings.scopes),
+            "state": state,
+        }
+        if challenge is not None:
+            params |= {"code_challenge": challenge, "code_challenge_method": "S256"}
+        if nonce is not None:
+            params["nonce"] = nonce
+        return f"{(await self.endpoints()).authorization}?{urlencode(params, quote_via=quote)}"
+
+    async def exchange_code(self, code: str, verifier: str | None) -> dict[str, Any]:
+        form = {"grant_type": "authorization_code", "code": code, "redirect_uri": self.redirect_uri}
+        if verifier is not None:
+            form["code_verifier"] = verifier
+        return await self._token_request(form)
+
+    async def refresh(self, refresh_token: str) -> dict[str, Any]:
+        return await self._token_request(
+            {"grant_type": "refresh_token", "refresh_token": refresh_token}
+        )
+
+    async def jwks(self) -> dict[str, Any]:
+        return await self._get_json((await self.endpoints()).jwks)
+
+    async def revoke(self, refresh_token: str) -> bool:
+        """Revoke at the IdP: RFC 7009 first, Keycloak's legacy logout when that is missing."""
+        endpoints = await self.endpoints()
+        if endpoints.revocation:
+            form = {"token": refresh_token, "token_type_hint": "refresh_token"}
+            status = await self._post_status(endpoints.revocation, form)
+            if status == 200:
+                return True
+            if status not in (404, 405, 501):
+                return False
+        if endpoints.legacy_logout:
+            status = await self._post_status(
+                endpoints.legacy_logout, {"refresh_token": refresh_token}
+            )
+            return status in (200, 204)
+        return False
+
+    async def end_session_url(self, post_logout_redirect: str, id_token: str | None) -> str | None:
+        endpoint = (await self.endpoints()).end_session
+        if endpoint is None:
+            return None
+        params = {"client_id": self._client_id, "post_logout_redirect_uri": post_logout_redirect}
+        if id_token:
+            params["id_token_hint"] = id_token
+        return f"{endpoint}?{urlencode(params, quote_via=quote)}"
+
+    # --- HTTP -------------------------------------------------------------------------
+
+    def _authenticated(self, form: dict[str, str]) -> tuple[dict[str, str], dict[str, str]]:
+        headers = {"Accept": "application/json"}
+        if self._settings.client_auth == "client_secret_basic":
+            # RFC 6749 §2.3.1: form-encode id and secret before Basic encoding.
+            pair = f"{quote(self._client_id, safe='')}:{quote(self._secret, safe='')}"
+            headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
+            return {**form, "client_id": self._client_id}, headers
+        return {**form, "client_id": self._client_id, "client_secret": self._secret}, headers
+
+    async def _token_request(self, form: dict[str, str]) -> dict[str, Any]:
+        body, headers = self._authenticated(form)
+        url = (await self.endpoints()).token
+        try:
+            async with self._http().post(url, data=body, headers=headers) as response:
+                status, text = response.status, await response.text()
+        except (aiohttp.ClientError, TimeoutError):
+            raise IdPUnavailable("token endpoint unreachable") from None
+        document = _json_object(text)
+        if status == 200 and document is not None:
+            return document
+        if 400 <= status < 500 and document is not None and isinstance(document.get("error"), str):
+            raise TokenError(document["error"], status)
+        raise IdPUnavailable(f"token endpoint answered HTTP {status}")
+
+    async def _post_status(self, url: str, form: dict[str, str]) -> int:
+        body, headers = self._authenticated(form)
+        try:
+            async with self._http().post(url, data=body, headers=headers) as response:
+                await response.read()
+                return response.status
+        except (aiohttp.ClientError, TimeoutError):
+            raise IdPUnavailable("IdP unreachable") from None
+
+    async def _get_json(self, url: str) -> dict[str, Any]:
+        try:
+            async with self._http().get(url, headers={"Accept": "application/json"}) as response:
+                status, text = response.status, await response.text()
+        except (aiohttp.ClientError, TimeoutError):
+            raise IdPUnavailable("IdP unreachable") from None
+        document = _json_object(text)
+        if status != 200 or document is None:
+            raise IdPUnavailable(f"IdP answered HTTP {status}")
+        return document
+
+
+def _json_object(text: str) -> dict[str, Any] | None:
+    try:
+        document = json.loads(text)
+    except ValueError:
+        return None
+    return document if isinstance(document, dict) else None

@@ -1,0 +1,86 @@
+"""A real Chromium logs in through the proxy, calls the API, signs out, and is sent to
+login again. Every Set-Cookie it receives from the proxy is measured."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import AsyncIterator
+
+import pytest
+
+from tests.conftest import StackFactory, require
+from tests.support.idp import LOGIN_FORM, browser_login
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+@pytest.fixture
+async def page() -> AsyncIterator[object]:
+    require(shutil.which(CHROMIUM) is not None, "Debian chromium is not installed")
+    try:
+        from playwright.async_api import async_playwright
+    except ImportError:
+        require(False, "playwright is not installed")
+        raise
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        context = await browser.new_context()
+        yield await context.new_page()
+        await browser.close()
+
+
+async def test_browser_logs_in_calls_api_and_signs_out(
+    oauth_stack: StackFactory, page: object
+) -> None:
+    from playwright.async_api import Page, Response
+
+    assert isinstance(page, Page)
+    stack = await oauth_stack(
+        {
+            "SIPGATE_PROXY_AUTH__OAUTH2__SCOPES": "[all, openid]",
+            "SIPGATE_PROXY_AUTH__OAUTH2__IDP_LOGOUT": "true",
+        }
+    )
+    set_cookies: list[str] = []
+
+    async def collect(response: Response) -> None:
+        if response.url.startswith(stack.public_url):
+            for header in await response.headers_array():
+                if header["name"].lower() == "set-cookie":
+                    set_cookies.append(header["value"])
+
+    page.on("response", collect)
+
+    await page.goto(f"{stack.public_url}/v2/account?from=browser")
+    await browser_login(page, "alice@example.com")
+    await page.wait_for_url(f"{stack.public_url}/v2/account?from=browser")
+    echoed = json.loads(await page.inner_text("body"))
+    assert echoed["jwt_sub"] == "alice@example.com"
+    assert echoed["raw_path"] == "/v2/account?from=browser"
+
+    # The page's own fetch() (an API call, not a navigation) rides on the session cookie.
+    status = await page.evaluate("fetch('/v2/history').then(r => r.status)")
+    assert status == 200
+    assert stack.verifier.accepted == 2
+
+    session_cookies = [c for c in set_cookies if c.startswith("sipgate_proxy_") and "=;" not in c]
+    sizes = [len(f"Set-Cookie: {c}") for c in set_cookies]
+    print(f"session Set-Cookie sizes: {[len('Set-Cookie: ' + c) for c in session_cookies]}")
+    assert max(sizes) <= 4096
+    assert len([c for c in session_cookies if not c.startswith("sipgate_proxy_flow_")]) == 1
+
+    await page.goto(f"{stack.public_url}/oauth2/sign_out?rd=/v2/account")
+    assert stack.idp.stats()["revocation"] == {"success": 1}
+    # Signed out here and at the IdP: the next visit shows the IdP's login form again.
+    await page.wait_for_selector(LOGIN_FORM)
+    cookies = await page.context.cookies(stack.public_url)
+    assert not [c for c in cookies if c["name"].startswith("sipgate_proxy_")]

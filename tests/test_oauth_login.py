@@ -1,0 +1,186 @@
+"""OAuth2 login through the proxy against a real oidc-provider with Keycloak's paths."""
+
+from __future__ import annotations
+
+import json
+from urllib.parse import parse_qs, urlsplit
+
+import aiohttp
+
+from tests.conftest import CLIENT_ID, StackFactory
+from tests.support.scripted_browser import NAVIGATION, ScriptedBrowser
+
+
+async def test_login_then_api_call_carries_verified_bearer(oauth_stack: StackFactory) -> None:
+    stack = await oauth_stack()
+    async with ScriptedBrowser() as browser:
+        landed = await browser.login(stack.public_url, "alice", "/v2/account?x=1")
+        assert landed == "/v2/account?x=1"
+        status, _, body, _ = await browser.request("GET", f"{stack.public_url}/v2/account")
+    echoed = json.loads(body)
+    assert status == 200
+    assert echoed["jwt_sub"] == "alice"  # the upstream verified the JWT against the JWKS
+    assert stack.verifier.accepted == 1
+    assert stack.idp.token_calls("authorization_code", "success") == 1
+    assert stack.idp.stats()["token_auth"] == {"client_secret_post": 1}
+
+
+async def test_start_redirects_to_keycloak_authorize_with_pkce(oauth_stack: StackFactory) -> None:
+    stack = await oauth_stack()
+    async with ScriptedBrowser() as browser:
+        status, headers, _, cookies = await browser.request(
+            "GET", f"{stack.public_url}/oauth2/start?rd=/v2/history"
+        )
+    assert status == 302
+    location = urlsplit(headers["Location"])
+    assert location.path == "/auth/realms/sipgate-apps/protocol/openid-connect/auth"
+    query = {k: v[0] for k, v in parse_qs(location.query).items()}
+    assert query["client_id"] == CLIENT_ID
+    assert query["redirect_uri"] == f"{stack.public_url}/oauth2/callback"
+    assert query["response_type"] == "code"
+    assert query["scope"] == "all"
+    assert query["code_challenge_method"] == "S256"
+    assert len(query["state"]) >= 43
+    assert "nonce" not in query  # no openid scope, no nonce
+    (flow_cookie,) = cookies
+    assert flow_cookie.startswith("sipgate_proxy_flow_")
+    assert "Path=/oauth2/" in flow_cookie
+    assert "HttpOnly" in flow_cookie
+
+
+async def test_openid_scope_sends_and_checks_nonce(oauth_stack: StackFactory) -> None:
+    stack = await oauth_stack({"SIPGATE_PROXY_AUTH__OAUTH2__SCOPES": "[all, openid]"})
+    async with ScriptedBrowser() as browser:
+        assert await browser.login(stack.public_url, "bob", "/") == "/"
+        status, _, body, _ = await browser.request("GET", f"{stack.public_url}/oauth2/userinfo")
+    info = json.loads(body)
+    assert status == 200
+    assert info["sub"] == "bob"  # taken from the ID token after its nonce was checked
+
+
+async def test_unauthenticated_navigation_redirects_api_gets_401(
+    oauth_stack: StackFactory,
+) -> None:
+    stack = await oauth_stack()
+    async with ScriptedBrowser() as browser:
+        url = f"{stack.public_url}/v2/account?a=1"
+        status, headers, _, _ = await browser.request("GET", url, headers=NAVIGATION)
+        assert status == 302
+        assert headers["Location"] == f"{stack.public_url}/oauth2/start?rd=/v2/account%3Fa%3D1"
+        status, headers, body, _ = await browser.request(
+            "GET", url, headers={"Accept": "application/json"}
+        )
+        assert status == 401
+        assert json.loads(body)["login_url"].startswith(f"{stack.public_url}/oauth2/start")
+        status, _, _, _ = await browser.request("POST", url, headers=NAVIGATION)
+        assert status == 401  # only GET/HEAD navigations start a login
+    assert stack.verifier.accepted + stack.verifier.rejected == 0  # nothing reached upstream
+
+
+async def test_callback_state_is_single_use(oauth_stack: StackFactory) -> None:
+    stack = await oauth_stack()
+    async with ScriptedBrowser() as browser:
+        await browser.login(stack.public_url, "grace")  # the IdP now skips its form
+        status, headers, _, _ = await browser.request(
+            "GET", f"{stack.public_url}/oauth2/start?rd=/"
+        )
+        flow_jar = dict(browser.jar(stack.public_url))
+        callback, _, _ = await browser.navigate(headers["Location"], stop_at=stack.public_url)
+        # first use: works
+        status, _, _, _ = await browser.request("GET", callback, headers=NAVIGATION)
+        assert status == 302
+        # replay with the flow cookie restored: refused, with a page, not a redirect
+        browser.jar(stack.public_url).update(flow_jar)
+        status, headers, body, _ = await browser.request("GET", callback, headers=NAVIGATION)
+    assert status == 400
+    assert "expired or was already used" in body
+    assert headers["Content-Type"].startswith("text/html")
+
+
+async def test_callback_error_from_idp_shows_page_with_retry(oauth_stack: StackFactory) -> None:
+    stack = await oauth_stack()
+    async with ScriptedBrowser() as browser:
+        _, headers, _, _ = await browser.request("GET", f"{stack.public_url}/oauth2/start?rd=/v2/x")
+        state = parse_qs(urlsplit(headers["Location"]).query)["state"][0]
+        status, _, body, _ = await browser.request(
+            "GET",
+            f"{stack.public_url}/oauth2/callback?error=access_denied&state={state}"
+            "&error_description=%3Cscript%3E&session_state=x&iss=y",
+        )
+    assert status == 403
+    assert "access_denied" in body
+    assert "<script>" not in body
+    assert 'href="/oauth2/start?rd=/v2/x"' in body
+
+
+async def test_sign_out_revokes_and_clears_cookies(oauth_stack: StackFactory) -> None:
+    stack = await oauth_stack()
+    async with ScriptedBrowser() as browser:
+        await browser.login(stack.public_url, "carol", "/")
+        assert browser.jar(stack.public_url)
+        status, headers, _, cookies = await browser.request(
+            "GET", f"{stack.public_url}/oauth2/sign_out?rd=//evil.example"
+        )
+        assert status == 302
+        assert headers["Location"] == "/"
+        assert all("Max-Age=0" in c for c in cookies)
+        assert not any(k.startswith("sipgate_proxy_") for k in browser.jar(stack.public_url))
+        status, _, _, _ = await browser.request(
+            "GET", f"{stack.public_url}/v2/account", headers={"Accept": "application/json"}
+        )
+        assert status == 401
+    assert stack.idp.stats()["revocation"] == {"success": 1}
+
+
+async def test_sign_out_falls_back_to_legacy_logout_without_revoke(
+    oauth_stack: StackFactory,
+) -> None:
+    stack = await oauth_stack()
+    stack.idp.set_faults(revoke_enabled=False)
+    async with ScriptedBrowser() as browser:
+        await browser.login(stack.public_url, "dave", "/")
+        await browser.request("POST", f"{stack.public_url}/oauth2/sign_out")
+    assert stack.idp.stats()["legacy_logout"] == {"success": 1}
+
+
+async def test_userinfo_without_session_is_401(oauth_stack: StackFactory) -> None:
+    stack = await oauth_stack()
+    async with aiohttp.ClientSession() as client:
+        async with client.get(f"{stack.public_url}/oauth2/userinfo") as resp:
+            assert resp.status == 401
+            assert (await resp.json())["error"] == "unauthenticated"
+
+
+async def test_cross_site_post_with_session_is_refused(oauth_stack: StackFactory) -> None:
+    stack = await oauth_stack()
+    async with ScriptedBrowser() as browser:
+        await browser.login(stack.public_url, "erin", "/")
+        url = f"{stack.public_url}/v2/sessions/sms"
+        status, _, _, _ = await browser.request(
+            "POST", url, headers={"Origin": "https://evil.example"}, data=b"{}"
+        )
+        assert status == 403
+        status, _, _, _ = await browser.request(
+            "POST", url, headers={"Sec-Fetch-Site": "cross-site"}, data=b"{}"
+        )
+        assert status == 403
+        status, _, _, _ = await browser.request(
+            "POST", url, headers={"Origin": stack.public_url}, data=b"{}"
+        )
+        assert status == 200
+    assert stack.verifier.accepted == 1
+
+
+async def test_tampered_session_cookie_is_no_session(oauth_stack: StackFactory) -> None:
+    stack = await oauth_stack()
+    async with ScriptedBrowser() as browser:
+        await browser.login(stack.public_url, "frank", "/")
+        jar = browser.jar(stack.public_url)
+        value = jar["sipgate_proxy_0"]
+        jar["sipgate_proxy_0"] = value[:-5] + ("AAAAA" if not value.endswith("AAAAA") else "BBBBB")
+        status, _, body, cookies = await browser.request(
+            "GET", f"{stack.public_url}/v2/account", headers={"Accept": "application/json"}
+        )
+    assert status == 401
+    assert json.loads(body)["error"] == "unauthenticated"
+    assert any(c.startswith("sipgate_proxy_0=;") and "Max-Age=0" in c for c in cookies)
