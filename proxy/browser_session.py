@@ -27,6 +27,7 @@ from proxy.tokens import Clock, TokenSet
 
 log = logging.getLogger(__name__)
 
+GRACE_MIN_VALIDITY = 5.0  # seconds a token from the grace cache must still be valid
 REFRESH_OUTCOME_KEY = web.RequestKey("refresh_outcome", Outcome)
 
 
@@ -101,8 +102,9 @@ class BrowserSessionAuth:
                 return tokens, ()  # IdP down: the current token still works for a while
             raise IdPUnavailable() from None
         request[REFRESH_OUTCOME_KEY] = outcome
-        if outcome is Outcome.GRACE and fresh.access_expires_within(self._skew, now):
-            # The grace copy itself is stale by now: refresh it in turn.
+        if outcome is Outcome.GRACE and fresh.access_expires_within(GRACE_MIN_VALIDITY, now):
+            # The grace copy has itself run out by now: refresh it in turn. (One that is
+            # merely near expiry is used as is: its own cookie refreshes it next time.)
             return await self._fresh(request, StoredSession(fresh, stored.created, now), force)
         cookies = self._storage.set_cookie_headers(fresh, stored.created, request.cookies)
         return fresh, tuple(cookies)

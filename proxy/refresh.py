@@ -106,22 +106,28 @@ class Refresher:
             outcome = Outcome.FATAL if err.fatal else Outcome.TRANSIENT
             if err.fatal:
                 self._remember(key, _Remembered(self._clock() + self._grace, None, err.code))
-            future.set_exception(RefreshFailed(outcome, err.code))
+            self._fail(future, outcome, err.code, started)
         except (IdPUnavailable, TimeoutError, MalformedTokenResponse) as err:
-            future.set_exception(RefreshFailed(Outcome.TRANSIENT, type(err).__name__))
+            self._fail(future, Outcome.TRANSIENT, type(err).__name__, started)
         except asyncio.CancelledError:  # shutting down: release the waiters, then stop
-            future.set_exception(RefreshFailed(Outcome.TRANSIENT, "cancelled"))
+            self._fail(future, Outcome.TRANSIENT, "cancelled", started)
             raise
         else:
             self._remember(key, _Remembered(self._clock() + self._grace, fresh))
             future.set_result(fresh)
-        finally:
-            log.info(
-                "token refresh %s in %.0f ms",
-                "ok" if future.done() and not future.exception() else "failed",
-                (time.monotonic() - started) * 1000,
-            )
-        future.exception()  # mark retrieved: a refresh nobody awaited is not an error
+            log.info("token refresh ok in %.0f ms", (time.monotonic() - started) * 1000)
+
+    def _fail(
+        self, future: asyncio.Future[TokenSet], outcome: Outcome, reason: str, started: float
+    ) -> None:
+        log.warning(
+            "token refresh %s (%s) after %.0f ms",
+            outcome.value,
+            reason,
+            (time.monotonic() - started) * 1000,
+        )
+        future.set_exception(RefreshFailed(outcome, reason))
+        future.exception()  # retrieved: a refresh nobody waits for any more is no error
 
     def _recall(self, key: bytes) -> _Remembered | None:
         now = self._clock()

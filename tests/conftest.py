@@ -116,6 +116,7 @@ def oauth_stack(
         public_url = f"http://localhost:{port}"
         idp = idp_factory(f"{public_url}/oauth2/callback", **idp_options)
         upstream = await aiohttp_server(create_upstream_app(jwks_url=idp.jwks_uri))
+        await upstream.app[VERIFIER].keys()  # fetched now: tests may stop the IdP later
         environ = {
             "SIPGATE_PROXY_PUBLIC_URL": public_url,
             "SIPGATE_PROXY_UPSTREAM__URL": str(upstream.make_url("")).rstrip("/"),

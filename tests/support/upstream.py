@@ -95,6 +95,8 @@ class BearerVerifier:
         self.jwks: dict[str, Any] | None = None
         self.rejected = 0
         self.accepted = 0
+        self.reject_next = 0  # answer 401 to this many requests whatever their token
+        self.tokens_seen: list[str] = []
 
     async def keys(self) -> dict[str, Any]:
         if self.jwks is None:
@@ -126,7 +128,12 @@ class BearerVerifier:
         self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
         if request.path.startswith("/v2/"):
-            claims = await self.claims(request.headers.get("Authorization", ""))
+            authorization = request.headers.get("Authorization", "")
+            self.tokens_seen.append(authorization)
+            claims = await self.claims(authorization)
+            if self.reject_next > 0:
+                self.reject_next -= 1
+                claims = None
             if claims is None:
                 self.rejected += 1
                 return web.json_response({"error": "invalid token"}, status=401)

@@ -1,0 +1,222 @@
+"""Refresh on the fly against the real IdP with refresh-token rotation on.
+
+Access tokens live a few seconds here; ``refresh_skew`` decides how long before expiry
+the proxy renews them, so tests reach "needs refresh" without waiting minutes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import aiohttp
+
+from tests.conftest import OAuthStack, StackFactory
+from tests.support.scripted_browser import NAVIGATION, ScriptedBrowser
+
+JSON = {"Accept": "application/json"}
+
+
+def cookie_header(browser: ScriptedBrowser, stack: OAuthStack) -> str:
+    return "; ".join(f"{k}={v}" for k, v in browser.jar(stack.public_url).items())
+
+
+async def logged_in(stack: OAuthStack, browser: ScriptedBrowser, user: str) -> float:
+    await browser.login(stack.public_url, user, "/")
+    return time.monotonic()
+
+
+def refresh_grants(stack: OAuthStack, outcome: str | None = "success") -> int:
+    return stack.idp.token_calls("refresh_token", outcome)
+
+
+async def test_200_concurrent_requests_after_expiry_share_one_refresh(
+    oauth_stack: StackFactory,
+) -> None:
+    stack = await oauth_stack({"SIPGATE_PROXY_AUTH__OAUTH2__REFRESH_SKEW": "29"}, access_ttl=30)
+    async with ScriptedBrowser() as browser:
+        await logged_in(stack, browser, "alice")
+        await asyncio.sleep(1.2)  # now within the skew: every request wants a refresh
+        cookie = cookie_header(browser, stack)
+        connector = aiohttp.TCPConnector(limit=0)
+        async with aiohttp.ClientSession(
+            connector=connector, cookie_jar=aiohttp.DummyCookieJar()
+        ) as client:
+
+            async def call(i: int) -> tuple[int, list[str]]:
+                url = f"{stack.public_url}/v2/account?i={i}"
+                async with client.get(url, headers={**JSON, "Cookie": cookie}) as resp:
+                    await resp.read()
+                    return resp.status, resp.headers.getall("Set-Cookie", [])
+
+            results = await asyncio.gather(*(call(i) for i in range(200)))
+    assert [status for status, _ in results] == [200] * 200
+    assert refresh_grants(stack, None) == 1  # one grant for 200 requests, none failed
+    assert all(any(c.startswith("sipgate_proxy_0=") for c in cookies) for _, cookies in results)
+    assert len(set(stack.verifier.tokens_seen)) == 1  # all forwarded with the new token
+
+
+async def test_old_cookie_within_grace_gets_new_tokens_without_second_grant(
+    oauth_stack: StackFactory,
+) -> None:
+    stack = await oauth_stack({"SIPGATE_PROXY_AUTH__OAUTH2__REFRESH_SKEW": "29"}, access_ttl=30)
+    async with ScriptedBrowser() as browser:
+        await logged_in(stack, browser, "bob")
+        await asyncio.sleep(1.2)
+        old_jar = dict(browser.jar(stack.public_url))
+        status, _, _, _ = await browser.request("GET", f"{stack.public_url}/v2/a", headers=JSON)
+        assert status == 200
+        assert refresh_grants(stack) == 1
+        new_jar = dict(browser.jar(stack.public_url))
+        assert new_jar != old_jar
+        # A request that still carries the pre-refresh cookie (another tab, a request
+        # that was in flight): served from the grace cache, no replay of the old token.
+        browser.jar(stack.public_url).clear()
+        browser.jar(stack.public_url).update(old_jar)
+        status, _, _, _ = await browser.request("GET", f"{stack.public_url}/v2/b", headers=JSON)
+        assert status == 200
+        assert refresh_grants(stack, None) == 1
+        assert stack.verifier.tokens_seen[-1] == stack.verifier.tokens_seen[-2]
+        # The session is still alive: the next refresh with the newest token works.
+        await asyncio.sleep(1.2)
+        status, _, _, _ = await browser.request("GET", f"{stack.public_url}/v2/c", headers=JSON)
+        assert status == 200
+        assert refresh_grants(stack, None) == 2
+        assert stack.idp.token_calls("refresh_token", "invalid_grant") == 0
+
+
+async def test_trickle_of_requests_keeps_session_alive_across_many_expiries(
+    oauth_stack: StackFactory,
+) -> None:
+    ttl = 2
+    stack = await oauth_stack({"SIPGATE_PROXY_AUTH__OAUTH2__REFRESH_SKEW": "1"}, access_ttl=ttl)
+    lifetimes = 10
+    async with ScriptedBrowser() as browser:
+        started = await logged_in(stack, browser, "carol")
+        statuses = []
+        while time.monotonic() - started < lifetimes * ttl:
+            status, _, _, _ = await browser.request(
+                "GET", f"{stack.public_url}/v2/account", headers=JSON
+            )
+            statuses.append(status)
+            await asyncio.sleep(0.4)
+    assert set(statuses) == {200}
+    assert refresh_grants(stack) >= lifetimes - 1
+    assert refresh_grants(stack, None) == refresh_grants(stack)  # no failed refresh
+
+
+async def test_idp_down_uses_valid_token_then_503_then_recovers(
+    oauth_stack: StackFactory,
+) -> None:
+    ttl = 3
+    stack = await oauth_stack({"SIPGATE_PROXY_AUTH__OAUTH2__REFRESH_SKEW": "2.5"}, access_ttl=ttl)
+    async with ScriptedBrowser() as browser:
+        started = await logged_in(stack, browser, "dave")
+        stack.idp.stop()
+        await asyncio.sleep(max(0.0, started + 1 - time.monotonic()))
+        # Refresh is due, the IdP is down, the token is still valid: forwarded.
+        status, _, _, _ = await browser.request("GET", f"{stack.public_url}/v2/a", headers=JSON)
+        assert status == 200
+        await asyncio.sleep(max(0.0, started + ttl + 0.5 - time.monotonic()))
+        # Now it has expired: 503 with Retry-After, and the session is kept.
+        status, headers, body, cookies = await browser.request(
+            "GET", f"{stack.public_url}/v2/a", headers=JSON
+        )
+        assert status == 503
+        assert int(headers["Retry-After"]) > 0
+        assert json.loads(body)["error"] == "idp_unavailable"
+        assert cookies == []
+        status, _, _, _ = await browser.request(
+            "GET", f"{stack.public_url}/v2/a", headers=NAVIGATION
+        )
+        assert status == 503  # a browser is not sent to a login that cannot work
+        stack.idp.start()
+        status, _, _, cookies = await browser.request(
+            "GET", f"{stack.public_url}/v2/a", headers=JSON
+        )
+        assert status == 200
+        assert any(c.startswith("sipgate_proxy_0=") for c in cookies)
+
+
+async def test_idp_answering_503_is_transient(oauth_stack: StackFactory) -> None:
+    stack = await oauth_stack({"SIPGATE_PROXY_AUTH__OAUTH2__REFRESH_SKEW": "29"}, access_ttl=30)
+    async with ScriptedBrowser() as browser:
+        await logged_in(stack, browser, "erin")
+        stack.idp.set_faults(token_status=503, count=1)
+        await asyncio.sleep(1.2)
+        status, _, _, cookies = await browser.request(
+            "GET", f"{stack.public_url}/v2/a", headers=JSON
+        )
+        assert status == 200  # still-valid token used
+        assert cookies == []
+        status, _, _, cookies = await browser.request(
+            "GET", f"{stack.public_url}/v2/a", headers=JSON
+        )
+        assert status == 200
+        assert any(c.startswith("sipgate_proxy_0=") for c in cookies)
+    assert refresh_grants(stack) == 1
+
+
+async def test_revoked_refresh_token_ends_session(oauth_stack: StackFactory) -> None:
+    stack = await oauth_stack({"SIPGATE_PROXY_AUTH__OAUTH2__REFRESH_SKEW": "29"}, access_ttl=30)
+    async with ScriptedBrowser() as browser:
+        await logged_in(stack, browser, "frank")
+        jar = dict(browser.jar(stack.public_url))
+        stack.idp.revoke_subject("frank")
+        await asyncio.sleep(1.2)
+        status, _, body, cookies = await browser.request(
+            "GET", f"{stack.public_url}/v2/a", headers=JSON
+        )
+        assert status == 401
+        assert json.loads(body)["error"] == "unauthenticated"
+        assert any(c.startswith("sipgate_proxy_0=;") and "Max-Age=0" in c for c in cookies)
+        browser.jar(stack.public_url).update(jar)  # the same dead cookie, as a navigation
+        status, headers, _, _ = await browser.request(
+            "GET", f"{stack.public_url}/v2/a", headers=NAVIGATION
+        )
+        assert status == 302
+        assert "/oauth2/start" in headers["Location"]
+    assert stack.idp.token_calls("refresh_token", "invalid_grant") == 1  # never re-sent
+
+
+async def test_upstream_401_triggers_one_refresh_and_one_retry(oauth_stack: StackFactory) -> None:
+    stack = await oauth_stack()
+    async with ScriptedBrowser() as browser:
+        await logged_in(stack, browser, "grace")
+        stack.verifier.reject_next = 1
+        status, _, body, cookies = await browser.request(
+            "GET", f"{stack.public_url}/v2/account", headers=JSON
+        )
+        assert status == 200
+        assert json.loads(body)["jwt_sub"] == "grace"
+        assert any(c.startswith("sipgate_proxy_0=") for c in cookies)
+        assert refresh_grants(stack) == 1
+        assert len(stack.verifier.tokens_seen) == 2
+        assert stack.verifier.tokens_seen[0] != stack.verifier.tokens_seen[1]
+        # Still 401 after the retry: passed on, no second refresh.
+        stack.verifier.reject_next = 2
+        status, _, _, _ = await browser.request(
+            "GET", f"{stack.public_url}/v2/account", headers=JSON
+        )
+        assert status == 401
+        assert refresh_grants(stack) == 2
+        # A request with a body is never replayed: its 401 passes through.
+        stack.verifier.reject_next = 1
+        status, _, _, _ = await browser.request(
+            "POST", f"{stack.public_url}/v2/sms", headers=JSON, data=b"{}"
+        )
+        assert status == 401
+        assert refresh_grants(stack) == 2
+
+
+async def test_upstream_403_and_402_never_trigger_refresh(oauth_stack: StackFactory) -> None:
+    stack = await oauth_stack()
+    async with ScriptedBrowser() as browser:
+        await logged_in(stack, browser, "heidi")
+        for code in (403, 402):
+            status, _, _, _ = await browser.request(
+                "GET", f"{stack.public_url}/__test/status/{code}", headers=JSON
+            )
+            assert status == code
+    assert refresh_grants(stack, None) == 0
