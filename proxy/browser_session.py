@@ -53,6 +53,8 @@ class BrowserSessionAuth:
     async def authenticate(self, request: web.Request) -> Credentials:
         stored = self._storage.load(request.cookies)
         if stored is None:
+            if self._storage.present(request.cookies):
+                log.warning("session cookie present but not valid; treated as no session")
             raise self._unauthenticated(request)
         if not self._origins.allows_unsafe_request(
             request.method, request.headers.get("Origin"), request.headers.get("Sec-Fetch-Site")

@@ -317,6 +317,8 @@ def _cross_checks(settings: Settings) -> Iterator[Problem]:
             )
     if auth.mode == "oauth2":
         yield from _oauth2_checks(settings)
+    if settings.session.store == "redis":
+        yield Problem("session.store", "redis is not available in this version; use cookie")
 
 
 def _oauth2_checks(settings: Settings) -> Iterator[Problem]:

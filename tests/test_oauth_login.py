@@ -184,3 +184,49 @@ async def test_tampered_session_cookie_is_no_session(oauth_stack: StackFactory) 
     assert status == 401
     assert json.loads(body)["error"] == "unauthenticated"
     assert any(c.startswith("sipgate_proxy_0=;") and "Max-Age=0" in c for c in cookies)
+
+
+async def test_client_secret_basic_and_discovery(oauth_stack: StackFactory) -> None:
+    stack = await oauth_stack(
+        {
+            "SIPGATE_PROXY_AUTH__OAUTH2__CLIENT_AUTH": "client_secret_basic",
+            "SIPGATE_PROXY_AUTH__OAUTH2__DISCOVERY": "true",
+        },
+        token_endpoint_auth_method="client_secret_basic",
+    )
+    async with ScriptedBrowser() as browser:
+        assert await browser.login(stack.public_url, "ivan", "/x") == "/x"
+        status, _, _, _ = await browser.request("GET", f"{stack.public_url}/v2/account")
+    assert status == 200
+    assert stack.idp.stats()["token_auth"] == {"client_secret_basic": 1}
+
+
+async def test_cors_preflight_and_headers_only_for_allowed_origins(
+    oauth_stack: StackFactory,
+) -> None:
+    stack = await oauth_stack({"SIPGATE_PROXY_SESSION__ALLOWED_ORIGINS": "[https://app.example]"})
+    async with ScriptedBrowser() as browser:
+        await browser.login(stack.public_url, "judy", "/")
+        preflight = {
+            "Origin": "https://app.example",
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "content-type",
+        }
+        url = f"{stack.public_url}/v2/sessions/sms"
+        status, headers, _, _ = await browser.request("OPTIONS", url, headers=preflight)
+        assert status == 204
+        assert headers["Access-Control-Allow-Origin"] == "https://app.example"
+        assert headers["Access-Control-Allow-Credentials"] == "true"
+        status, headers, _, _ = await browser.request(
+            "OPTIONS", url, headers={**preflight, "Origin": "https://evil.example"}
+        )
+        assert "Access-Control-Allow-Origin" not in headers
+        status, headers, _, _ = await browser.request(
+            "POST", url, headers={"Origin": "https://app.example"}, data=b"{}"
+        )
+        assert status == 200
+        assert headers["Access-Control-Allow-Origin"] == "https://app.example"
+        status, _, _, _ = await browser.request(
+            "POST", url, headers={"Origin": "https://evil.example"}, data=b"{}"
+        )
+        assert status == 403
