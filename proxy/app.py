@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 import aiohttp
 import aiohttp_session
@@ -21,7 +22,7 @@ from proxy.keys import session_keys
 from proxy.login import LoginRoutes
 from proxy.login_flow import LoginFlows
 from proxy.oauth import OAuthClient
-from proxy.pat import ClientNetworks, PersonalAccessTokenAuth
+from proxy.pat import LOOPBACK_NAMES, ClientNetworks, PersonalAccessTokenAuth, host_name
 from proxy.refresh import Refresher
 from proxy.sealing import KeyRing
 from proxy.session import CookieSessionStorage
@@ -55,12 +56,26 @@ def create_app(settings: Settings) -> web.Application:
     app[CLIENTS] = clients
     app.cleanup_ctx.append(_open_clients(settings, clients))
     if settings.auth.mode == "personal_access_token":
-        networks = ClientNetworks(settings.auth.allowed_client_networks)
-        app[AUTHENTICATOR] = PersonalAccessTokenAuth(settings.auth.personal_access_token, networks)
+        _wire_personal_access_token(app, settings)
     else:
         _wire_oauth2(app, settings, clients)
     app.router.add_route("*", "/{tail:.*}", _proxy)
     return app
+
+
+def _wire_personal_access_token(app: web.Application, settings: Settings) -> None:
+    networks = ClientNetworks(settings.auth.allowed_client_networks)
+    origins = OriginPolicy(settings.public_url, settings.session.allowed_origins)
+    app[ORIGINS] = origins
+    trusted = {host_name(urlsplit(settings.public_url).netloc), settings.listen.host.lower()}
+    app[AUTHENTICATOR] = PersonalAccessTokenAuth(
+        settings.auth.personal_access_token,
+        networks,
+        origins,
+        frozenset(LOOPBACK_NAMES | trusted),
+    )
+    app.middlewares.append(_cors_preflight)
+    app.on_response_prepare.append(_cors_headers)
 
 
 def _wire_oauth2(app: web.Application, settings: Settings, clients: HttpClients) -> None:

@@ -55,7 +55,7 @@ class Upstream(_Section):
     @classmethod
     def _origin_only(cls, value: str) -> str:
         parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
+        if parts.scheme not in ("http", "https") or not parts.hostname or not _valid_port(value):
             raise ValueError("must be an http(s) URL such as https://api.sipgate.com")
         if parts.username or parts.password or parts.query or parts.fragment:
             raise ValueError("must not contain credentials, a query or a fragment")
@@ -71,7 +71,8 @@ class OAuth2(_Section):
     client_auth: Literal["client_secret_post", "client_secret_basic"] = "client_secret_post"
     scopes: list[str] = Field(default_factory=lambda: ["all"])
     pkce: bool = True
-    refresh_skew: float = Field(default=30.0, ge=0)
+    # Below sipgate's 300 s token lifetime, or every request would refresh.
+    refresh_skew: float = Field(default=30.0, ge=0, lt=300)
     timeout: float = Field(default=10.0, gt=0)
     path_prefix: str = Field(default="/oauth2", pattern=r"^(/[A-Za-z0-9._~-]+)+$")
     idp_logout: bool = False
@@ -137,7 +138,7 @@ class Settings(_Section):
     @classmethod
     def _public_origin(cls, value: str) -> str:
         parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
+        if parts.scheme not in ("http", "https") or not parts.hostname or not _valid_port(value):
             raise ValueError("must be the http(s) origin browsers use, e.g. https://proxy.example")
         if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username:
             raise ValueError("must be an origin only (scheme, host, port), without a path")
@@ -331,6 +332,17 @@ def _oauth2_checks(settings: Settings) -> Iterator[Problem]:
             " (or personal access token mode: "
             f"{env_name('auth.mode')}=personal_access_token)",
         )
+    issuer = oauth2.issuer
+    if issuer is not None:
+        parts = urlsplit(issuer)
+        plain_ok = settings.is_local or _is_loopback_host(parts.hostname or "")
+        if not _valid_port(issuer) or not parts.hostname or parts.query or parts.fragment:
+            yield Problem("auth.oauth2.issuer", "must be the IdP's issuer URL")
+        elif parts.scheme != "https" and not (parts.scheme == "http" and plain_ok):
+            yield Problem(
+                "auth.oauth2.issuer",
+                "must be https (the client secret travels to it); http only for loopback",
+            )
     if settings.is_local:
         return
     if not settings.session.keys:
@@ -345,6 +357,14 @@ def _oauth2_checks(settings: Settings) -> Iterator[Problem]:
             "session.cookie_secure",
             "may only be false when public_url is a loopback http URL",
         )
+
+
+def _valid_port(url: str) -> bool:
+    try:
+        port = urlsplit(url).port
+    except ValueError:
+        return False
+    return port is None or 1 <= port <= 65535
 
 
 def _is_loopback_host(host: str) -> bool:

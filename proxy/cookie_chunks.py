@@ -15,6 +15,8 @@ MAX_SET_COOKIE_BYTES = 4096  # the whole "Set-Cookie: …" line, attributes incl
 MAX_CHUNKS = 8  # 8 of ~4 KB each; more is not a session this proxy wrote
 _HEADER_PREFIX = len("Set-Cookie: ")
 _COUNT_PREFIX = len("9.")
+_COUNTS = frozenset(str(n) for n in range(1, MAX_CHUNKS + 1))
+_INDEXES = {str(n): n for n in range(100)}
 
 
 @dataclass(frozen=True)
@@ -71,7 +73,8 @@ def read_chunks(name: str, cookies: Mapping[str, str]) -> str | None:
     if not first:
         return None
     count_text, dot, head = first.partition(".")
-    if not dot or not count_text.isdigit() or not 1 <= int(count_text) <= MAX_CHUNKS:
+    # ASCII digits only: str.isdigit() also accepts "²", which int() refuses.
+    if not dot or count_text not in _COUNTS:
         return None
     parts = [head]
     for index in range(1, int(count_text)):
@@ -91,4 +94,4 @@ def _chunk_index(name: str, cookie: str) -> int | None:
     if not cookie.startswith(prefix):
         return None
     suffix = cookie[len(prefix) :]
-    return int(suffix) if suffix.isdigit() and len(suffix) <= 2 else None
+    return _INDEXES.get(suffix)

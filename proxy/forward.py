@@ -16,7 +16,7 @@ from multidict import CIMultiDict
 
 from proxy.config import Upstream
 from proxy.credentials import Credentials
-from proxy.errors import BodyTooLarge, UpstreamTimeout, UpstreamUnreachable
+from proxy.errors import BodyTooLarge, ProxyError, UpstreamTimeout, UpstreamUnreachable
 from proxy.target import UpstreamTarget
 
 log = logging.getLogger(__name__)
@@ -38,7 +38,15 @@ HOP_BY_HOP = frozenset(
     }
 )
 REQUEST_FIELDS_SET_BY_PROXY = frozenset(
-    {"host", "authorization", "cookie", "expect", "x-forwarded-proto", "x-forwarded-host"}
+    {
+        "host",
+        "authorization",
+        "cookie",
+        "expect",
+        "forwarded",
+        "x-forwarded-proto",
+        "x-forwarded-host",
+    }
 )
 RESPONSE_FIELDS_SET_BY_SERVER = frozenset({"content-length"})
 
@@ -56,19 +64,32 @@ class Forwarder:
         self._own_cookie_prefix = own_cookie_prefix
 
     async def forward(self, request: web.Request, credentials: Credentials) -> web.StreamResponse:
+        try:
+            return await self._forward(request, credentials)
+        except ProxyError as err:
+            # Tokens refreshed for this request must reach the browser even on an error
+            # page: otherwise it keeps the rotated-out refresh token and, once the grace
+            # window is over, replays it (and the IdP ends the whole login).
+            err.set_cookies = (*err.set_cookies, *credentials.set_cookies)
+            raise
+
+    async def _forward(self, request: web.Request, credentials: Credentials) -> web.StreamResponse:
         url = self._target.url_for(request.raw_path)
         headers = self._upstream_headers(request, credentials)
         body = self._request_body(request)
         upstream = await self._send(request.method, url, headers, body)
-        if upstream.status == 401 and body is None and credentials.reauthorize is not None:
-            retry = await credentials.reauthorize()
-            if retry is not None:
-                upstream.release()
-                credentials = retry
-                headers["Authorization"] = retry.authorization
-                upstream = await self._send(request.method, url, headers, None)
         try:
+            if upstream.status == 401 and body is None and credentials.reauthorize is not None:
+                retry = await credentials.reauthorize()
+                if retry is not None:
+                    upstream.release()
+                    credentials = retry
+                    headers["Authorization"] = retry.authorization
+                    upstream = await self._send(request.method, url, headers, None)
             return await self._relay(request, upstream, credentials)
+        except ProxyError as err:
+            err.set_cookies = (*err.set_cookies, *credentials.set_cookies)  # the retry's
+            raise
         finally:
             upstream.release()
 
@@ -79,29 +100,23 @@ class Forwarder:
         headers: CIMultiDict[str],
         body: _CountedBody | None,
     ) -> aiohttp.ClientResponse:
-        # One retry, only for bodiless requests whose pooled keep-alive connection the
-        # upstream had already closed (nothing was processed, so repeating is safe).
-        attempts = 1 if body is not None else 2
-        for attempt in range(attempts):
-            try:
-                return await self._client.request(
-                    method,
-                    url,  # type: ignore[arg-type]
-                    headers=headers,
-                    data=body.chunks() if body is not None else None,
-                    allow_redirects=False,
-                    auto_decompress=False,
-                )
-            except aiohttp.ServerDisconnectedError:
-                if attempt + 1 == attempts:
-                    raise UpstreamUnreachable() from None
-            except (TimeoutError, aiohttp.ServerTimeoutError):
-                raise UpstreamTimeout() from None
-            except aiohttp.ClientError:
-                if body is not None and body.too_large:
-                    raise BodyTooLarge() from None
-                raise UpstreamUnreachable() from None
-        raise AssertionError("unreachable")
+        # aiohttp itself retries an idempotent request once when a pooled keep-alive
+        # connection turns out closed; POST and PATCH are never sent twice.
+        try:
+            return await self._client.request(
+                method,
+                url,  # type: ignore[arg-type]
+                headers=headers,
+                data=body.chunks() if body is not None else None,
+                allow_redirects=False,
+                auto_decompress=False,
+            )
+        except (aiohttp.ServerTimeoutError, TimeoutError):
+            raise UpstreamTimeout() from None
+        except aiohttp.ClientError:
+            if body is not None and body.too_large:
+                raise BodyTooLarge() from None
+            raise UpstreamUnreachable() from None
 
     async def _relay(
         self, request: web.Request, upstream: aiohttp.ClientResponse, credentials: Credentials
@@ -116,15 +131,15 @@ class Forwarder:
         try:
             async for chunk in upstream.content.iter_chunked(CHUNK_SIZE):
                 await response.write(chunk)
+        except (ConnectionResetError, aiohttp.ClientConnectionResetError):
+            upstream.close()  # client went away: drop the upstream connection too
+            return response
         except (TimeoutError, aiohttp.ClientError):
             # Headers are out: the only honest signal left is to cut the connection,
             # so the client cannot take a truncated body for a complete one.
             log.warning("upstream failed mid-response; closing client connection")
             upstream.close()
             _abort(request)
-            return response
-        except (ConnectionResetError, aiohttp.ClientConnectionResetError):
-            upstream.close()  # client went away: drop the upstream connection too
             return response
         await response.write_eof()
         return response
@@ -196,6 +211,9 @@ def _response_headers(upstream: aiohttp.ClientResponse) -> CIMultiDict[str]:
         if name.lower() not in HOP_BY_HOP
         and name.lower() not in RESPONSE_FIELDS_SET_BY_SERVER
         and name.lower() not in connection_tokens
+        # CORS is the proxy's decision: the upstream cannot know which origins the
+        # proxy's cookie or token may be spent from.
+        and not name.lower().startswith("access-control-")
     )
 
 

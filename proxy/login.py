@@ -9,6 +9,7 @@ from __future__ import annotations
 import html
 import logging
 import time
+from urllib.parse import quote
 
 import aiohttp_session
 from aiohttp import web
@@ -104,11 +105,13 @@ class LoginRoutes:
         return _add_cookies(response, expire)
 
     async def sign_out(self, request: web.Request) -> web.Response:
-        if not self._origins.allows_unsafe_request(
-            request.method, request.headers.get("Origin"), request.headers.get("Sec-Fetch-Site")
-        ):
-            return CrossSiteRefused().to_response()
+        origin, site = request.headers.get("Origin"), request.headers.get("Sec-Fetch-Site")
         return_path = safe_return_path(request.query.get("rd"))
+        if request.method == "GET" and site in ("cross-site", "same-site"):
+            # Another site linked here: ask, instead of logging the user out for it.
+            return self._sign_out_page(return_path)
+        if not self._origins.allows_unsafe_request(request.method, origin, site):
+            return CrossSiteRefused().to_response()
         session = await aiohttp_session.get_session(request)
         tokens = session.get(TOKENS_KEY)
         target: str | None = return_path
@@ -170,17 +173,34 @@ class LoginRoutes:
 
     def _page(self, status: int, message: str, return_path: str) -> web.Response:
         retry = html.escape(login_url("", self._prefix, return_path), quote=True)
+        body = f'<p>{html.escape(message)}</p><p><a href="{retry}">Try again</a></p>'
+        return _html(status, "Sign-in", body)
+
+    def _sign_out_page(self, return_path: str) -> web.Response:
+        target = f"{self._prefix}/sign_out?rd={quote(return_path, safe='/')}"
         body = (
-            "<!doctype html><html><head><meta charset='utf-8'><title>Sign-in</title></head>"
-            f"<body><h1>Sign-in</h1><p>{html.escape(message)}</p>"
-            f'<p><a href="{retry}">Try again</a></p></body></html>'
+            f'<form method="post" action="{html.escape(target, quote=True)}">'
+            '<p><button type="submit">Sign out of the sipgate API proxy</button></p></form>'
         )
-        return web.Response(
-            status=status,
-            text=body,
-            content_type="text/html",
-            headers={"Cache-Control": "no-store", "Content-Security-Policy": "default-src 'none'"},
-        )
+        return _html(200, "Sign out", body)
+
+
+def _html(status: int, title: str, body: str) -> web.Response:
+    page = (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title></head>"
+        f"<body><h1>{title}</h1>{body}</body></html>"
+    )
+    return web.Response(
+        status=status,
+        text=page,
+        content_type="text/html",
+        headers={
+            "Cache-Control": "no-store",
+            # No scripts, no subresources; forms may only post back here.
+            "Content-Security-Policy": "default-src 'none'; form-action 'self'",
+            "X-Frame-Options": "DENY",
+        },
+    )
 
 
 def _add_cookies(response: web.Response, cookies: list[str]) -> web.Response:

@@ -3,7 +3,8 @@ revocation, end-session, JWKS. Knows HTTP and the protocol; knows nothing of coo
 
     OAuthError
     ├── TokenError        the IdP answered {"error": …}; ``code`` decides, never the text
-    └── IdPUnavailable    network error, timeout, 5xx or an answer that is not the protocol
+    └── IdPUnavailable    network error, 5xx or an answer that is not the protocol
+        └── IdPTimeout    no answer in time: the IdP may still have acted on the request
 """
 
 from __future__ import annotations
@@ -42,6 +43,10 @@ class TokenError(OAuthError):
 
 
 class IdPUnavailable(OAuthError):
+    pass
+
+
+class IdPTimeout(IdPUnavailable):
     pass
 
 
@@ -210,8 +215,10 @@ class OAuthClient:
         url = (await self.endpoints()).token
         try:
             async with self._http().post(url, data=body, headers=headers) as response:
-                status, text = response.status, await response.text()
-        except (aiohttp.ClientError, TimeoutError):
+                status, text = response.status, await _read_text(response)
+        except (aiohttp.ServerTimeoutError, TimeoutError):
+            raise IdPTimeout("token endpoint did not answer in time") from None
+        except aiohttp.ClientError:
             raise IdPUnavailable("token endpoint unreachable") from None
         document = _json_object(text)
         if status == 200 and document is not None:
@@ -224,7 +231,7 @@ class OAuthClient:
         body, headers = self._authenticated(form)
         try:
             async with self._http().post(url, data=body, headers=headers) as response:
-                await response.read()
+                await _read_text(response)
                 return response.status
         except (aiohttp.ClientError, TimeoutError):
             raise IdPUnavailable("IdP unreachable") from None
@@ -232,7 +239,7 @@ class OAuthClient:
     async def _get_json(self, url: str) -> dict[str, Any]:
         try:
             async with self._http().get(url, headers={"Accept": "application/json"}) as response:
-                status, text = response.status, await response.text()
+                status, text = response.status, await _read_text(response)
         except (aiohttp.ClientError, TimeoutError):
             raise IdPUnavailable("IdP unreachable") from None
         document = _json_object(text)
@@ -241,9 +248,20 @@ class OAuthClient:
         return document
 
 
+MAX_IDP_RESPONSE = 1024 * 1024
+
+
+async def _read_text(response: aiohttp.ClientResponse) -> str:
+    """At most 1 MiB, decoded leniently: an IdP's error page need not be valid UTF-8."""
+    data = await response.content.read(MAX_IDP_RESPONSE + 1)
+    if len(data) > MAX_IDP_RESPONSE:
+        raise IdPUnavailable("IdP answer too large")
+    return data.decode("utf-8", "replace")
+
+
 def _json_object(text: str) -> dict[str, Any] | None:
     try:
         document = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     return document if isinstance(document, dict) else None

@@ -10,7 +10,8 @@ from aiohttp import web
 
 from proxy.config import PersonalAccessToken
 from proxy.credentials import Credentials
-from proxy.errors import ClientNotAllowed
+from proxy.csrf import OriginPolicy
+from proxy.errors import ClientNotAllowed, CrossSiteRefused
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -39,15 +40,49 @@ class ClientNetworks:
 
 
 class PersonalAccessTokenAuth:
-    def __init__(self, settings: PersonalAccessToken, networks: ClientNetworks) -> None:
+    """Loopback (or listed) clients only, and no web page may borrow that position.
+
+    A browser on the same machine is a loopback client too, so requests that come from a
+    web page (they carry ``Origin`` or ``Sec-Fetch-Site``) must come from the proxy's own
+    or an allowed origin, and must name the proxy by a trusted host name: a page of
+    evil.example whose DNS name is rebound to 127.0.0.1 does not.
+    """
+
+    def __init__(
+        self,
+        settings: PersonalAccessToken,
+        networks: ClientNetworks,
+        origins: OriginPolicy,
+        trusted_hosts: frozenset[str],
+    ) -> None:
         if settings.token_id is None or settings.token is None:
             raise ValueError("personal access token mode needs token_id and token")
         self._credentials = Credentials(
             basic_authorization(settings.token_id, settings.token.get_secret_value())
         )
         self._networks = networks
+        self._origins = origins
+        self._trusted_hosts = trusted_hosts
 
     async def authenticate(self, request: web.Request) -> Credentials:
         if not self._networks.allows(request.remote):
             raise ClientNotAllowed()
+        headers = request.headers
+        if "Origin" in headers or "Sec-Fetch-Site" in headers:
+            origin, site = headers.get("Origin"), headers.get("Sec-Fetch-Site")
+            if host_name(request.host) not in self._trusted_hosts:
+                raise CrossSiteRefused("web pages must address the proxy by a trusted host")
+            if not self._origins.allows_unsafe_request("POST", origin, site):
+                raise CrossSiteRefused()
         return self._credentials
+
+
+def host_name(host: str) -> str:
+    """The name part of a Host header, lower case, IPv6 brackets removed."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        return host[1 : host.find("]")] if "]" in host else host
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})

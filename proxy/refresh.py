@@ -6,7 +6,10 @@ superseded refresh token is replayed, so:
   refresh token);
 - the result is remembered for ``grace`` seconds, so a request still carrying the old
   cookie gets the new token set instead of a second refresh;
-- a refresh token the IdP called dead is remembered as dead for the same time.
+- a refresh token the IdP called dead is remembered as dead for the same time;
+- after a timeout (the IdP may have rotated the token without us hearing the answer)
+  the token is not sent again for ``backoff`` seconds: requests meanwhile use the
+  current access token while it is valid instead of each waiting for the IdP.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from proxy.oauth import IdPUnavailable, OAuthClient, TokenError
+from proxy.oauth import IdPTimeout, IdPUnavailable, OAuthClient, TokenError
 from proxy.tokens import Clock, MalformedTokenResponse, TokenSet
 
 log = logging.getLogger(__name__)
@@ -46,8 +49,9 @@ class RefreshFailed(Exception):
 @dataclass(frozen=True)
 class _Remembered:
     until: float
-    tokens: TokenSet | None  # None: the IdP said this refresh token is dead
+    tokens: TokenSet | None  # None: do not send this refresh token (see outcome)
     reason: str = ""
+    outcome: Outcome = Outcome.FATAL
 
 
 class Refresher:
@@ -56,6 +60,7 @@ class Refresher:
         oauth: OAuthClient,
         timeout: float = 10.0,
         grace: float = 60.0,
+        backoff: float = 10.0,
         max_remembered: int = 10_000,
         keep_id_token: bool = False,
         clock: Clock = time.time,
@@ -63,6 +68,7 @@ class Refresher:
         self._oauth = oauth
         self._timeout = timeout
         self._grace = grace
+        self._backoff = backoff
         self._max_remembered = max_remembered
         self._keep_id_token = keep_id_token
         self._clock = clock
@@ -76,7 +82,7 @@ class Refresher:
         remembered = self._recall(key)
         if remembered is not None:
             if remembered.tokens is None:
-                raise RefreshFailed(Outcome.FATAL, remembered.reason)
+                raise RefreshFailed(remembered.outcome, remembered.reason)
             return remembered.tokens, Outcome.GRACE
         shared = self._in_flight.get(key)
         if shared is not None:
@@ -107,11 +113,17 @@ class Refresher:
             if err.fatal:
                 self._remember(key, _Remembered(self._clock() + self._grace, None, err.code))
             self._fail(future, outcome, err.code, started)
-        except (IdPUnavailable, TimeoutError, MalformedTokenResponse) as err:
+        except (TimeoutError, IdPTimeout):
+            until = self._clock() + self._backoff
+            self._remember(key, _Remembered(until, None, "backing off", Outcome.TRANSIENT))
+            self._fail(future, Outcome.TRANSIENT, "timeout", started)
+        except (IdPUnavailable, MalformedTokenResponse) as err:
             self._fail(future, Outcome.TRANSIENT, type(err).__name__, started)
         except asyncio.CancelledError:  # shutting down: release the waiters, then stop
             self._fail(future, Outcome.TRANSIENT, "cancelled", started)
             raise
+        except Exception as err:  # never leave waiters hanging on a surprise
+            self._fail(future, Outcome.TRANSIENT, type(err).__name__, started)
         else:
             self._remember(key, _Remembered(self._clock() + self._grace, fresh))
             future.set_result(fresh)

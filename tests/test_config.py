@@ -176,3 +176,42 @@ def test_secrets_never_appear_in_errors_or_repr() -> None:
     assert secret not in repr(settings)
     assert "oauth-secret-value-5678" not in repr(settings)
     assert secret not in str(settings.model_dump())
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("SIPGATE_PROXY_PUBLIC_URL", "http://localhost:0"),
+        ("SIPGATE_PROXY_PUBLIC_URL", "http://localhost:99999"),
+        ("SIPGATE_PROXY_UPSTREAM__URL", "https://api.sipgate.com:99999"),
+        ("SIPGATE_PROXY_AUTH__OAUTH2__ISSUER", "not a url"),
+        ("SIPGATE_PROXY_AUTH__OAUTH2__REFRESH_SKEW", "300"),
+    ],
+)
+def test_values_that_would_fail_later_are_refused_now(key: str, value: str) -> None:
+    found = problems(env={**OAUTH, key: value})
+    assert found
+    assert found[0].split(":")[0] in {
+        "public_url",
+        "upstream.url",
+        "auth.oauth2.issuer",
+        "auth.oauth2.refresh_skew",
+    }
+
+
+def test_plain_http_issuer_only_for_loopback() -> None:
+    keys = f"[{generate_key()}]"
+    env = {
+        **OAUTH,
+        "SIPGATE_PROXY_PUBLIC_URL": "https://p.example",
+        "SIPGATE_PROXY_SESSION__KEYS": keys,
+    }
+    assert problems(env={**env, "SIPGATE_PROXY_AUTH__OAUTH2__ISSUER": "http://idp.example/x"})
+    config.load(None, {**env, "SIPGATE_PROXY_AUTH__OAUTH2__ISSUER": "http://127.0.0.1:9/x"})
+    config.load(None, {**env, "SIPGATE_PROXY_AUTH__OAUTH2__ISSUER": "https://idp.example/x"})
+
+
+def test_redis_store_is_refused_until_it_exists() -> None:
+    assert problems(env={**OAUTH, "SIPGATE_PROXY_SESSION__STORE": "redis"})[0].startswith(
+        "session.store"
+    )

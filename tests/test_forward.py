@@ -260,3 +260,37 @@ async def test_non_path_target_is_refused(make_proxy: ProxyFactory) -> None:
         proxy, b"OPTIONS * HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
     )
     assert status == 400
+
+
+async def test_upstream_cors_headers_never_pass(make_proxy: ProxyFactory) -> None:
+    proxy = await make_proxy()
+    async with aiohttp.ClientSession() as client:
+        async with client.get(
+            proxy.make_url("/__test/cors"), headers={"Origin": "http://localhost:8080"}
+        ) as resp:
+            assert resp.status == 200
+            assert "Access-Control-Allow-Origin" not in resp.headers
+            assert "Access-Control-Allow-Credentials" not in resp.headers
+
+
+async def test_only_idempotent_requests_are_retried_after_upstream_hangup(
+    make_proxy: ProxyFactory, upstream: TestServer
+) -> None:
+    from tests.support.upstream import HANGUPS
+
+    proxy = await make_proxy()
+    async with aiohttp.ClientSession() as client:
+        async with client.post(proxy.make_url("/__test/hangup")) as resp:
+            assert resp.status == 502
+        assert upstream.app[HANGUPS] == ["POST"]  # never sent twice
+        async with client.get(proxy.make_url("/__test/hangup")) as resp:
+            assert resp.status == 502
+        assert upstream.app[HANGUPS] == ["POST", "GET", "GET"]  # one retry
+
+
+async def test_forwarded_header_from_client_is_dropped(make_proxy: ProxyFactory) -> None:
+    proxy = await make_proxy()
+    _, echoed = await get_json(
+        str(proxy.make_url("/v2/x")), headers={"Forwarded": "for=1.2.3.4;host=evil"}
+    )
+    assert header_values(echoed, "Forwarded") == []

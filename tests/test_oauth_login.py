@@ -230,3 +230,34 @@ async def test_cors_preflight_and_headers_only_for_allowed_origins(
             "POST", url, headers={"Origin": "https://evil.example"}, data=b"{}"
         )
         assert status == 403
+
+
+async def test_cross_site_link_to_sign_out_asks_first(oauth_stack: StackFactory) -> None:
+    stack = await oauth_stack()
+    async with ScriptedBrowser() as browser:
+        await browser.login(stack.public_url, "kim", "/")
+        status, _, body, cookies = await browser.request(
+            "GET",
+            f"{stack.public_url}/oauth2/sign_out?rd=/v2/x",
+            headers={**NAVIGATION, "Sec-Fetch-Site": "cross-site"},
+        )
+        assert status == 200
+        assert '<form method="post" action="/oauth2/sign_out?rd=/v2/x">' in body
+        assert cookies == []
+        assert stack.idp.stats().get("revocation", {}) == {}
+        status, headers, _, _ = await browser.request(
+            "POST",
+            f"{stack.public_url}/oauth2/sign_out?rd=/v2/x",
+            headers={"Origin": stack.public_url},
+        )
+        assert status == 302
+        assert headers["Location"] == "/v2/x"
+
+
+async def test_unicode_cookie_is_no_session_not_500(oauth_stack: StackFactory) -> None:
+    stack = await oauth_stack()
+    for path in ("/v2/account", "/oauth2/userinfo", "/oauth2/sign_out"):
+        async with ScriptedBrowser() as browser:
+            browser.jar(stack.public_url)["sipgate_proxy_0"] = "².abc"
+            status, _, _, _ = await browser.request("GET", f"{stack.public_url}{path}")
+            assert status in (302, 401), path

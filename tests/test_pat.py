@@ -57,3 +57,27 @@ async def test_client_outside_allowed_networks_gets_403(make_proxy: ProxyFactory
     assert "token" not in str(body).lower().replace("client_not_allowed", "")
     status, _ = await get_json(str(proxy.make_url("/v2/account")))
     assert status == 200  # from 127.0.0.1
+
+
+async def test_web_pages_cannot_borrow_the_loopback_position(make_proxy: ProxyFactory) -> None:
+    proxy = await make_proxy()
+    url = str(proxy.make_url("/v2/sessions/sms"))
+    async with aiohttp.ClientSession() as client:
+        # a cross-site form or fetch from another site
+        async with client.post(url, headers={"Origin": "https://evil.example"}) as resp:
+            assert resp.status == 403
+        async with client.get(url, headers={"Sec-Fetch-Site": "cross-site"}) as resp:
+            assert resp.status == 403
+        # DNS rebinding: the page's own origin, but a foreign host name
+        rebound = {
+            "Host": "rebind.evil.example:8080",
+            "Sec-Fetch-Site": "same-origin",
+        }
+        async with client.get(url, headers=rebound) as resp:
+            assert resp.status == 403
+        # a page served by the proxy itself, and plain non-browser clients, are fine
+        own = {"Host": "localhost:8080", "Origin": "http://localhost:8080"}
+        async with client.post(url, headers=own) as resp:
+            assert resp.status == 200
+        async with client.post(url, headers={"Host": "sipgate-proxy.svc"}) as resp:
+            assert resp.status == 200

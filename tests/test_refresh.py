@@ -220,3 +220,44 @@ async def test_upstream_403_and_402_never_trigger_refresh(oauth_stack: StackFact
             )
             assert status == code
     assert refresh_grants(stack, None) == 0
+
+
+async def test_refreshed_cookies_survive_an_upstream_error(oauth_stack: StackFactory) -> None:
+    stack = await oauth_stack({"SIPGATE_PROXY_AUTH__OAUTH2__REFRESH_SKEW": "29"}, access_ttl=30)
+    async with ScriptedBrowser() as browser:
+        await logged_in(stack, browser, "leo")
+        await asyncio.sleep(1.2)
+        await stack.upstream.close()  # upstream down: the answer will be 502
+        status, _, _, cookies = await browser.request(
+            "GET", f"{stack.public_url}/v2/a", headers=JSON
+        )
+    assert status == 502
+    assert refresh_grants(stack) == 1
+    # the rotated refresh token reached the browser anyway: it will not replay the old one
+    assert any(c.startswith("sipgate_proxy_0=") and "Max-Age=0" not in c for c in cookies)
+
+
+async def test_slow_idp_is_not_asked_again_right_after_a_timeout(
+    oauth_stack: StackFactory,
+) -> None:
+    stack = await oauth_stack(
+        {
+            "SIPGATE_PROXY_AUTH__OAUTH2__REFRESH_SKEW": "29",
+            "SIPGATE_PROXY_AUTH__OAUTH2__TIMEOUT": "1",
+        },
+        access_ttl=30,
+    )
+    async with ScriptedBrowser() as browser:
+        await logged_in(stack, browser, "mia")
+        stack.idp.set_faults(token_delay_ms=3000)
+        await asyncio.sleep(1.2)
+        timings = []
+        for _ in range(3):
+            started = time.monotonic()
+            status, _, _, _ = await browser.request("GET", f"{stack.public_url}/v2/a", headers=JSON)
+            timings.append(time.monotonic() - started)
+            assert status == 200  # the still-valid token is used
+    assert timings[0] >= 0.9  # the first waited for the timeout …
+    assert max(timings[1:]) < 0.5  # … the next ones did not wait again
+    await asyncio.sleep(2.5)  # the IdP counts the delayed call once it has answered it
+    assert stack.idp.token_calls("refresh_token", None) == 1

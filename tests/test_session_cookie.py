@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import re
 from pathlib import Path
 
 import pytest
@@ -18,14 +17,13 @@ from proxy.session_codec import StoredSession
 from proxy.tokens import TokenSet
 
 NOW = 1_800_000_000.0
-SEED = Path(__file__).resolve().parents[2] / "shared" / "seed" / "sipgate-authentication.md"
+# sipgate's sample token response from its authentication docs (real Keycloak tokens
+# from 2018, long expired): access 1193 B, refresh 1141 B, id 1001 B.
+SEED = Path(__file__).parent / "data" / "sipgate-token-response.json"
 
 
 def seed_token_response() -> dict[str, object]:
-    """sipgate's real sample token response (access 1193 B, refresh 1141 B, id 1001 B)."""
-    text = SEED.read_text()
-    block = re.findall(r"```json\n(\{.*?\})\n```", text, re.S)[0]
-    return dict(json.loads(block))
+    return dict(json.loads(SEED.read_text()))
 
 
 def sipgate_tokens(keep_id_token: bool = True) -> TokenSet:
@@ -214,3 +212,8 @@ def test_repr_never_shows_tokens() -> None:
     tokens = sipgate_tokens()
     assert tokens.access_token not in repr(tokens)
     assert (tokens.refresh_token or "x") not in repr(tokens)
+
+
+@pytest.mark.parametrize("first", ["².abc", "①.abc", "\u0661.abc", "1\u200b.abc"])
+def test_unicode_digits_in_chunk_count_are_no_session(first: str) -> None:
+    assert storage().load({"sipgate_proxy_0": first}) is None

@@ -145,6 +145,29 @@ class BearerVerifier:
 VERIFIER = web.AppKey("verifier", BearerVerifier)
 
 
+HANGUPS: web.AppKey[list[str]] = web.AppKey("hangups", list)
+
+
+async def hangup(request: web.Request) -> web.StreamResponse:
+    """Read the request, then close the connection without answering."""
+    request.app[HANGUPS].append(request.method)
+    await request.read()
+    assert request.transport is not None
+    request.transport.close()
+    return web.Response()
+
+
+async def cors(request: web.Request) -> web.Response:
+    """An upstream that reflects any Origin with credentials: the proxy must not pass it."""
+    return web.json_response(
+        {"cors": True},
+        headers={
+            "Access-Control-Allow-Origin": request.headers.get("Origin", "*"),
+            "Access-Control-Allow-Credentials": "true",
+        },
+    )
+
+
 def create_upstream_app(jwks_url: str | None = None) -> web.Application:
     app = web.Application(client_max_size=1024**4)
     if jwks_url:
@@ -156,6 +179,9 @@ def create_upstream_app(jwks_url: str | None = None) -> web.Application:
     app.router.add_get("/__test/stall", stall_mid_body)
     app.router.add_route("*", "/__test/status/{code}", status)
     app.router.add_get("/__test/cookies", cookies)
+    app.router.add_get("/__test/cors", cors)
+    app[HANGUPS] = []
+    app.router.add_route("*", "/__test/hangup", hangup)
     app.router.add_route("*", "/{tail:.*}", echo)
     return app
 
