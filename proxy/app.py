@@ -18,10 +18,14 @@ from proxy.credentials import Authenticator
 from proxy.csrf import OriginPolicy
 from proxy.errors import ProxyError, json_error
 from proxy.forward import Forwarder
+from proxy.forward_auth import forward_auth_handler
+from proxy.health import Health
 from proxy.keys import session_keys
 from proxy.login import LoginRoutes
 from proxy.login_flow import LoginFlows
+from proxy.metrics import Metrics
 from proxy.oauth import OAuthClient
+from proxy.observe import add_request_id, observer
 from proxy.pat import LOOPBACK_NAMES, ClientNetworks, PersonalAccessTokenAuth, host_name
 from proxy.refresh import Refresher
 from proxy.sealing import KeyRing
@@ -39,27 +43,52 @@ class HttpClients:
     upstream: aiohttp.ClientSession | None = None
     idp: aiohttp.ClientSession | None = None
     forwarder: Forwarder | None = field(default=None)
+    stopping: bool = False  # set on SIGTERM: readiness turns off before the listener closes
 
     def idp_session(self) -> aiohttp.ClientSession:
         assert self.idp is not None, "used before start-up"
         return self.idp
 
+    def ready(self) -> bool:
+        open_ = self.upstream is not None and not self.upstream.closed
+        return open_ and self.forwarder is not None and not self.stopping
+
 
 CLIENTS = web.AppKey("clients", HttpClients)
 AUTHENTICATOR = web.AppKey("authenticator", Authenticator)
 ORIGINS = web.AppKey("origins", OriginPolicy)
+METRICS = web.AppKey("metrics", Metrics)
+HEALTH = web.AppKey("health", Health)
 
 
 def create_app(settings: Settings) -> web.Application:
-    app = web.Application(middlewares=[_errors_as_json, _unrouted_to_proxy])
+    metrics = Metrics()
+    app = web.Application(middlewares=[observer(metrics), _errors_as_json, _unrouted_to_proxy])
     clients = HttpClients()
-    app[CLIENTS] = clients
+    app[CLIENTS], app[METRICS] = clients, metrics
     app.cleanup_ctx.append(_open_clients(settings, clients))
+    app.on_response_prepare.append(add_request_id)
+    health = Health(metrics, clients.ready)
+    app[HEALTH] = health
+    health.register(app.router, with_metrics=settings.management.listen is None)
     if settings.auth.mode == "personal_access_token":
         _wire_personal_access_token(app, settings)
     else:
         _wire_oauth2(app, settings, clients)
+    app.router.add_get(
+        f"{settings.auth.oauth2.path_prefix}/auth",
+        forward_auth_handler(app[AUTHENTICATOR]),
+        name="forward_auth",
+    )
     app.router.add_route("*", "/{tail:.*}", _proxy)
+    return app
+
+
+def create_management_app(main: web.Application) -> web.Application:
+    """Probes and /metrics on their own listener, sharing the main app's state."""
+    app = web.Application(middlewares=[observer(main[METRICS])])
+    app.on_response_prepare.append(add_request_id)
+    main[HEALTH].register(app.router, with_metrics=True)
     return app
 
 

@@ -15,20 +15,20 @@ import time
 
 from aiohttp import web
 
+from proxy import request_state as state
 from proxy.credentials import Credentials
 from proxy.csrf import OriginPolicy
 from proxy.errors import CrossSiteRefused, IdPUnavailable, Unauthenticated
 from proxy.navigation import is_browser_navigation
 from proxy.redirects import login_url
 from proxy.refresh import Outcome, Refresher, RefreshFailed
-from proxy.session import CookieSessionStorage
+from proxy.session import CookieSessionStorage, session_cookie_bytes
 from proxy.session_codec import StoredSession
 from proxy.tokens import Clock, TokenSet
 
 log = logging.getLogger(__name__)
 
 GRACE_MIN_VALIDITY = 5.0  # seconds a token from the grace cache must still be valid
-REFRESH_OUTCOME_KEY = web.RequestKey("refresh_outcome", Outcome)
 
 
 class BrowserSessionAuth:
@@ -60,6 +60,7 @@ class BrowserSessionAuth:
             request.method, request.headers.get("Origin"), request.headers.get("Sec-Fetch-Site")
         ):
             raise CrossSiteRefused()
+        request[state.SUBJECT] = stored.tokens.subject
         tokens, cookies = await self._fresh(request, stored, force=False)
         return self._credentials(request, stored, tokens, cookies)
 
@@ -96,19 +97,20 @@ class BrowserSessionAuth:
         try:
             fresh, outcome = await self._refresher.refresh(tokens)
         except RefreshFailed as failed:
-            request[REFRESH_OUTCOME_KEY] = failed.outcome
+            request[state.REFRESH_OUTCOME] = failed.outcome.value
             if failed.fatal:
                 log.info("session ended by the IdP (%s); login required", failed)
                 raise self._unauthenticated(request) from None
             if not force and tokens.expires_at > now:
                 return tokens, ()  # IdP down: the current token still works for a while
             raise IdPUnavailable() from None
-        request[REFRESH_OUTCOME_KEY] = outcome
+        request[state.REFRESH_OUTCOME] = outcome.value
         if outcome is Outcome.GRACE and fresh.access_expires_within(GRACE_MIN_VALIDITY, now):
             # The grace copy has itself run out by now: refresh it in turn. (One that is
             # merely near expiry is used as is: its own cookie refreshes it next time.)
             return await self._fresh(request, StoredSession(fresh, stored.created, now), force)
         cookies = self._storage.set_cookie_headers(fresh, stored.created, request.cookies)
+        request[state.SESSION_COOKIE_BYTES] = session_cookie_bytes(cookies)
         return fresh, tuple(cookies)
 
     def _unauthenticated(self, request: web.Request) -> Unauthenticated:

@@ -26,11 +26,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.check_config:
         print(f"configuration ok ({settings.auth.mode} mode)")
         return 0
-    log.setup()
+    log.setup(settings.log.level, settings.log.format)
     from proxy import server  # imported late: --check-config needs no aiohttp server
 
-    server.run(settings)
-    return 0
+    return server.run(settings)
 
 
 def _parser() -> argparse.ArgumentParser:

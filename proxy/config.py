@@ -124,6 +124,18 @@ class Session(_Section):
 class Server(_Section):
     max_field_size: int = Field(default=65536, ge=8190)
     shutdown_timeout: float = Field(default=30.0, ge=0)
+    workers: int = Field(default=1, ge=1, le=64)
+
+
+class Management(_Section):
+    # A second listener for probes and metrics (e.g. a port only the cluster reaches);
+    # when set, /metrics is served there only.
+    listen: Listen | None = None
+
+
+class Log(_Section):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["json", "text"] = "json"
 
 
 class Settings(_Section):
@@ -133,6 +145,8 @@ class Settings(_Section):
     auth: Auth = Auth()
     session: Session = Session()
     server: Server = Server()
+    management: Management = Management()
+    log: Log = Log()
 
     @field_validator("public_url")
     @classmethod

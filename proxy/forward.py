@@ -8,12 +8,14 @@ apply back-pressure (``StreamReader`` high-water marks, ``StreamResponse.write``
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator, Iterable
 
 import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict
 
+from proxy import request_state as state
 from proxy.config import Upstream
 from proxy.credentials import Credentials
 from proxy.errors import BodyTooLarge, ProxyError, UpstreamTimeout, UpstreamUnreachable
@@ -77,7 +79,7 @@ class Forwarder:
         url = self._target.url_for(request.raw_path)
         headers = self._upstream_headers(request, credentials)
         body = self._request_body(request)
-        upstream = await self._send(request.method, url, headers, body)
+        upstream = await self._send(request, url, headers, body)
         try:
             if upstream.status == 401 and body is None and credentials.reauthorize is not None:
                 retry = await credentials.reauthorize()
@@ -85,7 +87,8 @@ class Forwarder:
                     upstream.release()
                     credentials = retry
                     headers["Authorization"] = retry.authorization
-                    upstream = await self._send(request.method, url, headers, None)
+                    request[state.UPSTREAM_401_RETRIED] = True
+                    upstream = await self._send(request, url, headers, None)
             return await self._relay(request, upstream, credentials)
         except ProxyError as err:
             err.set_cookies = (*err.set_cookies, *credentials.set_cookies)  # the retry's
@@ -95,16 +98,17 @@ class Forwarder:
 
     async def _send(
         self,
-        method: str,
+        request: web.Request,
         url: object,
         headers: CIMultiDict[str],
         body: _CountedBody | None,
     ) -> aiohttp.ClientResponse:
         # aiohttp itself retries an idempotent request once when a pooled keep-alive
         # connection turns out closed; POST and PATCH are never sent twice.
+        started = time.perf_counter()
         try:
-            return await self._client.request(
-                method,
+            upstream = await self._client.request(
+                request.method,
                 url,  # type: ignore[arg-type]
                 headers=headers,
                 data=body.chunks() if body is not None else None,
@@ -112,11 +116,16 @@ class Forwarder:
                 auto_decompress=False,
             )
         except (aiohttp.ServerTimeoutError, TimeoutError):
+            request[state.UPSTREAM_ERROR] = "timeout"
             raise UpstreamTimeout() from None
         except aiohttp.ClientError:
             if body is not None and body.too_large:
                 raise BodyTooLarge() from None
+            request[state.UPSTREAM_ERROR] = "unreachable"
             raise UpstreamUnreachable() from None
+        request[state.UPSTREAM_SECONDS] = time.perf_counter() - started
+        request[state.UPSTREAM_STATUS] = upstream.status
+        return upstream
 
     async def _relay(
         self, request: web.Request, upstream: aiohttp.ClientResponse, credentials: Credentials
@@ -169,6 +178,8 @@ class Forwarder:
         if cookie:
             headers["Cookie"] = cookie
         headers["Authorization"] = credentials.authorization
+        if state.REQUEST_ID in request:
+            headers["X-Request-ID"] = request[state.REQUEST_ID]
         _add_forwarded(headers, request)
         return headers
 

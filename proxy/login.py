@@ -14,6 +14,7 @@ from urllib.parse import quote
 import aiohttp_session
 from aiohttp import web
 
+from proxy import request_state as rs
 from proxy.csrf import OriginPolicy
 from proxy.errors import CrossSiteRefused, json_error
 from proxy.id_token import InvalidIdToken, verify
@@ -51,11 +52,11 @@ class LoginRoutes:
         self._clock = clock
 
     def register(self, router: web.UrlDispatcher) -> None:
-        router.add_get(f"{self._prefix}/start", self.start)
-        router.add_get(f"{self._prefix}/callback", self.callback)
-        router.add_route("GET", f"{self._prefix}/sign_out", self.sign_out)
+        router.add_get(f"{self._prefix}/start", self.start, name="login:start")
+        router.add_get(f"{self._prefix}/callback", self.callback, name="login:callback")
+        router.add_route("GET", f"{self._prefix}/sign_out", self.sign_out, name="login:sign_out")
         router.add_route("POST", f"{self._prefix}/sign_out", self.sign_out)
-        router.add_get(f"{self._prefix}/userinfo", self.userinfo)
+        router.add_get(f"{self._prefix}/userinfo", self.userinfo, name="login:userinfo")
 
     async def start(self, request: web.Request) -> web.Response:
         return_path = safe_return_path(request.query.get("rd"))
@@ -75,6 +76,7 @@ class LoginRoutes:
         query = request.query
         state = query.get("state", "")
         if "error" in query:
+            request[rs.LOGIN_OUTCOME] = "idp_error"
             retry = self._flows.peek_return_path(state, request.cookies)
             _, expire = self._flows.finish(state, request.cookies)
             log.info("login refused by the IdP: %s", _short(query.get("error", "")))
@@ -84,22 +86,27 @@ class LoginRoutes:
             return _add_cookies(page, expire)
         flow, expire = self._flows.finish(state, request.cookies)
         if flow is None or not query.get("code"):
+            request[rs.LOGIN_OUTCOME] = "invalid_state"
             log.info("login callback with an unknown, used or expired state")
             page = self._page(400, "This login attempt has expired or was already used.", "/")
             return _add_cookies(page, expire)
         try:
             tokens = await self._redeem(query["code"], flow)
         except (IdPUnavailable, MalformedTokenResponse):
+            request[rs.LOGIN_OUTCOME] = "idp_unavailable"
             log.warning("login failed: the IdP did not answer the code exchange")
             page = self._page(502, "The sipgate login did not answer.", flow.return_path)
             return _add_cookies(page, expire)
         except (TokenError, InvalidIdToken) as err:
+            request[rs.LOGIN_OUTCOME] = "rejected"
             log.warning("login failed: %s", err)
             page = self._page(403, "The login could not be completed.", flow.return_path)
             return _add_cookies(page, expire)
         session = await aiohttp_session.new_session(request)
         session[TOKENS_KEY] = tokens
         session[CREATED_KEY] = self._clock()
+        request[rs.LOGIN_OUTCOME] = "ok"
+        request[rs.SUBJECT] = tokens.subject
         log.info("login ok")
         response = web.Response(status=302, headers={"Location": flow.return_path})
         return _add_cookies(response, expire)

@@ -1,29 +1,80 @@
-"""Run the application on a socket, with the HTTP parser limits a cookie proxy needs."""
+"""Run the proxy: listeners, HTTP parser limits, graceful shutdown, worker processes.
+
+SIGTERM (what Kubernetes sends before it kills a pod): readiness turns off, the
+listeners close, requests in flight get ``server.shutdown_timeout`` seconds to finish,
+then the process exits 0. With ``server.workers: N`` a supervisor starts N processes that
+each bind the port with SO_REUSEPORT, and passes SIGTERM on to them.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import multiprocessing
+import signal
+import sys
+from typing import Any
 
 from aiohttp import web
+from pydantic import SecretStr
 
-from proxy.app import create_app
+from proxy import log as log_setup
+from proxy.app import CLIENTS, create_app, create_management_app
 from proxy.config import Settings
+from proxy.keys import generate_key
 
 log = logging.getLogger(__name__)
 
 
-def handler_args(settings: Settings) -> dict[str, object]:
+def handler_args(settings: Settings) -> dict[str, Any]:
     return {
         # Chunked session cookies make Cookie headers far longer than aiohttp's 8190 bytes.
         "max_field_size": settings.server.max_field_size,
         "max_line_size": settings.server.max_field_size,
         # Bodies pass through as sent; the upstream decodes them, not the proxy.
         "auto_decompress": False,
+        # aiohttp's access log would write query strings (the login callback's code);
+        # proxy.observe writes one line per request instead.
+        "access_log": None,
     }
 
 
-def run(settings: Settings) -> None:
+def run(settings: Settings) -> int:
+    settings = with_session_key(settings)
+    if settings.server.workers == 1:
+        _use_uvloop()
+        asyncio.run(serve(settings))
+        return 0
+    return supervise(settings)
+
+
+def with_session_key(settings: Settings) -> Settings:
+    """On a developer machine without keys: one throw-away key, shared by all workers."""
+    if settings.auth.mode != "oauth2" or settings.session.keys or not settings.is_local:
+        return settings
+    log.warning(
+        "no session.keys configured: using a throw-away key; sessions end when the proxy "
+        "stops (create a key with 'sipgate-auth-proxy generate-key')"
+    )
+    session = settings.session.model_copy(update={"keys": [SecretStr(generate_key())]})
+    return settings.model_copy(update={"session": session})
+
+
+async def serve(settings: Settings, reuse_port: bool = False) -> None:
     app = create_app(settings)
+    runners = [_runner(app, settings)]
+    management = settings.management.listen
+    if management is not None:
+        runners.append(_runner(create_management_app(app), settings))
+    for runner in runners:
+        await runner.setup()
+    await web.TCPSite(
+        runners[0], settings.listen.host, settings.listen.port, reuse_port=reuse_port
+    ).start()
+    if management is not None:
+        await web.TCPSite(
+            runners[1], management.host, management.port, reuse_port=reuse_port
+        ).start()
     log.info(
         "listening on %s:%d, forwarding to %s (%s mode)",
         settings.listen.host,
@@ -31,12 +82,79 @@ def run(settings: Settings) -> None:
         settings.upstream.url,
         settings.auth.mode,
     )
-    web.run_app(
-        app,
-        host=settings.listen.host,
-        port=settings.listen.port,
-        handler_args=handler_args(settings),
-        shutdown_timeout=settings.server.shutdown_timeout,
-        access_log=None,
-        print=None,
+    await _until_signalled()
+    app[CLIENTS].stopping = True
+    log.info(
+        "stopping: finishing requests in flight (at most %.0f s)", settings.server.shutdown_timeout
     )
+    for runner in runners:
+        await runner.cleanup()
+    log.info("stopped")
+
+
+def _runner(app: web.Application, settings: Settings) -> web.AppRunner:
+    return web.AppRunner(
+        app,
+        handle_signals=False,
+        shutdown_timeout=settings.server.shutdown_timeout,
+        **handler_args(settings),
+    )
+
+
+async def _until_signalled() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    await stop.wait()
+
+
+def _use_uvloop() -> None:
+    try:
+        import uvloop
+    except ImportError:
+        return
+    uvloop.install()
+
+
+def supervise(settings: Settings) -> int:
+    context = multiprocessing.get_context("spawn")
+    workers = [
+        context.Process(target=_worker, args=(settings,), name=f"worker-{n}")
+        for n in range(settings.server.workers)
+    ]
+    for worker in workers:
+        worker.start()
+    log.info("started %d workers sharing port %d", len(workers), settings.listen.port)
+    if settings.auth.mode == "oauth2":
+        log.warning(
+            "with several workers, refreshes of one session are single-flight per worker "
+            "only: two workers may refresh the same session at once, and an IdP that "
+            "rotates refresh tokens then ends that login"
+        )
+
+    def forward(signum: int, _frame: object) -> None:
+        for worker in workers:
+            if worker.pid is not None and worker.is_alive():
+                worker.terminate()  # SIGTERM: each finishes its requests in flight
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    failed = False
+    while any(worker.is_alive() for worker in workers):
+        for worker in workers:
+            worker.join(timeout=0.5)
+            if worker.exitcode not in (None, 0) and not failed:
+                log.error(
+                    "worker %s exited with %s; stopping the others", worker.name, worker.exitcode
+                )
+                failed = True
+                forward(signal.SIGTERM, None)
+    return 1 if failed else 0
+
+
+def _worker(settings: Settings) -> None:
+    log_setup.setup(settings.log.level, settings.log.format)
+    _use_uvloop()
+    asyncio.run(serve(settings, reuse_port=True))
+    sys.exit(0)

@@ -136,3 +136,8 @@ class CookieSessionStorage(aiohttp_session.AbstractStorage):
 
 def session_data(stored: StoredSession) -> dict[str, Any]:
     return {TOKENS_KEY: stored.tokens, CREATED_KEY: stored.created}
+
+
+def session_cookie_bytes(set_cookies: list[str]) -> int:
+    """Bytes the browser will send back: name=value of every live chunk."""
+    return sum(len(c.split(";", 1)[0]) for c in set_cookies if "Max-Age=0" not in c)

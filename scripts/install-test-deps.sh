@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# Install the real peers the test suite talks to: Chromium (browser tests) and the
-# oidc-provider IdP's node modules. Safe to run again: it only installs what is missing.
+# Install the real peers the test suite talks to: Chromium (browser tests), nginx
+# (auth_request in front of the proxy) and the oidc-provider IdP's node modules. Safe to run again: it only installs what is missing.
 # Debian packages need root (or sudo).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 apt_packages=()
 [ -x /usr/bin/chromium ] || apt_packages+=(chromium)
+[ -x /usr/sbin/nginx ] || apt_packages+=(nginx)
 
 if [ ${#apt_packages[@]} -gt 0 ]; then
   sudo_cmd=""

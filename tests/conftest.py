@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -15,9 +16,14 @@ from proxy.app import create_app
 from proxy.server import handler_args
 from tests.support.idp import RunningIdP, idp_available, start_idp
 from tests.support.processes import free_port
+from tests.support.secrets import WATCH
 from tests.support.upstream import VERIFIER, BearerVerifier, create_upstream_app
 
 IN_CI = os.environ.get("CI") == "true"
+
+# Every log record of the whole run goes to the watch (see test_log_hygiene.py).
+logging.getLogger().addHandler(WATCH)
+logging.getLogger().setLevel(logging.INFO)
 
 PAT_ENV = {
     "SIPGATE_PROXY_AUTH__MODE": "personal_access_token",
@@ -64,6 +70,13 @@ def make_proxy(
 
 CLIENT_ID = "2556404-0-dc848ae6-085c-11e8-92a6-31b99c83912e"
 CLIENT_SECRET = "test-client-secret"
+WATCH.add(CLIENT_SECRET)
+WATCH.add(PAT_ENV["SIPGATE_PROXY_AUTH__PERSONAL_ACCESS_TOKEN__TOKEN"])
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The log hygiene check runs last, over the lines of every test before it."""
+    items.sort(key=lambda item: item.name == "test_no_secret_in_any_log_line")
 
 
 @dataclass
@@ -102,6 +115,7 @@ def idp_factory(tmp_path: Path) -> Iterator[Callable[..., RunningIdP]]:
     yield start
     for idp in started:
         idp.stop()
+        WATCH.add_idp_state(idp.state_path)
 
 
 @pytest.fixture

@@ -11,6 +11,8 @@ from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 
+from tests.support.secrets import WATCH
+
 FORM_ACTION = re.compile(r'<form id="kc-form-login" action="([^"]+)"')
 
 
@@ -58,6 +60,7 @@ class ScriptedBrowser:
                         jar.pop(name, None)
                     else:
                         jar[name] = morsel.value
+                        WATCH.add(morsel.value)
             return resp.status, dict(resp.headers), body, set_cookies
 
     async def navigate(self, url: str, stop_at: str | None = None) -> tuple[str, int, str]:

@@ -16,6 +16,8 @@ import aiohttp
 import jwt
 from aiohttp import web
 
+from tests.support.secrets import WATCH
+
 CHUNK = 64 * 1024
 JWT_CLAIMS: web.RequestKey[dict[str, Any]] = web.RequestKey("jwt_claims", dict)
 
@@ -52,6 +54,22 @@ async def download(request: web.Request) -> web.StreamResponse:
         piece = block[: min(CHUNK, total - sent)]
         await response.write(piece)
         sent += len(piece)
+    await response.write_eof()
+    return response
+
+
+async def slow_stream(request: web.Request) -> web.StreamResponse:
+    """N chunks, one every ``interval`` seconds: a response that takes its time."""
+    chunks, interval = (
+        int(request.query.get("chunks", "10")),
+        float(request.query.get("interval", "0.3")),
+    )
+    response = web.StreamResponse()
+    response.content_length = chunks * 1000
+    await response.prepare(request)
+    for _ in range(chunks):
+        await asyncio.sleep(interval)
+        await response.write(b"s" * 1000)
     await response.write_eof()
     return response
 
@@ -130,6 +148,7 @@ class BearerVerifier:
         if request.path.startswith("/v2/"):
             authorization = request.headers.get("Authorization", "")
             self.tokens_seen.append(authorization)
+            WATCH.add(authorization)
             claims = await self.claims(authorization)
             if self.reject_next > 0:
                 self.reject_next -= 1
@@ -176,6 +195,7 @@ def create_upstream_app(jwks_url: str | None = None) -> web.Application:
         app.middlewares.append(verifier.middleware)
     app.router.add_get("/__test/download", download)
     app.router.add_get("/__test/slow", slow)
+    app.router.add_get("/__test/slow_stream", slow_stream)
     app.router.add_get("/__test/stall", stall_mid_body)
     app.router.add_route("*", "/__test/status/{code}", status)
     app.router.add_get("/__test/cookies", cookies)
