@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
@@ -14,6 +15,7 @@ from aiohttp import web
 from proxy.browser_session import BrowserSessionAuth
 from proxy.config import Settings
 from proxy.cookie_chunks import CookieAttributes
+from proxy.cookie_store import CookieSessionStore
 from proxy.credentials import Authenticator
 from proxy.csrf import OriginPolicy
 from proxy.errors import ProxyError, json_error
@@ -29,7 +31,7 @@ from proxy.observe import add_request_id, observer
 from proxy.pat import LOOPBACK_NAMES, ClientNetworks, PersonalAccessTokenAuth, host_name
 from proxy.refresh import Refresher
 from proxy.sealing import KeyRing
-from proxy.session import CookieSessionStorage
+from proxy.session import SessionStorage
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +114,7 @@ def _wire_oauth2(app: web.Application, settings: Settings, clients: HttpClients)
     keys = KeyRing(session_keys([k.get_secret_value() for k in session.keys], settings.is_local))
     prefix = oauth2.path_prefix
     oauth = OAuthClient(oauth2, settings.public_url + prefix + "/callback", clients.idp_session)
-    storage = CookieSessionStorage(
+    storage = CookieSessionStore(
         keys, session.cookie_name, settings.cookie_secure, session.max_lifetime
     )
     flows = LoginFlows(
@@ -128,7 +130,7 @@ def _wire_oauth2(app: web.Application, settings: Settings, clients: HttpClients)
         oauth, flows, storage, origins, settings.public_url, prefix, oauth2.pkce, oauth2.idp_logout
     )
     routes.register(app.router)
-    app.middlewares.append(aiohttp_session.session_middleware(storage))
+    app.middlewares.append(aiohttp_session.session_middleware(SessionStorage(storage, time.time)))
     app.middlewares.append(_cors_preflight)
     app.on_response_prepare.append(_cors_headers)
 

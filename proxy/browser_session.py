@@ -22,7 +22,7 @@ from proxy.errors import CrossSiteRefused, IdPUnavailable, Unauthenticated
 from proxy.navigation import is_browser_navigation
 from proxy.redirects import login_url
 from proxy.refresh import Outcome, Refresher, RefreshFailed
-from proxy.session import CookieSessionStorage, session_cookie_bytes
+from proxy.session import SessionStore, session_cookie_bytes
 from proxy.session_codec import StoredSession
 from proxy.tokens import Clock, TokenSet
 
@@ -34,7 +34,7 @@ GRACE_MIN_VALIDITY = 5.0  # seconds a token from the grace cache must still be v
 class BrowserSessionAuth:
     def __init__(
         self,
-        storage: CookieSessionStorage,
+        storage: SessionStore,
         refresher: Refresher,
         origins: OriginPolicy,
         public_url: str,
@@ -51,11 +51,11 @@ class BrowserSessionAuth:
         self._clock = clock
 
     async def authenticate(self, request: web.Request) -> Credentials:
-        stored = self._storage.load(request.cookies)
+        stored = await self._storage.load(request.cookies)
         if stored is None:
             if self._storage.present(request.cookies):
                 log.warning("session cookie present but not valid; treated as no session")
-            raise self._unauthenticated(request)
+            raise await self._unauthenticated(request)
         if not self._origins.allows_unsafe_request(
             request.method, request.headers.get("Origin"), request.headers.get("Sec-Fetch-Site")
         ):
@@ -100,7 +100,7 @@ class BrowserSessionAuth:
             request[state.REFRESH_OUTCOME] = failed.outcome.value
             if failed.fatal:
                 log.info("session ended by the IdP (%s); login required", failed)
-                raise self._unauthenticated(request) from None
+                raise await self._unauthenticated(request) from None
             if not force and tokens.expires_at > now:
                 return tokens, ()  # IdP down: the current token still works for a while
             raise IdPUnavailable() from None
@@ -109,16 +109,16 @@ class BrowserSessionAuth:
             # The grace copy has itself run out by now: refresh it in turn. (One that is
             # merely near expiry is used as is: its own cookie refreshes it next time.)
             return await self._fresh(request, StoredSession(fresh, stored.created, now), force)
-        cookies = self._storage.set_cookie_headers(fresh, stored.created, request.cookies)
+        cookies = await self._storage.save(fresh, stored.created, request.cookies)
         request[state.SESSION_COOKIE_BYTES] = session_cookie_bytes(cookies)
         return fresh, tuple(cookies)
 
-    def _unauthenticated(self, request: web.Request) -> Unauthenticated:
+    async def _unauthenticated(self, request: web.Request) -> Unauthenticated:
         navigation = is_browser_navigation(
             request.method, request.headers.get("Accept"), request.headers.get("Sec-Fetch-Mode")
         )
         return Unauthenticated(
             login_url=login_url(self._public_url, self._prefix, request.raw_path),
             navigation=navigation,
-            set_cookies=tuple(self._storage.clear_cookie_headers(request.cookies)),
+            set_cookies=tuple(await self._storage.clear(request.cookies)),
         )

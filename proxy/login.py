@@ -21,7 +21,7 @@ from proxy.id_token import InvalidIdToken, verify
 from proxy.login_flow import LoginFlow, LoginFlows
 from proxy.oauth import IdPUnavailable, OAuthClient, TokenError, pkce_challenge
 from proxy.redirects import login_url, safe_return_path
-from proxy.session import CREATED_KEY, TOKENS_KEY, CookieSessionStorage
+from proxy.session import CREATED_KEY, TOKENS_KEY, SessionStore
 from proxy.tokens import Clock, MalformedTokenResponse, TokenSet
 
 log = logging.getLogger(__name__)
@@ -32,7 +32,7 @@ class LoginRoutes:
         self,
         oauth: OAuthClient,
         flows: LoginFlows,
-        storage: CookieSessionStorage,
+        storage: SessionStore,
         origins: OriginPolicy,
         public_url: str,
         prefix: str,
@@ -128,7 +128,7 @@ class LoginRoutes:
         return web.Response(status=302, headers={"Location": target or return_path})
 
     async def userinfo(self, request: web.Request) -> web.Response:
-        stored = self._storage.load(request.cookies)
+        stored = await self._storage.load(request.cookies)
         if stored is None:
             return json_error(
                 401,

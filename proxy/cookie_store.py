@@ -1,0 +1,96 @@
+"""The cookie store: the whole token set, sealed and chunked, kept by the browser.
+
+Nothing is stored server-side, so any replica can serve any request. Any cookie that
+fails to decode (tampered, truncated, missing chunk, unknown key, too old, from the
+future, absurd size) is "no session".
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import time
+from collections.abc import Mapping
+
+from proxy import session_codec
+from proxy.cookie_chunks import (
+    MAX_CHUNKS,
+    CookieAttributes,
+    expire_chunks,
+    has_chunks,
+    read_chunks,
+    write_chunks,
+)
+from proxy.sealing import KeyRing, context
+from proxy.session_codec import MalformedSession, StoredSession
+from proxy.tokens import Clock, TokenSet
+
+CLOCK_SKEW = 60.0  # seconds a cookie's seal time may lie in the future (clock drift)
+MAX_COOKIE_TEXT = MAX_CHUNKS * 4096
+
+
+class CookieSessionStore:
+    """The whole token set, sealed, in the browser's cookies."""
+
+    def __init__(
+        self,
+        keys: KeyRing,
+        cookie_name: str,
+        secure: bool,
+        max_lifetime: float,
+        clock: Clock = time.time,
+    ) -> None:
+        self.cookie_name = cookie_name
+        self._keys = keys
+        self._context = context("session", cookie_name)
+        self._attributes = CookieAttributes(secure=secure)
+        self._max_lifetime = max_lifetime
+        self._clock = clock
+
+    def open(self, cookies: Mapping[str, str]) -> StoredSession | None:
+        text = read_chunks(self.cookie_name, cookies)
+        if text is None or len(text) > MAX_COOKIE_TEXT:
+            return None
+        try:
+            sealed = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        except (binascii.Error, ValueError):
+            return None
+        plaintext = self._keys.open(sealed, self._context)
+        if plaintext is None:
+            return None
+        try:
+            stored = session_codec.decode(plaintext)
+        except MalformedSession:
+            return None
+        now = self._clock()
+        if stored.sealed_at > now + CLOCK_SKEW or now - stored.sealed_at > self._max_lifetime:
+            return None
+        if stored.tokens.refresh_expired(now) and stored.tokens.expires_at <= now:
+            return None
+        return stored
+
+    def present(self, cookies: Mapping[str, str]) -> bool:
+        return has_chunks(self.cookie_name, cookies)
+
+    def seal(self, tokens: TokenSet, created: float, cookies: Mapping[str, str]) -> list[str]:
+        now = self._clock()
+        sealed = self._keys.seal(
+            session_codec.encode(StoredSession(tokens, created, now)), self._context
+        )
+        value = base64.urlsafe_b64encode(sealed).rstrip(b"=").decode("ascii")
+        max_age = int(max(0.0, min(tokens.refresh_expires_at - now, self._max_lifetime)))
+        return write_chunks(self.cookie_name, value, self._attributes, max_age, cookies)
+
+    def expire(self, cookies: Mapping[str, str]) -> list[str]:
+        return expire_chunks(self.cookie_name, self._attributes, cookies)
+
+    # --- SessionStore ---------------------------------------------------------------------
+
+    async def load(self, cookies: Mapping[str, str]) -> StoredSession | None:
+        return self.open(cookies)
+
+    async def save(self, tokens: TokenSet, created: float, cookies: Mapping[str, str]) -> list[str]:
+        return self.seal(tokens, created, cookies)
+
+    async def clear(self, cookies: Mapping[str, str]) -> list[str]:
+        return self.expire(cookies)
