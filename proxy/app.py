@@ -12,13 +12,15 @@ import aiohttp
 import aiohttp_session
 from aiohttp import web
 
+from proxy import redis_store
+from proxy import request_state as state
 from proxy.browser_session import BrowserSessionAuth
 from proxy.config import Settings
 from proxy.cookie_chunks import CookieAttributes
 from proxy.cookie_store import CookieSessionStore
 from proxy.credentials import Authenticator
 from proxy.csrf import OriginPolicy
-from proxy.errors import ProxyError, json_error
+from proxy.errors import ProxyError, StoreUnavailable, json_error
 from proxy.forward import Forwarder
 from proxy.forward_auth import forward_auth_handler
 from proxy.health import Health
@@ -29,9 +31,10 @@ from proxy.metrics import Metrics
 from proxy.oauth import OAuthClient
 from proxy.observe import add_request_id, observer
 from proxy.pat import LOOPBACK_NAMES, ClientNetworks, PersonalAccessTokenAuth, host_name
-from proxy.refresh import Refresher
+from proxy.redis_refresh import RedisRefreshCoordination
+from proxy.refresh import Coordination, Refresher
 from proxy.sealing import KeyRing
-from proxy.session import SessionStorage
+from proxy.session import SessionStorage, SessionStore
 
 log = logging.getLogger(__name__)
 
@@ -114,15 +117,18 @@ def _wire_oauth2(app: web.Application, settings: Settings, clients: HttpClients)
     keys = KeyRing(session_keys([k.get_secret_value() for k in session.keys], settings.is_local))
     prefix = oauth2.path_prefix
     oauth = OAuthClient(oauth2, settings.public_url + prefix + "/callback", clients.idp_session)
-    storage = CookieSessionStore(
-        keys, session.cookie_name, settings.cookie_secure, session.max_lifetime
-    )
+    storage, coordination = _session_store(app, settings, keys)
     flows = LoginFlows(
         keys, session.cookie_name, CookieAttributes(settings.cookie_secure, path=prefix + "/")
     )
     origins = OriginPolicy(settings.public_url, session.allowed_origins)
     app[ORIGINS] = origins
-    refresher = Refresher(oauth, timeout=oauth2.timeout, keep_id_token=oauth2.idp_logout)
+    refresher = Refresher(
+        oauth,
+        timeout=oauth2.timeout,
+        keep_id_token=oauth2.idp_logout,
+        coordination=coordination,
+    )
     app[AUTHENTICATOR] = BrowserSessionAuth(
         storage, refresher, origins, settings.public_url, prefix, oauth2.refresh_skew
     )
@@ -133,6 +139,30 @@ def _wire_oauth2(app: web.Application, settings: Settings, clients: HttpClients)
     app.middlewares.append(aiohttp_session.session_middleware(SessionStorage(storage, time.time)))
     app.middlewares.append(_cors_preflight)
     app.on_response_prepare.append(_cors_headers)
+
+
+def _session_store(
+    app: web.Application, settings: Settings, keys: KeyRing
+) -> tuple[SessionStore, Coordination | None]:
+    session = settings.session
+    if session.store == "cookie":
+        store = CookieSessionStore(
+            keys, session.cookie_name, settings.cookie_secure, session.max_lifetime
+        )
+        return store, None
+    assert session.redis_url is not None  # config guarantees it
+    client = redis_store.connect(session.redis_url.get_secret_value())
+    redis_sessions = redis_store.RedisSessionStore(
+        client, keys, session.cookie_name, settings.cookie_secure, session.max_lifetime
+    )
+    app[HEALTH].checks.append(redis_sessions.ping)
+
+    async def close_redis(app: web.Application) -> None:
+        await client.aclose()
+
+    app.on_cleanup.append(close_redis)
+    coordination = RedisRefreshCoordination(client, keys, lock_ttl=session.redis_lock_ttl)
+    return redis_sessions, coordination
 
 
 def _open_clients(
@@ -178,6 +208,8 @@ async def _errors_as_json(request: web.Request, handler: Handler) -> web.StreamR
     try:
         return await handler(request)
     except ProxyError as err:
+        if isinstance(err, StoreUnavailable):
+            request[state.STORE_ERROR] = True
         return err.to_response()
     except web.HTTPException as err:
         if err.status < 400:

@@ -26,6 +26,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.check_config:
         print(f"configuration ok ({settings.auth.mode} mode)")
         return 0
+    if args.command == "end-sessions":
+        return _end_sessions(settings, args.subject)
     log.setup(settings.log.level, settings.log.format)
     from proxy import server  # imported late: --check-config needs no aiohttp server
 
@@ -43,7 +45,51 @@ def _parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command")
     commands.add_parser("generate-key", help="print a new random session key (base64)")
+    end = commands.add_parser(
+        "end-sessions", help="end every session of one user (Redis store): a stolen cookie dies"
+    )
+    end.add_argument("subject", help="the user's subject (sub), as /oauth2/userinfo shows it")
     return parser
+
+
+def _end_sessions(settings: config.Settings, subject: str) -> int:
+    if settings.session.store != "redis" or settings.session.redis_url is None:
+        print(
+            "sipgate-auth-proxy: end-sessions needs session.store: redis (cookie sessions "
+            "live only in browsers; rotate session.keys to end them all)",
+            file=sys.stderr,
+        )
+        return EXIT_CONFIG
+    import asyncio
+
+    from proxy import redis_store
+    from proxy.errors import StoreUnavailable
+    from proxy.sealing import KeyRing
+
+    async def end() -> int:
+        client = redis_store.connect(settings.session.redis_url.get_secret_value())  # type: ignore[union-attr]
+        keys = KeyRing(keys_from(settings))
+        store = redis_store.RedisSessionStore(
+            client, keys, settings.session.cookie_name, True, settings.session.max_lifetime
+        )
+        try:
+            return await store.end_subject(subject)
+        finally:
+            await client.aclose()
+
+    try:
+        ended = asyncio.run(end())
+    except StoreUnavailable:
+        print("sipgate-auth-proxy: Redis is not reachable", file=sys.stderr)
+        return 1
+    print(f"ended {ended} session(s)")
+    return 0
+
+
+def keys_from(settings: config.Settings) -> list[bytes]:
+    return [keys.decode_key(k.get_secret_value()) for k in settings.session.keys] or [
+        keys.decode_key(keys.generate_key())  # no keys: sessions are found by id alone
+    ]
 
 
 if __name__ == "__main__":

@@ -98,7 +98,8 @@ class Session(_Section):
     cookie_secure: bool | None = None  # None: on, except for a loopback http public_url
     keys: list[SecretStr] = Field(default_factory=list)
     store: Literal["cookie", "redis"] = "cookie"
-    redis_url: SecretStr | None = None
+    redis_url: SecretStr | None = None  # redis://, rediss:// (TLS) or unix://
+    redis_lock_ttl: float = Field(default=5.0, gt=0, le=60)
     max_lifetime: float = Field(default=30 * 24 * 3600, gt=0)
     allowed_origins: list[str] = Field(default_factory=list)
 
@@ -333,7 +334,15 @@ def _cross_checks(settings: Settings) -> Iterator[Problem]:
     if auth.mode == "oauth2":
         yield from _oauth2_checks(settings)
     if settings.session.store == "redis":
-        yield Problem("session.store", "redis is not available in this version; use cookie")
+        url = settings.session.redis_url
+        if url is None:
+            yield Problem(
+                "session.redis_url",
+                f"required with store: redis (set {env_name('session.redis_url')} or "
+                "session.redis_url_file)",
+            )
+        elif urlsplit(url.get_secret_value()).scheme not in ("redis", "rediss", "unix"):
+            yield Problem("session.redis_url", "must be a redis://, rediss:// or unix:// URL")
 
 
 def _oauth2_checks(settings: Settings) -> Iterator[Problem]:

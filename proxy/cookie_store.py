@@ -89,8 +89,14 @@ class CookieSessionStore:
     async def load(self, cookies: Mapping[str, str]) -> StoredSession | None:
         return self.open(cookies)
 
-    async def save(self, tokens: TokenSet, created: float, cookies: Mapping[str, str]) -> list[str]:
-        return self.seal(tokens, created, cookies)
+    async def save(
+        self,
+        tokens: TokenSet,
+        created: float,
+        cookies: Mapping[str, str],
+        new_session: bool = False,
+    ) -> list[str]:
+        return self.seal(tokens, created, cookies)  # a new seal replaces all there was
 
     async def clear(self, cookies: Mapping[str, str]) -> list[str]:
         return self.expire(cookies)

@@ -8,6 +8,7 @@
     ├── BodyTooLarge            413  request body above upstream.max_body_size
     ├── UpstreamUnreachable     502  connection refused, reset or closed early
     ├── IdPUnavailable          503  token expired and the IdP cannot refresh it now
+    ├── StoreUnavailable        503  the session store (Redis) cannot be reached
     └── UpstreamTimeout         504  connect or read timeout
 
 Messages are fixed strings: they never contain request data, tokens or secrets.
@@ -99,6 +100,11 @@ class IdPUnavailable(ProxyError):
         response = super().to_response()
         response.headers["Retry-After"] = str(self.retry_after)
         return response
+
+
+class StoreUnavailable(IdPUnavailable):
+    code = "session_store_unavailable"
+    message = "sessions cannot be read right now; retry shortly"
 
 
 class UpstreamTimeout(ProxyError):

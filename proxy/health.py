@@ -1,14 +1,14 @@
 """Liveness, readiness and the Prometheus endpoint.
 
 Readiness means "this process can serve": configuration loaded, keys present, the HTTP
-clients open, not shutting down. An IdP outage is deliberately not part of it: sessions
-whose access tokens are still valid keep working, and taking every replica out of the
-Service would turn a partial outage into a total one.
+clients open, the session store (Redis) answering, not shutting down. An IdP outage is
+deliberately not part of it: sessions whose access tokens are still valid keep working,
+and taking every replica out of the Service would turn a partial outage into a total one.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 from aiohttp import web
 
@@ -16,9 +16,15 @@ from proxy.metrics import CONTENT_TYPE, Metrics
 
 
 class Health:
-    def __init__(self, metrics: Metrics, ready: Callable[[], bool]) -> None:
+    def __init__(
+        self,
+        metrics: Metrics,
+        ready: Callable[[], bool],
+        checks: Sequence[Callable[[], Awaitable[bool]]] = (),
+    ) -> None:
         self._metrics = metrics
         self._ready = ready
+        self.checks = list(checks)  # e.g. the session store answers a ping
 
     def register(self, router: web.UrlDispatcher, with_metrics: bool) -> None:
         router.add_get("/healthz", self.healthz, name="health:healthz")
@@ -31,6 +37,8 @@ class Health:
 
     async def readyz(self, request: web.Request) -> web.Response:
         ready = self._ready()
+        for check in self.checks:
+            ready = ready and await check()
         self._metrics.ready.set(1 if ready else 0)
         return web.json_response(
             {"status": "ready" if ready else "not ready"},

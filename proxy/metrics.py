@@ -67,6 +67,11 @@ class Metrics:
             buckets=COOKIE_BUCKETS,
             registry=r,
         )
+        self.store_errors = Counter(
+            "sipgate_proxy_store_errors",
+            "Requests answered 503 because the session store (Redis) was unavailable.",
+            registry=r,
+        )
         self.ready = Gauge("sipgate_proxy_ready", "1 when the proxy is ready to serve.", registry=r)
 
     def render(self) -> bytes:

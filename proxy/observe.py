@@ -97,6 +97,8 @@ def _count_details(request: web.Request, metrics: Metrics) -> None:
         metrics.refreshes.labels(request[state.REFRESH_OUTCOME]).inc()
     if state.LOGIN_OUTCOME in request:
         metrics.logins.labels(request[state.LOGIN_OUTCOME]).inc()
+    if request.get(state.STORE_ERROR):
+        metrics.store_errors.inc()
     if request.get(state.UPSTREAM_401_RETRIED):
         metrics.upstream_401_retries.inc()
     if state.SESSION_COOKIE_BYTES in request:

@@ -20,7 +20,9 @@ import hashlib
 import logging
 import time
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from proxy.oauth import IdPTimeout, IdPUnavailable, OAuthClient, TokenError
 from proxy.tokens import Clock, MalformedTokenResponse, TokenSet
@@ -37,13 +39,25 @@ class Outcome(enum.Enum):
 
 
 class RefreshFailed(Exception):
-    def __init__(self, outcome: Outcome, reason: str) -> None:
+    def __init__(self, outcome: Outcome, reason: str, timed_out: bool = False) -> None:
         super().__init__(reason)
         self.outcome = outcome
+        self.timed_out = timed_out  # the IdP may have acted on it: do not resend for a while
 
     @property
     def fatal(self) -> bool:
         return self.outcome is Outcome.FATAL
+
+
+Exchange = Callable[[TokenSet], Awaitable[TokenSet]]
+
+
+class Coordination(Protocol):
+    """Single flight across processes (Redis): run ``exchange`` in one place only."""
+
+    async def coordinate(
+        self, key: bytes, exchange: Exchange, tokens: TokenSet
+    ) -> tuple[TokenSet, Outcome]: ...
 
 
 @dataclass(frozen=True)
@@ -63,16 +77,18 @@ class Refresher:
         backoff: float = 10.0,
         max_remembered: int = 10_000,
         keep_id_token: bool = False,
+        coordination: Coordination | None = None,
         clock: Clock = time.time,
     ) -> None:
         self._oauth = oauth
+        self._coordination = coordination
         self._timeout = timeout
         self._grace = grace
         self._backoff = backoff
         self._max_remembered = max_remembered
         self._keep_id_token = keep_id_token
         self._clock = clock
-        self._in_flight: dict[bytes, asyncio.Future[TokenSet]] = {}
+        self._in_flight: dict[bytes, asyncio.Future[tuple[TokenSet, Outcome]]] = {}
         self._remembered: OrderedDict[bytes, _Remembered] = OrderedDict()
 
     async def refresh(self, tokens: TokenSet) -> tuple[TokenSet, Outcome]:
@@ -86,39 +102,34 @@ class Refresher:
             return remembered.tokens, Outcome.GRACE
         shared = self._in_flight.get(key)
         if shared is not None:
-            return await self._wait(shared), Outcome.SHARED
-        future: asyncio.Future[TokenSet] = asyncio.get_running_loop().create_future()
+            fresh, _ = await asyncio.shield(shared)
+            return fresh, Outcome.SHARED
+        future: asyncio.Future[tuple[TokenSet, Outcome]] = (
+            asyncio.get_running_loop().create_future()
+        )
         self._in_flight[key] = future
         # The call runs in its own task: a client that disconnects cancels its request
         # handler, and that must not cancel a refresh other requests are waiting for.
         task = asyncio.create_task(self._call(key, tokens, future))
         task.add_done_callback(lambda _: self._in_flight.pop(key, None))
-        return await self._wait(future), Outcome.OK
-
-    async def _wait(self, future: asyncio.Future[TokenSet]) -> TokenSet:
         return await asyncio.shield(future)
 
-    async def _call(self, key: bytes, tokens: TokenSet, future: asyncio.Future[TokenSet]) -> None:
-        refresh_token = tokens.refresh_token
-        assert refresh_token is not None
+    async def _call(
+        self, key: bytes, tokens: TokenSet, future: asyncio.Future[tuple[TokenSet, Outcome]]
+    ) -> None:
         started = time.monotonic()
         try:
-            async with asyncio.timeout(self._timeout):
-                body = await self._oauth.refresh(refresh_token)
-            fresh = TokenSet.from_response(
-                body, self._clock(), previous=tokens, keep_id_token=self._keep_id_token
-            )
-        except TokenError as err:
-            outcome = Outcome.FATAL if err.fatal else Outcome.TRANSIENT
-            if err.fatal:
-                self._remember(key, _Remembered(self._clock() + self._grace, None, err.code))
-            self._fail(future, outcome, err.code, started)
-        except (TimeoutError, IdPTimeout):
-            until = self._clock() + self._backoff
-            self._remember(key, _Remembered(until, None, "backing off", Outcome.TRANSIENT))
-            self._fail(future, Outcome.TRANSIENT, "timeout", started)
-        except (IdPUnavailable, MalformedTokenResponse) as err:
-            self._fail(future, Outcome.TRANSIENT, type(err).__name__, started)
+            if self._coordination is None:
+                fresh, outcome = await self.exchange(tokens), Outcome.OK
+            else:
+                fresh, outcome = await self._coordination.coordinate(key, self.exchange, tokens)
+        except RefreshFailed as failed:
+            if failed.fatal:
+                self._remember(key, _Remembered(self._clock() + self._grace, None, str(failed)))
+            elif failed.timed_out:
+                until = self._clock() + self._backoff
+                self._remember(key, _Remembered(until, None, "backing off", Outcome.TRANSIENT))
+            self._fail(future, failed.outcome, str(failed), started)
         except asyncio.CancelledError:  # shutting down: release the waiters, then stop
             self._fail(future, Outcome.TRANSIENT, "cancelled", started)
             raise
@@ -126,11 +137,36 @@ class Refresher:
             self._fail(future, Outcome.TRANSIENT, type(err).__name__, started)
         else:
             self._remember(key, _Remembered(self._clock() + self._grace, fresh))
-            future.set_result(fresh)
-            log.info("token refresh ok in %.0f ms", (time.monotonic() - started) * 1000)
+            future.set_result((fresh, outcome))
+            log.info(
+                "token refresh %s in %.0f ms", outcome.value, (time.monotonic() - started) * 1000
+            )
+
+    async def exchange(self, tokens: TokenSet) -> TokenSet:
+        """One refresh-token grant at the IdP, its failure classified by OAuth error code."""
+        refresh_token = tokens.refresh_token
+        assert refresh_token is not None
+        try:
+            async with asyncio.timeout(self._timeout):
+                body = await self._oauth.refresh(refresh_token)
+            return TokenSet.from_response(
+                body, self._clock(), previous=tokens, keep_id_token=self._keep_id_token
+            )
+        except TokenError as err:
+            raise RefreshFailed(
+                Outcome.FATAL if err.fatal else Outcome.TRANSIENT, err.code
+            ) from None
+        except (TimeoutError, IdPTimeout):
+            raise RefreshFailed(Outcome.TRANSIENT, "timeout", timed_out=True) from None
+        except (IdPUnavailable, MalformedTokenResponse) as err:
+            raise RefreshFailed(Outcome.TRANSIENT, type(err).__name__) from None
 
     def _fail(
-        self, future: asyncio.Future[TokenSet], outcome: Outcome, reason: str, started: float
+        self,
+        future: asyncio.Future[tuple[TokenSet, Outcome]],
+        outcome: Outcome,
+        reason: str,
+        started: float,
     ) -> None:
         log.warning(
             "token refresh %s (%s) after %.0f ms",

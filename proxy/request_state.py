@@ -17,3 +17,4 @@ UPSTREAM_401_RETRIED = web.RequestKey("upstream_401_retried", bool)
 UPSTREAM_ERROR = web.RequestKey("upstream_error", str)  # timeout | unreachable
 SESSION_COOKIE_BYTES = web.RequestKey("session_cookie_bytes", int)
 LOGIN_OUTCOME = web.RequestKey("login_outcome", str)
+STORE_ERROR = web.RequestKey("store_error", bool)

@@ -44,8 +44,15 @@ class SessionStore(Protocol):
 
     async def load(self, cookies: Mapping[str, str]) -> StoredSession | None: ...
 
-    async def save(self, tokens: TokenSet, created: float, cookies: Mapping[str, str]) -> list[str]:
-        """Store the token set; the Set-Cookie values the response must carry."""
+    async def save(
+        self,
+        tokens: TokenSet,
+        created: float,
+        cookies: Mapping[str, str],
+        new_session: bool = False,
+    ) -> list[str]:
+        """Store the token set; the Set-Cookie values the response must carry.
+        ``new_session``: a login, which must never continue a session id it was handed."""
         ...
 
     async def clear(self, cookies: Mapping[str, str]) -> list[str]:
@@ -84,7 +91,7 @@ class SessionStorage(aiohttp_session.AbstractStorage):
             headers = await self.store.clear(request.cookies)
         else:
             created = float(session.get(CREATED_KEY, self._clock()))
-            headers = await self.store.save(tokens, created, request.cookies)
+            headers = await self.store.save(tokens, created, request.cookies, session.new)
         for header in headers:
             response.headers.add("Set-Cookie", header)
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install the real peers the test suite talks to: Chromium (browser tests), nginx
-# (auth_request in front of the proxy) and the oidc-provider IdP's node modules. Safe to run again: it only installs what is missing.
+# (auth_request in front of the proxy), redis-server (the Redis store) and the
+# oidc-provider IdP's node modules. Safe to run again: it only installs what is missing.
 # Debian packages need root (or sudo).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -8,6 +9,7 @@ cd "$(dirname "$0")/.."
 apt_packages=()
 [ -x /usr/bin/chromium ] || apt_packages+=(chromium)
 [ -x /usr/sbin/nginx ] || apt_packages+=(nginx)
+[ -x /usr/bin/redis-server ] || apt_packages+=(redis-server)
 
 if [ ${#apt_packages[@]} -gt 0 ]; then
   sudo_cmd=""

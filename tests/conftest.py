@@ -16,6 +16,7 @@ from proxy.app import create_app
 from proxy.server import handler_args
 from tests.support.idp import RunningIdP, idp_available, start_idp
 from tests.support.processes import free_port
+from tests.support.redis_server import RedisServer, redis_available
 from tests.support.secrets import WATCH
 from tests.support.upstream import VERIFIER, BearerVerifier, create_upstream_app
 
@@ -144,3 +145,12 @@ def oauth_stack(
         return OAuthStack(idp, upstream, proxy, public_url)
 
     return start
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    require(*redis_available())
+    server = RedisServer(tmp_path / "redis")
+    server.start()
+    yield server
+    server.stop()

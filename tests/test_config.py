@@ -211,7 +211,10 @@ def test_plain_http_issuer_only_for_loopback() -> None:
     config.load(None, {**env, "SIPGATE_PROXY_AUTH__OAUTH2__ISSUER": "https://idp.example/x"})
 
 
-def test_redis_store_is_refused_until_it_exists() -> None:
-    assert problems(env={**OAUTH, "SIPGATE_PROXY_SESSION__STORE": "redis"})[0].startswith(
-        "session.store"
-    )
+def test_redis_store_needs_a_redis_url() -> None:
+    env = {**OAUTH, "SIPGATE_PROXY_SESSION__STORE": "redis"}
+    assert problems(env=env)[0].startswith("session.redis_url: required")
+    bad = {**env, "SIPGATE_PROXY_SESSION__REDIS_URL": "http://x"}
+    assert problems(env=bad)[0].startswith("session.redis_url: must be")
+    ok = config.load(None, {**env, "SIPGATE_PROXY_SESSION__REDIS_URL": "rediss://r:6380/1"})
+    assert ok.session.store == "redis"

@@ -1,0 +1,150 @@
+"""Single-flight refresh across replicas, through Redis.
+
+    {ns}:refresh:lock:<k>    owner token, PX lock_ttl, renewed while the refresh runs
+    {ns}:refresh:result:<k>  the new token set (sealed), PX grace: the shared grace cache
+    {ns}:refresh:dead:<k>    the IdP said this refresh token is dead, PX grace
+
+``k`` is the digest of the refresh token. The replica that takes the lock calls the IdP;
+it renews the lock every third of its TTL, so a slow IdP never lets a second replica in
+(oauth2-proxy's lock expires after 2 s, unrenewed). Only the owner releases it
+(compare-and-delete). Replicas that find the lock taken wait for the result key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+
+import redis.asyncio as redis
+
+from proxy import session_codec
+from proxy.errors import StoreUnavailable
+from proxy.redis_store import call
+from proxy.refresh import Exchange, Outcome, RefreshFailed
+from proxy.sealing import KeyRing, context
+from proxy.session_codec import MalformedSession, StoredSession
+from proxy.tokens import TokenSet
+
+log = logging.getLogger(__name__)
+
+_RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+"""
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+class RedisRefreshCoordination:
+    def __init__(
+        self,
+        client: redis.Redis,
+        keys: KeyRing,
+        lock_ttl: float = 5.0,
+        grace: float = 60.0,
+        wait_timeout: float = 15.0,
+        namespace: str = "sipgate-proxy",
+    ) -> None:
+        self._redis = client
+        self._keys = keys
+        self._lock_ttl_ms = int(lock_ttl * 1000)
+        self._grace_ms = int(grace * 1000)
+        self._wait_timeout = wait_timeout
+        self._prefix = f"{namespace}:refresh"
+        self._renew = client.register_script(_RENEW)
+        self._release = client.register_script(_RELEASE)
+
+    async def coordinate(
+        self, key: bytes, exchange: Exchange, tokens: TokenSet
+    ) -> tuple[TokenSet, Outcome]:
+        try:
+            return await self._coordinate(key.hex(), exchange, tokens)
+        except StoreUnavailable:
+            raise RefreshFailed(Outcome.TRANSIENT, "session store unavailable") from None
+
+    async def _coordinate(
+        self, k: str, exchange: Exchange, tokens: TokenSet
+    ) -> tuple[TokenSet, Outcome]:
+        known = await self._known(k)
+        if known is not None:
+            return known, Outcome.GRACE
+        owner = secrets.token_hex(16)
+        lock = f"{self._prefix}:lock:{k}"
+        if not await call(self._redis.set(lock, owner, nx=True, px=self._lock_ttl_ms)):
+            return await self._wait_for_other(k, lock), Outcome.SHARED
+        renewal = asyncio.create_task(self._keep_lock(lock, owner))
+        try:
+            known = await self._known(k)  # finished just before we took the lock
+            if known is not None:
+                return known, Outcome.GRACE
+            try:
+                fresh = await exchange(tokens)
+            except RefreshFailed as failed:
+                if failed.fatal:
+                    await call(self._redis.set(f"{self._prefix}:dead:{k}", b"1", px=self._grace_ms))
+                raise
+            await call(
+                self._redis.set(self._result_key(k), self._seal(k, fresh), px=self._grace_ms)
+            )
+            return fresh, Outcome.OK
+        finally:
+            renewal.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewal
+            with contextlib.suppress(StoreUnavailable):
+                await call(self._release(keys=[lock], args=[owner]))
+
+    async def _known(self, k: str) -> TokenSet | None:
+        """The result of an earlier refresh of this token, or FATAL if it is dead."""
+        result, dead = await call(
+            self._redis.mget([self._result_key(k), f"{self._prefix}:dead:{k}"])
+        )
+        if dead is not None:
+            raise RefreshFailed(Outcome.FATAL, "refresh token already refused by the IdP")
+        return self._open(k, result) if isinstance(result, bytes) else None
+
+    async def _wait_for_other(self, k: str, lock: str) -> TokenSet:
+        deadline = time.monotonic() + self._wait_timeout
+        delay = 0.02
+        while time.monotonic() < deadline:
+            await asyncio.sleep(delay)
+            delay = min(delay * 1.5, 0.2)
+            known = await self._known(k)
+            if known is not None:
+                return known
+            if not await call(self._redis.exists(lock)):
+                # The holder finished without a result: its refresh failed transiently.
+                known = await self._known(k)
+                if known is not None:
+                    return known
+                raise RefreshFailed(Outcome.TRANSIENT, "refresh by another replica failed")
+        raise RefreshFailed(Outcome.TRANSIENT, "another replica's refresh took too long")
+
+    async def _keep_lock(self, lock: str, owner: str) -> None:
+        while True:
+            await asyncio.sleep(self._lock_ttl_ms / 3000)
+            try:
+                await call(self._renew(keys=[lock], args=[owner, self._lock_ttl_ms]))
+            except StoreUnavailable:
+                log.warning("could not renew the refresh lock")
+
+    def _result_key(self, k: str) -> str:
+        return f"{self._prefix}:result:{k}"
+
+    def _seal(self, k: str, tokens: TokenSet) -> bytes:
+        encoded = session_codec.encode(StoredSession(tokens, 0.0, time.time()))
+        return self._keys.seal(encoded, context("refresh-result", k))
+
+    def _open(self, k: str, sealed: bytes) -> TokenSet | None:
+        plaintext = self._keys.open(sealed, context("refresh-result", k))
+        if plaintext is None:
+            return None
+        try:
+            return session_codec.decode(plaintext).tokens
+        except MalformedSession:
+            return None

@@ -1,0 +1,198 @@
+"""The Redis store: the browser holds only a sealed random session id; the token set
+lives in Redis, sealed with the same session keys, for as long as its refresh token.
+
+    {ns}:session:<sha256(id)>   hash {data: sealed token set, exp: access expiry}, TTL
+    {ns}:subject:<sha256(sub)>  set of session keys, so an operator can end them all
+
+A session record is only replaced by a newer one (higher access-token expiry), so a slow
+replica can never put a rotated-out refresh token back. Redis errors become
+``StoreUnavailable`` (503, the session is kept), never a logout.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import logging
+import secrets
+import time
+from collections.abc import Awaitable, Mapping
+from typing import TypeVar
+
+import redis.asyncio as redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+
+from proxy import session_codec
+from proxy.cookie_chunks import (
+    CookieAttributes,
+    expire_chunks,
+    has_chunks,
+    read_chunks,
+    write_chunks,
+)
+from proxy.errors import StoreUnavailable
+from proxy.sealing import KeyRing, context
+from proxy.session_codec import MalformedSession, StoredSession
+from proxy.tokens import Clock, TokenSet
+
+log = logging.getLogger(__name__)
+
+ID_BYTES = 32
+T = TypeVar("T")
+
+# Replace the record only with a newer token set (KEYS: record; ARGV: data, exp, ttl ms).
+_SAVE_IF_NEWER = """
+local current = redis.call('HGET', KEYS[1], 'exp')
+if current and tonumber(current) > tonumber(ARGV[2]) then return 0 end
+redis.call('HSET', KEYS[1], 'data', ARGV[1], 'exp', ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return 1
+"""
+
+
+def connect(url: str, timeout: float = 2.0) -> redis.Redis:
+    return redis.Redis.from_url(
+        url,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        health_check_interval=30,
+        # A pooled connection that Redis closed (restart, failover) is retried on a new
+        # one instead of failing the request.
+        retry=Retry(ExponentialBackoff(cap=0.2, base=0.01), retries=2),
+        retry_on_error=[RedisConnectionError],
+    )
+
+
+async def call(awaitable: Awaitable[T]) -> T:
+    """Await a Redis command; any Redis failure is the store being unavailable."""
+    try:
+        return await awaitable
+    except (RedisError, OSError) as err:
+        log.warning("session store unavailable: %s", type(err).__name__)
+        raise StoreUnavailable() from None
+
+
+class RedisSessionStore:
+    def __init__(
+        self,
+        client: redis.Redis,
+        keys: KeyRing,
+        cookie_name: str,
+        secure: bool,
+        max_lifetime: float,
+        namespace: str = "sipgate-proxy",
+        clock: Clock = time.time,
+    ) -> None:
+        self.cookie_name = cookie_name
+        self._redis = client
+        self._keys = keys
+        self._attributes = CookieAttributes(secure=secure)
+        self._max_lifetime = max_lifetime
+        self._namespace = namespace
+        self._clock = clock
+        self._id_context = context("session-id", cookie_name)
+        self._save_if_newer = client.register_script(_SAVE_IF_NEWER)
+
+    def present(self, cookies: Mapping[str, str]) -> bool:
+        return has_chunks(self.cookie_name, cookies)
+
+    async def load(self, cookies: Mapping[str, str]) -> StoredSession | None:
+        session_id = self._session_id(cookies)
+        if session_id is None:
+            return None
+        key = self._record_key(session_id)
+        sealed = await call(self._redis.hget(key, "data"))
+        if not isinstance(sealed, bytes):
+            return None  # ended, expired or signed out
+        plaintext = self._keys.open(sealed, context("redis-session", key))
+        if plaintext is None:
+            return None
+        try:
+            stored = session_codec.decode(plaintext)
+        except MalformedSession:
+            return None
+        now = self._clock()
+        if stored.tokens.refresh_expired(now) and stored.tokens.expires_at <= now:
+            return None
+        return stored
+
+    async def save(
+        self,
+        tokens: TokenSet,
+        created: float,
+        cookies: Mapping[str, str],
+        new_session: bool = False,
+    ) -> list[str]:
+        previous = self._session_id(cookies)
+        # A login always gets a fresh id: an id planted beforehand must not become a
+        # session of the user who logs in (session fixation).
+        session_id = secrets.token_bytes(ID_BYTES) if new_session or previous is None else previous
+        key = self._record_key(session_id)
+        now = self._clock()
+        ttl = max(1.0, min(tokens.refresh_expires_at - now, self._max_lifetime))
+        record = self._keys.seal(
+            session_codec.encode(StoredSession(tokens, created, now)),
+            context("redis-session", key),
+        )
+        await call(
+            self._save_if_newer(keys=[key], args=[record, tokens.expires_at, int(ttl * 1000)])
+        )
+        if tokens.subject:
+            await self._index(tokens.subject, key)
+        if new_session and previous is not None and previous != session_id:
+            await call(self._redis.delete(self._record_key(previous)))
+        sealed_id = self._keys.seal(session_id, self._id_context)
+        value = base64.urlsafe_b64encode(sealed_id).rstrip(b"=").decode("ascii")
+        return write_chunks(self.cookie_name, value, self._attributes, int(ttl), cookies)
+
+    async def clear(self, cookies: Mapping[str, str]) -> list[str]:
+        session_id = self._session_id(cookies)
+        if session_id is not None:
+            await call(self._redis.delete(self._record_key(session_id)))
+        return expire_chunks(self.cookie_name, self._attributes, cookies)
+
+    async def end_subject(self, subject: str) -> int:
+        """Delete every session of one user (an operator's action); how many there were."""
+        index = self._subject_key(subject)
+        members = await call(self._redis.smembers(index))
+        deleted = 0
+        if members:
+            deleted = int(await call(self._redis.delete(*members)))
+        await call(self._redis.delete(index))
+        return deleted
+
+    async def ping(self) -> bool:
+        try:
+            return bool(await self._redis.ping())
+        except (RedisError, OSError):
+            return False
+
+    async def _index(self, subject: str, key: str) -> None:
+        index = self._subject_key(subject)
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.sadd(index, key)
+        pipe.pexpire(index, int(self._max_lifetime * 1000))
+        await call(pipe.execute())
+
+    def _session_id(self, cookies: Mapping[str, str]) -> bytes | None:
+        text = read_chunks(self.cookie_name, cookies)
+        if text is None or len(text) > 256:
+            return None
+        try:
+            sealed = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        except (binascii.Error, ValueError):
+            return None
+        session_id = self._keys.open(sealed, self._id_context)
+        return session_id if session_id is not None and len(session_id) == ID_BYTES else None
+
+    def _record_key(self, session_id: bytes) -> str:
+        # Hashed: a Redis dump holds no value a browser could present.
+        return f"{self._namespace}:session:{hashlib.sha256(session_id).hexdigest()}"
+
+    def _subject_key(self, subject: str) -> str:
+        digest = hashlib.sha256(subject.encode()).hexdigest()
+        return f"{self._namespace}:subject:{digest}"
