@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -24,16 +27,25 @@ from proxy.errors import ProxyError, StoreUnavailable, json_error
 from proxy.forward import Forwarder
 from proxy.forward_auth import forward_auth_handler
 from proxy.health import Health
-from proxy.keys import session_keys
+from proxy.keys import decode_key, session_keys
 from proxy.login import LoginRoutes
 from proxy.login_flow import LoginFlows
 from proxy.metrics import Metrics
 from proxy.oauth import OAuthClient
 from proxy.observe import add_request_id, observer
-from proxy.pat import LOOPBACK_NAMES, ClientNetworks, PersonalAccessTokenAuth, host_name
+from proxy.pat import (
+    LOOPBACK_NAMES,
+    ClientNetworks,
+    HeadlessClientGuard,
+    PersonalAccessTokenAuth,
+    host_name,
+)
+from proxy.redirects import login_url
 from proxy.redis_refresh import RedisRefreshCoordination
 from proxy.refresh import Coordination, Refresher
 from proxy.sealing import KeyRing
+from proxy.service_identity import FileState, IdentityState, RedisState, ServiceIdentity
+from proxy.service_routes import ServiceAuth, login_completion, status_handler
 from proxy.session import SessionStorage, SessionStore
 
 log = logging.getLogger(__name__)
@@ -64,6 +76,7 @@ AUTHENTICATOR = web.AppKey("authenticator", Authenticator)
 ORIGINS = web.AppKey("origins", OriginPolicy)
 METRICS = web.AppKey("metrics", Metrics)
 HEALTH = web.AppKey("health", Health)
+MANAGEMENT_ROUTES = web.AppKey("management_routes", list[Callable[[web.UrlDispatcher], None]])
 
 
 def create_app(settings: Settings) -> web.Application:
@@ -71,6 +84,7 @@ def create_app(settings: Settings) -> web.Application:
     app = web.Application(middlewares=[observer(metrics), _errors_as_json, _unrouted_to_proxy])
     clients = HttpClients()
     app[CLIENTS], app[METRICS] = clients, metrics
+    app[MANAGEMENT_ROUTES] = []
     app.cleanup_ctx.append(_open_clients(settings, clients))
     app.on_response_prepare.append(add_request_id)
     health = Health(metrics, clients.ready)
@@ -78,6 +92,8 @@ def create_app(settings: Settings) -> web.Application:
     health.register(app.router, with_metrics=settings.management.listen is None)
     if settings.auth.mode == "personal_access_token":
         _wire_personal_access_token(app, settings)
+    elif settings.auth.mode == "service":
+        _wire_service(app, settings, clients)
     else:
         _wire_oauth2(app, settings, clients)
     app.router.add_get(
@@ -90,26 +106,103 @@ def create_app(settings: Settings) -> web.Application:
 
 
 def create_management_app(main: web.Application) -> web.Application:
-    """Probes and /metrics on their own listener, sharing the main app's state."""
-    app = web.Application(middlewares=[observer(main[METRICS])])
+    """Probes and /metrics on their own listener, sharing the main app's state
+    (and, in service mode, the operator's sign-in and status endpoints)."""
+    app = web.Application(middlewares=[observer(main[METRICS]), _errors_as_json])
     app.on_response_prepare.append(add_request_id)
     main[HEALTH].register(app.router, with_metrics=True)
+    for register in main[MANAGEMENT_ROUTES]:
+        register(app.router)
     return app
 
 
-def _wire_personal_access_token(app: web.Application, settings: Settings) -> None:
+def _headless_guard(app: web.Application, settings: Settings) -> HeadlessClientGuard:
     networks = ClientNetworks(settings.auth.allowed_client_networks)
     origins = OriginPolicy(settings.public_url, settings.session.allowed_origins)
     app[ORIGINS] = origins
     trusted = {host_name(urlsplit(settings.public_url).netloc), settings.listen.host.lower()}
-    app[AUTHENTICATOR] = PersonalAccessTokenAuth(
-        settings.auth.personal_access_token,
-        networks,
-        origins,
-        frozenset(LOOPBACK_NAMES | trusted),
-    )
     app.middlewares.append(_cors_preflight)
     app.on_response_prepare.append(_cors_headers)
+    return HeadlessClientGuard(networks, origins, frozenset(LOOPBACK_NAMES | trusted))
+
+
+def _wire_personal_access_token(app: web.Application, settings: Settings) -> None:
+    guard = _headless_guard(app, settings)
+    app[AUTHENTICATOR] = PersonalAccessTokenAuth(settings.auth.personal_access_token, guard)
+
+
+def _wire_service(app: web.Application, settings: Settings, clients: HttpClients) -> None:
+    oauth2, service = settings.auth.oauth2, settings.auth.service
+    keys = KeyRing([decode_key(k.get_secret_value()) for k in settings.session.keys])
+    prefix = oauth2.path_prefix
+    oauth = OAuthClient(oauth2, settings.public_url + prefix + "/callback", clients.idp_session)
+    state: IdentityState
+    coordination: Coordination | None = None
+    if service.state_file is not None:
+        state = FileState(service.state_file, keys)
+    if settings.session.store == "redis":
+        assert settings.session.redis_url is not None
+        client = redis_store.connect(settings.session.redis_url.get_secret_value())
+        coordination = RedisRefreshCoordination(
+            client, keys, lock_ttl=settings.session.redis_lock_ttl
+        )
+        if service.state_file is None:
+            state = RedisState(client, keys, "sipgate-proxy")
+        _close_on_cleanup(app, client)
+    metrics = app[METRICS]
+    identity = ServiceIdentity(
+        state,
+        Refresher(oauth, timeout=oauth2.timeout, coordination=coordination),
+        frozenset(service.allowed_subjects),
+        oauth2.refresh_skew,
+        login_url(settings.public_url, prefix, "/"),
+        report=lambda usable: metrics.service_identity.set(1 if usable else 0),
+    )
+    app[AUTHENTICATOR] = ServiceAuth(identity, _headless_guard(app, settings))
+    flows = LoginFlows(
+        keys, settings.session.cookie_name, CookieAttributes(settings.cookie_secure, prefix + "/")
+    )
+    routes = LoginRoutes(
+        oauth,
+        flows,
+        None,  # no browser sessions in service mode
+        app[ORIGINS],
+        settings.public_url,
+        prefix,
+        oauth2.pkce,
+        idp_logout=False,
+    )
+    routes.complete = login_completion(identity)
+
+    def register(router: web.UrlDispatcher) -> None:
+        routes.register(router, browser_sessions=False)
+        router.add_get(f"{prefix}/service", status_handler(identity), name="login:service")
+
+    # The operator's endpoints sit on the management listener when there is one.
+    if settings.management.listen is not None:
+        app[MANAGEMENT_ROUTES].append(register)
+    else:
+        register(app.router)
+
+    async def keep_fresh(app: web.Application) -> AsyncIterator[None]:
+        try:
+            await identity.refresh()  # resume from the stored state, renewing if due
+        except Exception as err:  # the IdP may be away at start: the loop retries
+            log.warning("service identity not refreshed at start: %s", type(err).__name__)
+        task = asyncio.create_task(identity.keep_fresh())
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    app.cleanup_ctx.append(keep_fresh)
+
+
+def _close_on_cleanup(app: web.Application, client: Any) -> None:
+    async def close(app: web.Application) -> None:
+        await client.aclose()
+
+    app.on_cleanup.append(close)
 
 
 def _wire_oauth2(app: web.Application, settings: Settings, clients: HttpClients) -> None:
@@ -156,11 +249,7 @@ def _session_store(
         client, keys, session.cookie_name, settings.cookie_secure, session.max_lifetime
     )
     app[HEALTH].checks.append(redis_sessions.ping)
-
-    async def close_redis(app: web.Application) -> None:
-        await client.aclose()
-
-    app.on_cleanup.append(close_redis)
+    _close_on_cleanup(app, client)
     coordination = RedisRefreshCoordination(client, keys, lock_ttl=session.redis_lock_ttl)
     return redis_sessions, coordination
 

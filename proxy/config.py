@@ -83,11 +83,18 @@ class PersonalAccessToken(_Section):
     token: SecretStr | None = None
 
 
+class Service(_Section):
+    # Only these subjects (the IdP's "sub") may become the service identity.
+    allowed_subjects: list[str] = Field(default_factory=list)
+    state_file: Path | None = None  # without it, session.store: redis keeps the identity
+
+
 class Auth(_Section):
-    mode: Literal["oauth2", "personal_access_token"] = "oauth2"
+    mode: Literal["oauth2", "personal_access_token", "service"] = "oauth2"
     oauth2: OAuth2 = OAuth2()
     personal_access_token: PersonalAccessToken = PersonalAccessToken()
-    # Headless modes (PAT) act as the account for anyone who reaches them.
+    service: Service = Service()
+    # Headless modes (PAT, service) act as the account for anyone who reaches them.
     allowed_client_networks: list[IPvAnyNetwork] = Field(
         default_factory=lambda: [ipaddress.ip_network(n) for n in LOOPBACK_NETWORKS]
     )
@@ -331,8 +338,25 @@ def _cross_checks(settings: Settings) -> Iterator[Problem]:
                 f"{env_name('auth.personal_access_token.token')} "
                 "(or token_id and token / token_file in the config file)",
             )
-    if auth.mode == "oauth2":
+    if auth.mode in ("oauth2", "service"):
         yield from _oauth2_checks(settings)
+    if auth.mode == "service":
+        service = auth.service
+        if not service.allowed_subjects:
+            yield Problem(
+                "auth.service.allowed_subjects",
+                "list the subjects that may become the service identity",
+            )
+        if not settings.session.keys:
+            yield Problem(
+                "session.keys",
+                "required in service mode: the stored identity must outlive a restart",
+            )
+        if service.state_file is None and settings.session.store != "redis":
+            yield Problem(
+                "auth.service.state_file",
+                "required in service mode unless session.store is redis",
+            )
     if settings.session.store == "redis":
         url = settings.session.redis_url
         if url is None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import html
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from urllib.parse import quote
 
 import aiohttp_session
@@ -32,7 +33,7 @@ class LoginRoutes:
         self,
         oauth: OAuthClient,
         flows: LoginFlows,
-        storage: SessionStore,
+        storage: SessionStore | None,
         origins: OriginPolicy,
         public_url: str,
         prefix: str,
@@ -50,10 +51,14 @@ class LoginRoutes:
         self._wants_nonce = "openid" in oauth.scopes
         self._idp_logout = idp_logout
         self._clock = clock
+        # What a completed login leads to instead of a browser session (service mode).
+        self.complete: Callable[[web.Request, TokenSet], Awaitable[web.Response]] | None = None
 
-    def register(self, router: web.UrlDispatcher) -> None:
+    def register(self, router: web.UrlDispatcher, browser_sessions: bool = True) -> None:
         router.add_get(f"{self._prefix}/start", self.start, name="login:start")
         router.add_get(f"{self._prefix}/callback", self.callback, name="login:callback")
+        if not browser_sessions:
+            return
         router.add_route("GET", f"{self._prefix}/sign_out", self.sign_out, name="login:sign_out")
         router.add_route("POST", f"{self._prefix}/sign_out", self.sign_out)
         router.add_get(f"{self._prefix}/userinfo", self.userinfo, name="login:userinfo")
@@ -102,11 +107,13 @@ class LoginRoutes:
             log.warning("login failed: %s", err)
             page = self._page(403, "The login could not be completed.", flow.return_path)
             return _add_cookies(page, expire)
+        request[rs.SUBJECT] = tokens.subject
+        if self.complete is not None:  # service mode: the login becomes the proxy's identity
+            return _add_cookies(await self.complete(request, tokens), expire)
         session = await aiohttp_session.new_session(request)
         session[TOKENS_KEY] = tokens
         session[CREATED_KEY] = self._clock()
         request[rs.LOGIN_OUTCOME] = "ok"
-        request[rs.SUBJECT] = tokens.subject
         log.info("login ok")
         response = web.Response(status=302, headers={"Location": flow.return_path})
         return _add_cookies(response, expire)
@@ -128,6 +135,7 @@ class LoginRoutes:
         return web.Response(status=302, headers={"Location": target or return_path})
 
     async def userinfo(self, request: web.Request) -> web.Response:
+        assert self._storage is not None, "userinfo needs browser sessions"
         stored = await self._storage.load(request.cookies)
         if stored is None:
             return json_error(
@@ -181,7 +189,7 @@ class LoginRoutes:
     def _page(self, status: int, message: str, return_path: str) -> web.Response:
         retry = html.escape(login_url("", self._prefix, return_path), quote=True)
         body = f'<p>{html.escape(message)}</p><p><a href="{retry}">Try again</a></p>'
-        return _html(status, "Sign-in", body)
+        return html_page(status, "Sign-in", body)
 
     def _sign_out_page(self, return_path: str) -> web.Response:
         target = f"{self._prefix}/sign_out?rd={quote(return_path, safe='/')}"
@@ -189,10 +197,10 @@ class LoginRoutes:
             f'<form method="post" action="{html.escape(target, quote=True)}">'
             '<p><button type="submit">Sign out of the sipgate API proxy</button></p></form>'
         )
-        return _html(200, "Sign out", body)
+        return html_page(200, "Sign out", body)
 
 
-def _html(status: int, title: str, body: str) -> web.Response:
+def html_page(status: int, title: str, body: str) -> web.Response:
     page = (
         f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title></head>"
         f"<body><h1>{title}</h1>{body}</body></html>"

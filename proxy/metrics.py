@@ -72,6 +72,11 @@ class Metrics:
             "Requests answered 503 because the session store (Redis) was unavailable.",
             registry=r,
         )
+        self.service_identity = Gauge(
+            "sipgate_proxy_service_identity_usable",
+            "Service mode: 1 while the stored identity can be used, 0 when a sign-in is needed.",
+            registry=r,
+        )
         self.ready = Gauge("sipgate_proxy_ready", "1 when the proxy is ready to serve.", registry=r)
 
     def render(self) -> bytes:

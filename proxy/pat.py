@@ -39,8 +39,9 @@ class ClientNetworks:
         return any(address in network for network in self._networks)
 
 
-class PersonalAccessTokenAuth:
-    """Loopback (or listed) clients only, and no web page may borrow that position.
+class HeadlessClientGuard:
+    """For modes that act as one account for whoever reaches them (PAT, service):
+    listed client networks only, and no web page may borrow that position.
 
     A browser on the same machine is a loopback client too, so requests that come from a
     web page (they carry ``Origin`` or ``Sec-Fetch-Site``) must come from the proxy's own
@@ -49,22 +50,13 @@ class PersonalAccessTokenAuth:
     """
 
     def __init__(
-        self,
-        settings: PersonalAccessToken,
-        networks: ClientNetworks,
-        origins: OriginPolicy,
-        trusted_hosts: frozenset[str],
+        self, networks: ClientNetworks, origins: OriginPolicy, trusted_hosts: frozenset[str]
     ) -> None:
-        if settings.token_id is None or settings.token is None:
-            raise ValueError("personal access token mode needs token_id and token")
-        self._credentials = Credentials(
-            basic_authorization(settings.token_id, settings.token.get_secret_value())
-        )
         self._networks = networks
         self._origins = origins
         self._trusted_hosts = trusted_hosts
 
-    async def authenticate(self, request: web.Request) -> Credentials:
+    def check(self, request: web.Request) -> None:
         if not self._networks.allows(request.remote):
             raise ClientNotAllowed()
         headers = request.headers
@@ -74,6 +66,19 @@ class PersonalAccessTokenAuth:
                 raise CrossSiteRefused("web pages must address the proxy by a trusted host")
             if not self._origins.allows_unsafe_request("POST", origin, site):
                 raise CrossSiteRefused()
+
+
+class PersonalAccessTokenAuth:
+    def __init__(self, settings: PersonalAccessToken, guard: HeadlessClientGuard) -> None:
+        if settings.token_id is None or settings.token is None:
+            raise ValueError("personal access token mode needs token_id and token")
+        self._credentials = Credentials(
+            basic_authorization(settings.token_id, settings.token.get_secret_value())
+        )
+        self._guard = guard
+
+    async def authenticate(self, request: web.Request) -> Credentials:
+        self._guard.check(request)
         return self._credentials
 
 

@@ -4,38 +4,9 @@ login again. Every Set-Cookie it receives from the proxy is measured."""
 from __future__ import annotations
 
 import json
-import shutil
-from collections.abc import AsyncIterator
 
-import pytest
-
-from tests.conftest import StackFactory, require
+from tests.conftest import StackFactory
 from tests.support.idp import LOGIN_FORM, browser_login
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-
-
-@pytest.fixture
-async def page() -> AsyncIterator[object]:
-    require(shutil.which(CHROMIUM) is not None, "Debian chromium is not installed")
-    try:
-        from playwright.async_api import async_playwright
-    except ImportError:
-        require(False, "playwright is not installed")
-        raise
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        context = await browser.new_context()
-        yield await context.new_page()
-        await browser.close()
 
 
 async def test_browser_logs_in_calls_api_and_signs_out(

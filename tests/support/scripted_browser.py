@@ -77,6 +77,14 @@ class ScriptedBrowser:
 
     async def login(self, proxy_url: str, username: str, return_path: str = "/") -> str:
         """Log in through the proxy's /oauth2/start; returns where the proxy sent us."""
+        status, headers, body = await self.sign_in(proxy_url, username, return_path)
+        assert status == 302, (status, body[:300])
+        return headers["Location"]
+
+    async def sign_in(
+        self, proxy_url: str, username: str, return_path: str = "/"
+    ) -> tuple[int, dict[str, str], str]:
+        """The whole login; the proxy's answer to the callback (status, headers, body)."""
         start = f"{proxy_url}/oauth2/start?rd={return_path}"
         status, headers, _, _ = await self.request("GET", start, headers=NAVIGATION)
         assert status == 302, status
@@ -91,8 +99,7 @@ class ScriptedBrowser:
             assert status in (302, 303), status
             url, _, _ = await self.navigate(urljoin(action, headers["Location"]), proxy_url)
         status, headers, body, _ = await self.request("GET", url, headers=NAVIGATION)
-        assert status == 302, (status, body[:300])
-        return headers["Location"]
+        return status, headers, body
 
 
 NAVIGATION = {

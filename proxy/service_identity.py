@@ -1,0 +1,228 @@
+"""Service mode: one stored login that every allowed headless client uses.
+
+An operator signs in once through the normal browser flow; if the subject is listed in
+``service.allowed_subjects`` the token set becomes the proxy's identity, sealed with the
+session keys in a file (one replica or a shared volume) or in Redis (replicas share it).
+A background task refreshes it before the access token expires, so the refresh token
+never idles out, single-flight across replicas through the same Redis coordination as
+browser sessions. When the IdP ends the grant, requests get 503 saying an operator must
+sign in again; readiness stays up (the proxy itself is fine).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+import redis.asyncio as redis
+
+from proxy import session_codec
+from proxy.credentials import Credentials
+from proxy.errors import IdPUnavailable, ProxyError
+from proxy.redis_store import call
+from proxy.refresh import Refresher, RefreshFailed
+from proxy.sealing import KeyRing, context
+from proxy.session_codec import MalformedSession, StoredSession
+from proxy.tokens import Clock, TokenSet
+
+log = logging.getLogger(__name__)
+
+CONTEXT = context("service", "identity")
+IDLE_RETRY = 5.0  # seconds between looks for an identity while there is none
+
+
+class ServiceIdentityMissing(ProxyError):
+    status = 503
+    code = "service_identity_missing"
+    message = "no usable service identity: an operator must sign in"
+
+
+class IdentityState(Protocol):
+    async def load(self) -> StoredSession | None: ...
+
+    async def save(self, stored: StoredSession) -> None: ...
+
+
+class FileState:
+    """A sealed file, replaced atomically, readable by the proxy's user only."""
+
+    def __init__(self, path: Path, keys: KeyRing) -> None:
+        self._path = path
+        self._keys = keys
+
+    async def load(self) -> StoredSession | None:
+        try:
+            sealed = self._path.read_bytes()
+        except FileNotFoundError:
+            return None
+        return _open(self._keys, sealed)
+
+    async def save(self, stored: StoredSession) -> None:
+        sealed = self._keys.seal(session_codec.encode(stored), CONTEXT)
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        fd, temporary = tempfile.mkstemp(dir=self._path.parent, prefix=".identity-")
+        try:
+            with os.fdopen(fd, "wb") as file:
+                file.write(sealed)
+                file.flush()
+                os.fsync(file.fileno())
+            os.chmod(temporary, 0o600)
+            os.replace(temporary, self._path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temporary)
+            raise
+
+
+class RedisState:
+    def __init__(self, client: redis.Redis, keys: KeyRing, namespace: str) -> None:
+        self._redis = client
+        self._keys = keys
+        self._key = f"{namespace}:service:identity"
+
+    async def load(self) -> StoredSession | None:
+        sealed = await call(self._redis.get(self._key))
+        return _open(self._keys, sealed) if isinstance(sealed, bytes) else None
+
+    async def save(self, stored: StoredSession) -> None:
+        sealed = self._keys.seal(session_codec.encode(stored), CONTEXT)
+        await call(self._redis.set(self._key, sealed))
+
+
+def _open(keys: KeyRing, sealed: bytes) -> StoredSession | None:
+    plaintext = keys.open(sealed, CONTEXT)
+    if plaintext is None:
+        log.warning("stored service identity cannot be opened (other keys?); sign in again")
+        return None
+    try:
+        return session_codec.decode(plaintext)
+    except MalformedSession:
+        return None
+
+
+class ServiceIdentity:
+    def __init__(
+        self,
+        state: IdentityState,
+        refresher: Refresher,
+        allowed_subjects: frozenset[str],
+        refresh_skew: float,
+        login_url: str,
+        report: Callable[[bool], None] = lambda usable: None,
+        clock: Clock = time.time,
+    ) -> None:
+        self._report = report  # e.g. a metric: is the identity usable right now?
+        self._state = state
+        self._refresher = refresher
+        self.allowed_subjects = allowed_subjects
+        self._skew = refresh_skew
+        self._login_url = login_url
+        self._clock = clock
+        self.current: StoredSession | None = None
+        self.last_refresh: float | None = None
+        self.sign_in_required = False  # the IdP ended the grant
+        self.last_error: str | None = None
+        self._signed_in = asyncio.Event()  # wakes the background task at once
+
+    async def credentials(self) -> Credentials:
+        if self.current is None or self.sign_in_required:
+            await self._adopt_stored()  # an operator may have signed in at another replica
+        if self.current is None or self.sign_in_required:
+            raise ServiceIdentityMissing(self._missing_message())
+        if self.current.tokens.access_expires_within(self._skew, self._clock()):
+            await self.refresh()
+        return Credentials(f"Bearer {self.current.tokens.access_token}")
+
+    async def sign_in(self, tokens: TokenSet) -> bool:
+        """Adopt a fresh login as the identity, if its subject is allowed."""
+        if tokens.subject not in self.allowed_subjects:
+            log.warning("service sign-in refused: subject not in service.allowed_subjects")
+            return False
+        stored = StoredSession(tokens, self._clock(), self._clock())
+        await self._state.save(stored)
+        self.current, self.sign_in_required, self.last_error = stored, False, None
+        self._report(True)
+        self._signed_in.set()
+        log.info("service identity signed in")
+        return True
+
+    async def _adopt_stored(self) -> None:
+        newest = await self._state.load()
+        if newest is None:
+            return
+        current = self.current
+        if current is None or newest.created > current.created:
+            self.current, self.sign_in_required = newest, False  # a new sign-in
+            self._report(True)
+        elif newest.tokens.expires_at > current.tokens.expires_at:
+            self.current = newest  # another replica refreshed it
+
+    async def refresh(self) -> None:
+        await self._adopt_stored()
+        if self.current is None or self.sign_in_required:
+            return
+        if not self.current.tokens.access_expires_within(self._skew, self._clock()):
+            return
+        try:
+            fresh, _ = await self._refresher.refresh(self.current.tokens)
+        except RefreshFailed as failed:
+            self.last_error = str(failed)
+            if failed.fatal:
+                self.sign_in_required = True
+                self._report(False)
+                log.error("service identity lost (%s): an operator must sign in again", failed)
+                raise ServiceIdentityMissing(self._missing_message()) from None
+            if self.current.tokens.expires_at > self._clock():
+                return  # the IdP is away; the current token still works for a while
+            raise IdPUnavailable() from None
+        stored = StoredSession(fresh, self.current.created, self._clock())
+        await self._state.save(stored)
+        self.current, self.last_refresh, self.last_error = stored, self._clock(), None
+        self._report(True)
+
+    async def keep_fresh(self) -> None:
+        """Background task: refresh ahead of expiry, whether or not clients are calling."""
+        while True:
+            delay = IDLE_RETRY
+            if self.current is not None and not self.sign_in_required:
+                due = self.current.tokens.expires_at - self._skew - self._clock()
+                delay = max(0.5, due)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._signed_in.wait(), delay)
+            self._signed_in.clear()
+            try:
+                if self.current is None or self.sign_in_required:
+                    await self._adopt_stored()
+                else:
+                    await self.refresh()
+            except ProxyError as err:
+                self.last_error = err.code
+            except Exception as err:  # keep the loop alive whatever happens
+                self.last_error = type(err).__name__
+                log.warning("service identity refresh failed: %s", type(err).__name__)
+
+    def status(self) -> dict[str, Any]:
+        tokens = self.current.tokens if self.current else None
+        return {
+            "state": (
+                "sign_in_required" if self.sign_in_required else "ok" if tokens else "no_identity"
+            ),
+            "subject": tokens.subject if tokens else None,
+            "access_expires_at": int(tokens.expires_at) if tokens else None,
+            "refresh_expires_at": int(tokens.refresh_expires_at) if tokens else None,
+            "signed_in_at": int(self.current.created) if self.current else None,
+            "last_refresh": int(self.last_refresh) if self.last_refresh else None,
+            "last_error": self.last_error,
+            "login_url": self._login_url,
+        }
+
+    def _missing_message(self) -> str:
+        verb = "sign in again" if self.sign_in_required else "sign in"
+        return f"no usable service identity: an operator must {verb} at {self._login_url}"
