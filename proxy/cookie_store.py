@@ -7,12 +7,10 @@ future, absurd size) is "no session".
 
 from __future__ import annotations
 
-import base64
-import binascii
 import time
 from collections.abc import Mapping
 
-from proxy import session_codec
+from proxy import b64, session_codec
 from proxy.cookie_chunks import (
     MAX_CHUNKS,
     CookieAttributes,
@@ -22,7 +20,7 @@ from proxy.cookie_chunks import (
     write_chunks,
 )
 from proxy.sealing import KeyRing, context
-from proxy.session_codec import MalformedSession, StoredSession
+from proxy.session_codec import StoredSession
 from proxy.tokens import Clock, TokenSet
 
 CLOCK_SKEW = 60.0  # seconds a cookie's seal time may lie in the future (clock drift)
@@ -51,33 +49,23 @@ class CookieSessionStore:
         text = read_chunks(self.cookie_name, cookies)
         if text is None or len(text) > MAX_COOKIE_TEXT:
             return None
-        try:
-            sealed = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-        except (binascii.Error, ValueError):
-            return None
-        plaintext = self._keys.open(sealed, self._context)
-        if plaintext is None:
-            return None
-        try:
-            stored = session_codec.decode(plaintext)
-        except MalformedSession:
+        sealed = b64.decode(text)
+        stored = session_codec.open_sealed(self._keys, sealed, self._context) if sealed else None
+        if stored is None:
             return None
         now = self._clock()
         if stored.sealed_at > now + CLOCK_SKEW or now - stored.sealed_at > self._max_lifetime:
             return None
-        if stored.tokens.refresh_expired(now) and stored.tokens.expires_at <= now:
-            return None
-        return stored
+        return None if stored.tokens.unusable(now) else stored
 
     def present(self, cookies: Mapping[str, str]) -> bool:
         return has_chunks(self.cookie_name, cookies)
 
     def seal(self, tokens: TokenSet, created: float, cookies: Mapping[str, str]) -> list[str]:
         now = self._clock()
-        sealed = self._keys.seal(
-            session_codec.encode(StoredSession(tokens, created, now)), self._context
+        value = b64.encode(
+            session_codec.seal(self._keys, StoredSession(tokens, created, now), self._context)
         )
-        value = base64.urlsafe_b64encode(sealed).rstrip(b"=").decode("ascii")
         max_age = int(max(0.0, min(tokens.refresh_expires_at - now, self._max_lifetime)))
         return write_chunks(self.cookie_name, value, self._attributes, max_age, cookies)
 

@@ -9,7 +9,6 @@ callback expires its cookie, and a bounded in-memory set refuses a replay meanwh
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import hmac
 import json
@@ -19,6 +18,7 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from proxy import b64
 from proxy.cookie_chunks import CookieAttributes
 from proxy.oauth import pkce_verifier
 from proxy.sealing import KeyRing, context
@@ -68,7 +68,7 @@ class LoginFlows:
             [flow.state, flow.verifier, flow.nonce, flow.return_path, flow.started_at]
         ).encode()
         sealed = self._keys.seal(payload, context("flow", name))
-        value = base64.urlsafe_b64encode(sealed).rstrip(b"=").decode("ascii")
+        value = b64.encode(sealed)
         headers = [f"{name}={value}; {self._attributes.render(FLOW_LIFETIME)}"]
         return flow, headers + self._evict_oldest(cookies)
 
@@ -97,11 +97,8 @@ class LoginFlows:
     def _open(self, name: str, value: str | None) -> LoginFlow | None:
         if not value or len(value) > MAX_FLOW_COOKIE:
             return None
-        try:
-            sealed = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
-        except (binascii.Error, ValueError):
-            return None
-        plaintext = self._keys.open(sealed, context("flow", name))
+        sealed = b64.decode(value)
+        plaintext = self._keys.open(sealed, context("flow", name)) if sealed else None
         if plaintext is None:
             return None
         try:

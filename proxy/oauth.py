@@ -20,6 +20,7 @@ from urllib.parse import quote, urlencode
 
 import aiohttp
 
+from proxy import b64
 from proxy.config import OAuth2
 
 SIPGATE_LOGIN = "https://login.sipgate.com/auth/realms/{realm}"
@@ -112,7 +113,7 @@ def pkce_verifier() -> str:
 def pkce_challenge(verifier: str) -> str:
     """The S256 code challenge for a verifier (RFC 7636 §4.2)."""
     digest = hashlib.sha256(verifier.encode("ascii")).digest()
-    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+    return b64.encode(digest)
 
 
 class OAuthClient:

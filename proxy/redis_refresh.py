@@ -25,7 +25,7 @@ from proxy.errors import StoreUnavailable
 from proxy.redis_store import call
 from proxy.refresh import Exchange, Outcome, RefreshFailed
 from proxy.sealing import KeyRing, context
-from proxy.session_codec import MalformedSession, StoredSession
+from proxy.session_codec import StoredSession
 from proxy.tokens import TokenSet
 
 log = logging.getLogger(__name__)
@@ -137,14 +137,9 @@ class RedisRefreshCoordination:
         return f"{self._prefix}:result:{k}"
 
     def _seal(self, k: str, tokens: TokenSet) -> bytes:
-        encoded = session_codec.encode(StoredSession(tokens, 0.0, time.time()))
-        return self._keys.seal(encoded, context("refresh-result", k))
+        stored = StoredSession(tokens, 0.0, time.time())
+        return session_codec.seal(self._keys, stored, context("refresh-result", k))
 
     def _open(self, k: str, sealed: bytes) -> TokenSet | None:
-        plaintext = self._keys.open(sealed, context("refresh-result", k))
-        if plaintext is None:
-            return None
-        try:
-            return session_codec.decode(plaintext).tokens
-        except MalformedSession:
-            return None
+        stored = session_codec.open_sealed(self._keys, sealed, context("refresh-result", k))
+        return stored.tokens if stored else None

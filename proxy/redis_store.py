@@ -11,8 +11,6 @@ replica can never put a rotated-out refresh token back. Redis errors become
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import logging
 import secrets
@@ -26,7 +24,7 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
-from proxy import session_codec
+from proxy import b64, session_codec
 from proxy.cookie_chunks import (
     CookieAttributes,
     expire_chunks,
@@ -36,7 +34,7 @@ from proxy.cookie_chunks import (
 )
 from proxy.errors import StoreUnavailable
 from proxy.sealing import KeyRing, context
-from proxy.session_codec import MalformedSession, StoredSession
+from proxy.session_codec import StoredSession
 from proxy.tokens import Clock, TokenSet
 
 log = logging.getLogger(__name__)
@@ -108,17 +106,8 @@ class RedisSessionStore:
         sealed = await call(self._redis.hget(key, "data"))
         if not isinstance(sealed, bytes):
             return None  # ended, expired or signed out
-        plaintext = self._keys.open(sealed, context("redis-session", key))
-        if plaintext is None:
-            return None
-        try:
-            stored = session_codec.decode(plaintext)
-        except MalformedSession:
-            return None
-        now = self._clock()
-        if stored.tokens.refresh_expired(now) and stored.tokens.expires_at <= now:
-            return None
-        return stored
+        stored = session_codec.open_sealed(self._keys, sealed, context("redis-session", key))
+        return None if stored is None or stored.tokens.unusable(self._clock()) else stored
 
     async def save(
         self,
@@ -134,9 +123,8 @@ class RedisSessionStore:
         key = self._record_key(session_id)
         now = self._clock()
         ttl = max(1.0, min(tokens.refresh_expires_at - now, self._max_lifetime))
-        record = self._keys.seal(
-            session_codec.encode(StoredSession(tokens, created, now)),
-            context("redis-session", key),
+        record = session_codec.seal(
+            self._keys, StoredSession(tokens, created, now), context("redis-session", key)
         )
         await call(
             self._save_if_newer(keys=[key], args=[record, tokens.expires_at, int(ttl * 1000)])
@@ -145,8 +133,7 @@ class RedisSessionStore:
             await self._index(tokens.subject, key)
         if new_session and previous is not None and previous != session_id:
             await call(self._redis.delete(self._record_key(previous)))
-        sealed_id = self._keys.seal(session_id, self._id_context)
-        value = base64.urlsafe_b64encode(sealed_id).rstrip(b"=").decode("ascii")
+        value = b64.encode(self._keys.seal(session_id, self._id_context))
         return write_chunks(self.cookie_name, value, self._attributes, int(ttl), cookies)
 
     async def clear(self, cookies: Mapping[str, str]) -> list[str]:
@@ -182,11 +169,8 @@ class RedisSessionStore:
         text = read_chunks(self.cookie_name, cookies)
         if text is None or len(text) > 256:
             return None
-        try:
-            sealed = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-        except (binascii.Error, ValueError):
-            return None
-        session_id = self._keys.open(sealed, self._id_context)
+        sealed = b64.decode(text)
+        session_id = self._keys.open(sealed, self._id_context) if sealed else None
         return session_id if session_id is not None and len(session_id) == ID_BYTES else None
 
     def _record_key(self, session_id: bytes) -> str:

@@ -29,7 +29,7 @@ from proxy.errors import IdPUnavailable, ProxyError
 from proxy.redis_store import call
 from proxy.refresh import Refresher, RefreshFailed
 from proxy.sealing import KeyRing, context
-from proxy.session_codec import MalformedSession, StoredSession
+from proxy.session_codec import StoredSession
 from proxy.tokens import Clock, TokenSet
 
 log = logging.getLogger(__name__)
@@ -65,7 +65,7 @@ class FileState:
         return _open(self._keys, sealed)
 
     async def save(self, stored: StoredSession) -> None:
-        sealed = self._keys.seal(session_codec.encode(stored), CONTEXT)
+        sealed = session_codec.seal(self._keys, stored, CONTEXT)
         self._path.parent.mkdir(parents=True, exist_ok=True)
         fd, temporary = tempfile.mkstemp(dir=self._path.parent, prefix=".identity-")
         try:
@@ -92,19 +92,15 @@ class RedisState:
         return _open(self._keys, sealed) if isinstance(sealed, bytes) else None
 
     async def save(self, stored: StoredSession) -> None:
-        sealed = self._keys.seal(session_codec.encode(stored), CONTEXT)
+        sealed = session_codec.seal(self._keys, stored, CONTEXT)
         await call(self._redis.set(self._key, sealed))
 
 
 def _open(keys: KeyRing, sealed: bytes) -> StoredSession | None:
-    plaintext = keys.open(sealed, CONTEXT)
-    if plaintext is None:
+    stored = session_codec.open_sealed(keys, sealed, CONTEXT)
+    if stored is None:
         log.warning("stored service identity cannot be opened (other keys?); sign in again")
-        return None
-    try:
-        return session_codec.decode(plaintext)
-    except MalformedSession:
-        return None
+    return stored
 
 
 class ServiceIdentity:

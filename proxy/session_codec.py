@@ -10,12 +10,12 @@ access, refresh and ID tokens repeats the same issuer, audience and subject, whi
 
 from __future__ import annotations
 
-import base64
-import binascii
 import struct
 import zlib
 from dataclasses import dataclass
 
+from proxy import b64
+from proxy.sealing import KeyRing
 from proxy.tokens import TokenSet
 
 FORMAT = b"\x01"
@@ -115,12 +115,10 @@ def _parse_fields(body: bytes) -> dict[int, bytes]:
 def _pack_token(token: str) -> bytes:
     segments = token.split(".")
     if len(segments) == 3:
-        try:
-            raw = [_b64url_decode(s) for s in segments]
-        except ValueError:
-            raw = None
+        decoded = [b64.decode(s) for s in segments]
+        raw = [r for r in decoded if r is not None]
         # Only when decoding is lossless: re-encoding must give the very same token.
-        if raw is not None and ".".join(_b64url_encode(r) for r in raw) == token:
+        if len(raw) == 3 and ".".join(b64.encode(r) for r in raw) == token:
             return _JWT + b"".join(struct.pack(">H", len(r)) + r for r in raw)
     return _RAW + token.encode()
 
@@ -138,7 +136,7 @@ def _unpack_token(data: bytes) -> str:
         (length,) = struct.unpack_from(">H", rest)
         if len(rest) < 2 + length:
             raise MalformedSession("truncated token")
-        segments.append(_b64url_encode(rest[2 : 2 + length]))
+        segments.append(b64.encode(rest[2 : 2 + length]))
         rest = rest[2 + length :]
     if rest:
         raise MalformedSession("trailing token bytes")
@@ -150,12 +148,16 @@ def _double(data: bytes) -> float:
     return float(value)
 
 
-def _b64url_decode(text: str) -> bytes:
+def open_sealed(keys: KeyRing, sealed: bytes, purpose: bytes) -> StoredSession | None:
+    """Open and decode a sealed session; None for anything tampered, foreign or malformed."""
+    plaintext = keys.open(sealed, purpose)
+    if plaintext is None:
+        return None
     try:
-        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-    except (binascii.Error, ValueError):
-        raise ValueError("not base64url") from None
+        return decode(plaintext)
+    except MalformedSession:
+        return None
 
 
-def _b64url_encode(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+def seal(keys: KeyRing, stored: StoredSession, purpose: bytes) -> bytes:
+    return keys.seal(encode(stored), purpose)

@@ -42,6 +42,10 @@ class TokenSet:
     def refresh_expired(self, now: float) -> bool:
         return self.refresh_token is None or self.refresh_expires_at <= now
 
+    def unusable(self, now: float) -> bool:
+        """Neither the access token nor a refresh can serve a request any more."""
+        return self.refresh_expired(now) and self.expires_at <= now
+
     @classmethod
     def from_response(
         cls,
