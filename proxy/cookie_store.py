@@ -7,7 +7,9 @@ future, absurd size) is "no session".
 
 from __future__ import annotations
 
+import hashlib
 import time
+from collections import OrderedDict
 from collections.abc import Mapping
 
 from proxy import b64, session_codec
@@ -44,15 +46,22 @@ class CookieSessionStore:
         self._attributes = CookieAttributes(secure=secure)
         self._max_lifetime = max_lifetime
         self._clock = clock
+        self._opened = _OpenedCookies()
 
     def open(self, cookies: Mapping[str, str]) -> StoredSession | None:
         text = read_chunks(self.cookie_name, cookies)
         if text is None or len(text) > MAX_COOKIE_TEXT:
             return None
-        sealed = b64.decode(text)
-        stored = session_codec.open_sealed(self._keys, sealed, self._context) if sealed else None
+        digest = hashlib.blake2b(text.encode(), digest_size=16).digest()
+        stored = self._opened.get(digest)
         if stored is None:
-            return None
+            sealed = b64.decode(text)
+            stored = (
+                session_codec.open_sealed(self._keys, sealed, self._context) if sealed else None
+            )
+            if stored is None:
+                return None
+            self._opened.put(digest, stored)
         now = self._clock()
         if stored.sealed_at > now + CLOCK_SKEW or now - stored.sealed_at > self._max_lifetime:
             return None
@@ -88,3 +97,24 @@ class CookieSessionStore:
 
     async def clear(self, cookies: Mapping[str, str]) -> list[str]:
         return self.expire(cookies)
+
+
+class _OpenedCookies:
+    """Sessions already opened, by a digest of their cookie text: a browser sends the same
+    cookie for minutes, and AES-GCM + inflate + parse need not run on every request.
+    Only authenticated results are kept, and the time checks still run on every use."""
+
+    def __init__(self, limit: int = 10_000) -> None:
+        self._entries: OrderedDict[bytes, StoredSession] = OrderedDict()
+        self._limit = limit
+
+    def get(self, key: bytes) -> StoredSession | None:
+        stored = self._entries.get(key)
+        if stored is not None:
+            self._entries.move_to_end(key)
+        return stored
+
+    def put(self, key: bytes, stored: StoredSession) -> None:
+        self._entries[key] = stored
+        if len(self._entries) > self._limit:
+            self._entries.popitem(last=False)
