@@ -16,6 +16,7 @@ import time
 from aiohttp import web
 
 from proxy import request_state as state
+from proxy.cookie_chunks import own_cookies
 from proxy.credentials import Credentials
 from proxy.csrf import OriginPolicy
 from proxy.errors import CrossSiteRefused, IdPUnavailable, Unauthenticated
@@ -51,9 +52,9 @@ class BrowserSessionAuth:
         self._clock = clock
 
     async def authenticate(self, request: web.Request) -> Credentials:
-        stored = await self._storage.load(request.cookies)
+        stored = await self._storage.load(self._cookies(request))
         if stored is None:
-            if self._storage.present(request.cookies):
+            if self._storage.present(self._cookies(request)):
                 log.warning("session cookie present but not valid; treated as no session")
             raise await self._unauthenticated(request)
         if not self._origins.allows_unsafe_request(
@@ -109,9 +110,12 @@ class BrowserSessionAuth:
             # The grace copy has itself run out by now: refresh it in turn. (One that is
             # merely near expiry is used as is: its own cookie refreshes it next time.)
             return await self._fresh(request, StoredSession(fresh, stored.created, now), force)
-        cookies = await self._storage.save(fresh, stored.created, request.cookies)
+        cookies = await self._storage.save(fresh, stored.created, self._cookies(request))
         request[state.SESSION_COOKIE_BYTES] = session_cookie_bytes(cookies)
         return fresh, tuple(cookies)
+
+    def _cookies(self, request: web.Request) -> dict[str, str]:
+        return own_cookies(request.headers.getall("Cookie", ()), self._storage.cookie_name)
 
     async def _unauthenticated(self, request: web.Request) -> Unauthenticated:
         navigation = is_browser_navigation(
@@ -120,5 +124,5 @@ class BrowserSessionAuth:
         return Unauthenticated(
             login_url=login_url(self._public_url, self._prefix, request.raw_path),
             navigation=navigation,
-            set_cookies=tuple(await self._storage.clear(request.cookies)),
+            set_cookies=tuple(await self._storage.clear(self._cookies(request))),
         )

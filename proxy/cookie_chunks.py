@@ -8,7 +8,7 @@ that shrinks leaves nothing stale behind.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 MAX_SET_COOKIE_BYTES = 4096  # the whole "Set-Cookie: …" line, attributes included
@@ -95,3 +95,16 @@ def _chunk_index(name: str, cookie: str) -> int | None:
         return None
     suffix = cookie[len(prefix) :]
     return _INDEXES.get(suffix)
+
+
+def own_cookies(headers: Iterable[str], name: str) -> dict[str, str]:
+    """This store's chunks straight from the raw Cookie headers: parsing every cookie of a
+    request (aiohttp's ``request.cookies``) costs more than the session lookup itself."""
+    prefix = name + "_"
+    found: dict[str, str] = {}
+    for header in headers:
+        for pair in header.split(";"):
+            cookie, equals, value = pair.strip().partition("=")
+            if equals and cookie.startswith(prefix):
+                found[cookie] = value
+    return found

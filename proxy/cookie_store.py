@@ -7,7 +7,6 @@ future, absurd size) is "no session".
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -52,8 +51,7 @@ class CookieSessionStore:
         text = read_chunks(self.cookie_name, cookies)
         if text is None or len(text) > MAX_COOKIE_TEXT:
             return None
-        digest = hashlib.blake2b(text.encode(), digest_size=16).digest()
-        stored = self._opened.get(digest)
+        stored = self._opened.get(text)
         if stored is None:
             sealed = b64.decode(text)
             stored = (
@@ -61,7 +59,7 @@ class CookieSessionStore:
             )
             if stored is None:
                 return None
-            self._opened.put(digest, stored)
+            self._opened.put(text, stored)
         now = self._clock()
         if stored.sealed_at > now + CLOCK_SKEW or now - stored.sealed_at > self._max_lifetime:
             return None
@@ -100,21 +98,21 @@ class CookieSessionStore:
 
 
 class _OpenedCookies:
-    """Sessions already opened, by a digest of their cookie text: a browser sends the same
-    cookie for minutes, and AES-GCM + inflate + parse need not run on every request.
-    Only authenticated results are kept, and the time checks still run on every use."""
+    """Sessions already opened, by their cookie text: a browser sends the same cookie for
+    minutes, and AES-GCM + inflate + parse need not run on every request. Only
+    authenticated results are kept, and the time checks still run on every use."""
 
-    def __init__(self, limit: int = 10_000) -> None:
-        self._entries: OrderedDict[bytes, StoredSession] = OrderedDict()
+    def __init__(self, limit: int = 4096) -> None:
+        self._entries: OrderedDict[str, StoredSession] = OrderedDict()
         self._limit = limit
 
-    def get(self, key: bytes) -> StoredSession | None:
+    def get(self, key: str) -> StoredSession | None:
         stored = self._entries.get(key)
         if stored is not None:
             self._entries.move_to_end(key)
         return stored
 
-    def put(self, key: bytes, stored: StoredSession) -> None:
+    def put(self, key: str, stored: StoredSession) -> None:
         self._entries[key] = stored
         if len(self._entries) > self._limit:
             self._entries.popitem(last=False)

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator
 
 import aiohttp
 from aiohttp import web
-from multidict import CIMultiDict
+from multidict import CIMultiDict, CIMultiDictProxy
 
 from proxy import request_state as state
 from proxy.config import Upstream
@@ -51,6 +51,7 @@ REQUEST_FIELDS_SET_BY_PROXY = frozenset(
     }
 )
 RESPONSE_FIELDS_SET_BY_SERVER = frozenset({"content-length"})
+_DROPPED_RESPONSE_FIELDS = HOP_BY_HOP | RESPONSE_FIELDS_SET_BY_SERVER
 
 
 class Forwarder:
@@ -138,7 +139,8 @@ class Forwarder:
             response.content_length = upstream.content_length
         await response.prepare(request)
         try:
-            async for chunk in upstream.content.iter_chunked(CHUNK_SIZE):
+            # iter_any: whatever arrived, at once; fixed-size chunks cost half the speed
+            async for chunk in upstream.content.iter_any():
                 await response.write(chunk)
         except (ConnectionResetError, aiohttp.ClientConnectionResetError):
             upstream.close()  # client went away: drop the upstream connection too
@@ -162,7 +164,7 @@ class Forwarder:
         return _CountedBody(request.content, limit)
 
     def _upstream_headers(self, request: web.Request, credentials: Credentials) -> CIMultiDict[str]:
-        connection_tokens = _connection_tokens(request.headers.getall("Connection", ()))
+        connection_tokens = _connection_tokens(request.headers)
         headers: CIMultiDict[str] = CIMultiDict()
         for name, value in request.headers.items():
             lower = name.lower()
@@ -206,7 +208,7 @@ class _CountedBody:
 
     async def chunks(self) -> AsyncIterator[bytes]:
         sent = 0
-        async for chunk in self._stream.iter_chunked(CHUNK_SIZE):
+        async for chunk in self._stream.iter_any():
             sent += len(chunk)
             if sent > self._limit:
                 self.too_large = True
@@ -215,20 +217,21 @@ class _CountedBody:
 
 
 def _response_headers(upstream: aiohttp.ClientResponse) -> CIMultiDict[str]:
-    connection_tokens = _connection_tokens(upstream.headers.getall("Connection", ()))
-    return CIMultiDict(
-        (name, value)
-        for name, value in upstream.headers.items()
-        if name.lower() not in HOP_BY_HOP
-        and name.lower() not in RESPONSE_FIELDS_SET_BY_SERVER
-        and name.lower() not in connection_tokens
+    dropped = _DROPPED_RESPONSE_FIELDS | _connection_tokens(upstream.headers)
+    kept: CIMultiDict[str] = CIMultiDict()
+    for name, value in upstream.headers.items():
+        lower = name.lower()
         # CORS is the proxy's decision: the upstream cannot know which origins the
         # proxy's cookie or token may be spent from.
-        and not name.lower().startswith("access-control-")
-    )
+        if lower not in dropped and not lower.startswith("access-control-"):
+            kept.add(name, value)
+    return kept
 
 
-def _connection_tokens(values: Iterable[str]) -> frozenset[str]:
+def _connection_tokens(headers: CIMultiDictProxy[str]) -> frozenset[str]:
+    if "Connection" not in headers:
+        return frozenset()
+    values = headers.getall("Connection")
     return frozenset(t.strip().lower() for v in values for t in v.split(",") if t.strip())
 
 

@@ -6,8 +6,6 @@ from __future__ import annotations
 import hmac
 from typing import Any
 
-import jwt
-
 ALLOWED_ALGORITHMS = ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384"]
 LEEWAY = 60
 
@@ -19,6 +17,8 @@ class InvalidIdToken(ValueError):
 def verify(
     id_token: str, jwks: dict[str, Any], issuer: str, client_id: str, nonce: str
 ) -> dict[str, Any]:
+    import jwt  # only at a login callback: not worth 2.7 MB in every worker from the start
+
     try:
         header = jwt.get_unverified_header(id_token)
         key = _signing_key(jwks, header.get("kid"), header.get("alg"))
@@ -39,6 +39,8 @@ def verify(
 
 
 def _signing_key(jwks: dict[str, Any], kid: object, alg: object) -> Any:
+    import jwt
+
     if alg not in ALLOWED_ALGORITHMS:
         raise InvalidIdToken("algorithm not allowed")
     keys = [k for k in jwks.get("keys", []) if isinstance(k, dict) and k.get("use", "sig") == "sig"]

@@ -6,6 +6,8 @@ outcomes), never paths, users or anything a client controls.
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
@@ -17,6 +19,7 @@ CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 class Metrics:
     def __init__(self) -> None:
+        self._children: dict[tuple[str, int], tuple[Any, Any]] = {}
         self.registry = CollectorRegistry()
         r = self.registry
         self.requests = Counter(
@@ -78,6 +81,18 @@ class Metrics:
             registry=r,
         )
         self.ready = Gauge("sipgate_proxy_ready", "1 when the proxy is ready to serve.", registry=r)
+
+    def count_request(self, route: str, status: int, seconds: float) -> None:
+        # Label children cached: labels() does a locked dict lookup on every call.
+        children = self._children.get((route, status))
+        if children is None:
+            children = (
+                self.requests.labels(route, str(status)),
+                self.request_seconds.labels(route),
+            )
+            self._children[(route, status)] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -27,11 +27,13 @@ def path_and_query(raw_target: str) -> str:
 class UpstreamTarget:
     def __init__(self, upstream_url: str) -> None:
         self._base = upstream_url.rstrip("/")
-        self.origin = URL(self._base).origin()
+        base = URL(self._base)
+        self.origin = base.origin()
+        self._host_port = (base.raw_host, base.port)
 
     def url_for(self, raw_target: str) -> URL:
         # encoded=True: yarl must neither re-quote nor normalise what the client sent.
         url = URL(self._base + path_and_query(raw_target), encoded=True)
-        if url.origin() != self.origin:  # defence in depth; cannot happen by construction
+        if (url.raw_host, url.port) != self._host_port:  # defence in depth; cannot happen
             raise BadRequestTarget()
         return url
