@@ -39,7 +39,7 @@ clean:
 
 # Benchmark (issue 8): the proxy against the direct path and Apache + mod_auth_openidc,
 # all on loopback, about six minutes; prints the ratios and writes BENCHMARKS.md.
-# `make bench BENCH_ARGS=--quick` for a one-minute smoke run (3 s per step).
+# `make bench BENCH_ARGS=--quick` for a two-minute smoke run (3 s steps, one round).
 .PHONY: bench
 bench: setup
 	bash bench/install-deps.sh
