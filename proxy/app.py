@@ -78,7 +78,9 @@ MANAGEMENT_ROUTES = web.AppKey("management_routes", list[Callable[[web.UrlDispat
 
 def create_app(settings: Settings) -> web.Application:
     metrics = Metrics()
-    app = web.Application(middlewares=[observer(metrics), _errors_as_json, _unrouted_to_proxy])
+    app = web.Application(
+        middlewares=[observer(metrics), _faulty_framing, _errors_as_json, _unrouted_to_proxy]
+    )
     clients = HttpClients()
     app[CLIENTS], app[METRICS] = clients, metrics
     app[MANAGEMENT_ROUTES] = []
@@ -298,6 +300,17 @@ async def _proxy(request: web.Request) -> web.StreamResponse:
     forwarder = request.app[CLIENTS].forwarder
     assert forwarder is not None
     return await forwarder.forward(request, credentials)
+
+
+@web.middleware
+async def _faulty_framing(request: web.Request, handler: Handler) -> web.StreamResponse:
+    # RFC 9112 §6.1: Transfer-Encoding in an HTTP/1.0 request is faulty framing; nothing
+    # after it on this connection may be taken as a request.
+    if request.version < aiohttp.HttpVersion11 and "Transfer-Encoding" in request.headers:
+        response = json_error(400, "bad_request", "Transfer-Encoding in an HTTP/1.0 request")
+        response.force_close()
+        return response
+    return await handler(request)
 
 
 @web.middleware

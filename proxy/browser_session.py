@@ -90,7 +90,7 @@ class BrowserSessionAuth:
         )
 
     async def _fresh(
-        self, request: web.Request, stored: StoredSession, force: bool
+        self, request: web.Request, stored: StoredSession, force: bool, again: bool = True
     ) -> tuple[TokenSet, tuple[str, ...]]:
         tokens, now = stored.tokens, self._clock()
         if not force and not tokens.access_expires_within(self._skew, now):
@@ -106,10 +106,17 @@ class BrowserSessionAuth:
                 return tokens, ()  # IdP down: the current token still works for a while
             raise IdPUnavailable() from None
         request[state.REFRESH_OUTCOME] = outcome.value
-        if outcome is Outcome.GRACE and fresh.access_expires_within(GRACE_MIN_VALIDITY, now):
+        if (
+            again
+            and outcome is Outcome.GRACE
+            and fresh.access_expires_within(GRACE_MIN_VALIDITY, now)
+        ):
             # The grace copy has itself run out by now: refresh it in turn. (One that is
             # merely near expiry is used as is: its own cookie refreshes it next time.)
-            return await self._fresh(request, StoredSession(fresh, stored.created, now), force)
+            # Once only: an IdP that keeps the refresh token hands back the same grace copy.
+            return await self._fresh(
+                request, StoredSession(fresh, stored.created, now), force, again=False
+            )
         cookies = await self._storage.save(fresh, stored.created, self._cookies(request))
         request[state.SESSION_COOKIE_BYTES] = session_cookie_bytes(cookies)
         return fresh, tuple(cookies)

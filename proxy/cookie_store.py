@@ -63,6 +63,8 @@ class CookieSessionStore:
         now = self._clock()
         if stored.sealed_at > now + CLOCK_SKEW or now - stored.sealed_at > self._max_lifetime:
             return None
+        if now - stored.created > self._max_lifetime:
+            return None  # max_lifetime counts from the login, however often it was refreshed
         return None if stored.tokens.unusable(now) else stored
 
     def present(self, cookies: Mapping[str, str]) -> bool:
@@ -73,7 +75,8 @@ class CookieSessionStore:
         value = b64.encode(
             session_codec.seal(self._keys, StoredSession(tokens, created, now), self._context)
         )
-        max_age = int(max(0.0, min(tokens.refresh_expires_at - now, self._max_lifetime)))
+        left = min(tokens.refresh_expires_at - now, created + self._max_lifetime - now)
+        max_age = int(max(0.0, min(left, self._max_lifetime)))
         return write_chunks(self.cookie_name, value, self._attributes, max_age, cookies)
 
     def expire(self, cookies: Mapping[str, str]) -> list[str]:

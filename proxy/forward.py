@@ -51,6 +51,36 @@ REQUEST_FIELDS_SET_BY_PROXY = frozenset(
     }
 )
 RESPONSE_FIELDS_SET_BY_SERVER = frozenset({"content-length"})
+# The upstream takes these as the proxy's word, so a client's copy never passes: the
+# forwarding headers the proxy does not set, and the identity headers other auth proxies
+# set for the apps behind them (compared in lower case, "_" read as "-").
+UNTRUSTED_FIELDS = frozenset({"forwarded", "x-real-ip"})
+UNTRUSTED_PREFIXES = (
+    "x-forwarded-",  # X-Forwarded-For is rebuilt by _add_forwarded
+    "x-auth-request-",
+    "remote-",
+    "x-remote-",
+    "oidc-",
+    "x-webauth-",
+    "x-pomerium-",
+    "cf-access-",
+    "x-goog-authenticated-",
+    "x-ms-client-principal",
+    "x-amzn-oidc-",
+)
+# CGI, WSGI and PHP read "X_Forwarded_For" as "X-Forwarded-For" (CVE-2025-64484).
+_NEVER_WITH_UNDERSCORE = (
+    HOP_BY_HOP | REQUEST_FIELDS_SET_BY_PROXY | {"content-length", "x-request-id"}
+)
+
+
+def client_may_send(name: str) -> bool:
+    canonical = name.lower().replace("_", "-")
+    if canonical in UNTRUSTED_FIELDS or canonical.startswith(UNTRUSTED_PREFIXES):
+        return False
+    return not ("_" in name and canonical in _NEVER_WITH_UNDERSCORE)
+
+
 _DROPPED_RESPONSE_FIELDS = HOP_BY_HOP | RESPONSE_FIELDS_SET_BY_SERVER
 
 
@@ -172,7 +202,7 @@ class Forwarder:
                 lower in HOP_BY_HOP
                 or lower in REQUEST_FIELDS_SET_BY_PROXY
                 or lower in connection_tokens
-                or lower == "x-forwarded-for"
+                or not client_may_send(name)
             ):
                 continue
             headers.add(name, value)

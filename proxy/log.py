@@ -43,6 +43,23 @@ class TextFormatter(logging.Formatter):
         return line
 
 
+class ClientErrorFilter(logging.Filter):
+    """aiohttp logs a request its HTTP parser refused (400) at ERROR with a traceback whose
+    message quotes the offending line, cookies and Authorization included. It is the
+    client's mistake: one info line naming the error's type."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from aiohttp.http_exceptions import HttpProcessingError
+
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, HttpProcessingError):
+            record.levelno, record.levelname = logging.INFO, "INFO"
+            record.msg = "request refused by the HTTP parser (400): %s"
+            record.args = (type(error).__name__,)
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
 def setup(level: str = "info", fmt: str = "json") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
@@ -50,3 +67,4 @@ def setup(level: str = "info", fmt: str = "json") -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     logging.getLogger("aiohttp.access").disabled = True  # the proxy writes its own lines
+    logging.getLogger("aiohttp.server").addFilter(ClientErrorFilter())

@@ -107,7 +107,10 @@ class RedisSessionStore:
         if not isinstance(sealed, bytes):
             return None  # ended, expired or signed out
         stored = session_codec.open_sealed(self._keys, sealed, context("redis-session", key))
-        return None if stored is None or stored.tokens.unusable(self._clock()) else stored
+        now = self._clock()
+        if stored is None or stored.tokens.unusable(now):
+            return None
+        return None if now - stored.created > self._max_lifetime else stored
 
     async def save(
         self,
@@ -122,7 +125,8 @@ class RedisSessionStore:
         session_id = secrets.token_bytes(ID_BYTES) if new_session or previous is None else previous
         key = self._record_key(session_id)
         now = self._clock()
-        ttl = max(1.0, min(tokens.refresh_expires_at - now, self._max_lifetime))
+        # max_lifetime counts from the login (created), however often it was refreshed
+        ttl = max(1.0, min(tokens.refresh_expires_at - now, created + self._max_lifetime - now))
         record = session_codec.seal(
             self._keys, StoredSession(tokens, created, now), context("redis-session", key)
         )

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import json
+import math
+import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
@@ -17,6 +19,18 @@ DEFAULT_REFRESH_LIFETIME = 30 * 24 * 3600
 
 class MalformedTokenResponse(ValueError):
     pass
+
+
+_B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")  # RFC 6750 §2.1: what a Bearer header carries
+_VSCHAR = re.compile(r"[\x20-\x7e]+")  # RFC 6749 Appendix A: refresh tokens, scopes
+
+
+def _checked(value: object, pattern: re.Pattern[str], name: str) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not pattern.fullmatch(value):
+        raise MalformedTokenResponse(f"{name} is not a token")
+    return value
 
 
 @dataclass(frozen=True)
@@ -55,14 +69,12 @@ class TokenSet:
         keep_id_token: bool = False,
     ) -> TokenSet:
         """Build from a token endpoint answer; ``previous`` fills what a refresh leaves out."""
-        access = body.get("access_token")
-        if not isinstance(access, str) or not access:
+        access = _checked(body.get("access_token"), _B64TOKEN, "access_token")
+        if access is None:
             raise MalformedTokenResponse("no access_token")
         if str(body.get("token_type", "bearer")).lower() != "bearer":
             raise MalformedTokenResponse("token_type is not bearer")
-        refresh = body.get("refresh_token")
-        if refresh is not None and not isinstance(refresh, str):
-            raise MalformedTokenResponse("refresh_token is not a string")
+        refresh = _checked(body.get("refresh_token"), _VSCHAR, "refresh_token")
         expires_in = _seconds(body.get("expires_in"), default=300)
         refresh_in = _seconds(body.get("refresh_expires_in"), default=DEFAULT_REFRESH_LIFETIME)
         # A refresh that does not rotate keeps the old refresh token and its lifetime.
@@ -71,8 +83,8 @@ class TokenSet:
             refresh_at = previous.refresh_expires_at
         else:
             refresh_at = now + refresh_in if refresh_in > 0 else now + DEFAULT_REFRESH_LIFETIME
-        scope = body.get("scope")
-        id_token = body.get("id_token") if keep_id_token else None
+        scope = _checked(body.get("scope"), _VSCHAR, "scope")
+        id_token = _checked(body.get("id_token"), _B64TOKEN, "id_token") if keep_id_token else None
         return cls(
             access_token=access,
             refresh_token=refresh,
@@ -90,6 +102,8 @@ class TokenSet:
 def _seconds(value: object, default: float) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return default
+    if not math.isfinite(value) or value < 0:
+        raise MalformedTokenResponse("an expiry that is not a number of seconds")
     return float(value)
 
 
@@ -107,7 +121,8 @@ def unverified_claim(jwt: str, claim: str) -> str:
     except (ValueError, UnicodeDecodeError):
         return ""
     value = payload.get(claim) if isinstance(payload, dict) else None
-    return value if isinstance(value, str) else ""
+    # printable: a JSON escape can produce a lone surrogate, which nothing can encode
+    return value if isinstance(value, str) and value.isprintable() else ""
 
 
 def system_clock() -> float:
