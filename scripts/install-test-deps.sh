@@ -5,20 +5,15 @@
 # Debian packages need root (or sudo).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/apt-install.sh
+source scripts/apt-install.sh
 
 apt_packages=()
 [ -x /usr/bin/chromium ] || apt_packages+=(chromium)
 [ -x /usr/sbin/nginx ] || apt_packages+=(nginx)
 [ -x /usr/bin/redis-server ] || apt_packages+=(redis-server)
 
-if [ ${#apt_packages[@]} -gt 0 ]; then
-  sudo_cmd=""
-  [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
-  echo "installing Debian packages: ${apt_packages[*]}"
-  $sudo_cmd apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends \
-    "${apt_packages[@]}" >/dev/null
-fi
+apt_install "${apt_packages[@]}"
 
 node_major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)
 if [ "$node_major" -lt 20 ]; then
