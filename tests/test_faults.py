@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import html
 import json
 import logging
@@ -497,7 +498,7 @@ def fault_upstream(recorder: Recorder) -> web.Application:
     async def reset_mid_body(request: web.Request) -> web.StreamResponse:
         response = web.StreamResponse()
         if request.query.get("length"):
-            response.content_length = 1_000_000
+            response.content_length = int(request.query["length"])
         await response.prepare(request)
         await response.write(b"r" * 20_000)
         await asyncio.sleep(0.05)
@@ -507,6 +508,15 @@ def fault_upstream(recorder: Recorder) -> web.Application:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         transport.abort()  # RST, not FIN
         recorder.events.append("reset")
+        return response
+
+    async def stall_mid_body(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse()
+        response.content_length = 2_000
+        await response.prepare(request)
+        await response.write(b"s" * 1_000)
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(5)
         return response
 
     async def not_http(request: web.Request) -> web.Response:
@@ -556,6 +566,7 @@ def fault_upstream(recorder: Recorder) -> web.Application:
     app.router.add_get("/huge-header", huge_header)
     app.router.add_get("/many-headers", many_headers)
     app.router.add_get("/reset", reset_mid_body)
+    app.router.add_get("/stall", stall_mid_body)
     app.router.add_get("/not-http", not_http)
     app.router.add_get("/slow", slow_headers)
     app.router.add_get("/stream", slow_stream)
@@ -624,11 +635,35 @@ async def test_upstream_reset_mid_body_never_looks_complete(
 ) -> None:
     url = await pat_proxy(make_proxy, faulty_upstream)
     async with aiohttp.ClientSession() as client:
-        async with client.get(f"{url}/reset{'?length=1' if length else ''}") as resp:
+        async with client.get(f"{url}/reset{'?length=1000000' if length else ''}") as resp:
             assert resp.status == 200  # the headers were out before the reset
             with pytest.raises(aiohttp.ClientPayloadError):
                 await resp.read()
     assert faulty_upstream.recorder.has("reset")
+    assert proxy_errors() == []
+
+
+async def test_upstream_reset_within_a_small_answer_is_502(
+    make_proxy: ProxyFactory, faulty_upstream: FaultyUpstream, proxy_errors: Callable[[], list[str]]
+) -> None:
+    # A small answer is read whole before anything is sent, so a short one is refused
+    # with a proper error instead of a cut connection.
+    url = await pat_proxy(make_proxy, faulty_upstream)
+    answer = await fetch(f"{url}/reset?length=30000")
+    assert answer.status == 502
+    assert json.loads(answer.body)["error"] == "bad_gateway"
+    assert faulty_upstream.recorder.has("reset")
+    assert proxy_errors() == []
+
+
+async def test_upstream_stalling_within_a_small_answer_is_504(
+    make_proxy: ProxyFactory, faulty_upstream: FaultyUpstream, proxy_errors: Callable[[], list[str]]
+) -> None:
+    url = await pat_proxy(make_proxy, faulty_upstream, SIPGATE_PROXY_UPSTREAM__READ_TIMEOUT="0.5")
+    answer = await fetch(f"{url}/stall")
+    assert answer.status == 504
+    assert json.loads(answer.body)["error"] == "gateway_timeout"
+    assert answer.seconds < 3
     assert proxy_errors() == []
 
 
