@@ -307,6 +307,13 @@ def start_bare(
     return _spawn(stack, f"bare-{processes}", args, port, work)
 
 
+def start_relay(stack: contextlib.ExitStack, work: Path, mode: str, upstream: Server) -> Server:
+    """A reference relay (bench/relays.py) in front of ``upstream``: no HTTP, no auth."""
+    port = free_port()
+    args = [PYTHON, str(BENCH / "relays.py"), mode, str(port), str(upstream.port)]
+    return _spawn(stack, f"relay-{mode}-{upstream.name}", args, port, work)
+
+
 # ---------------------------------------------------------------------- Apache + mod_auth_openidc
 
 APACHE_MODULE_LIST = (

@@ -32,6 +32,21 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     return a / b
 
 
+def _speed(entry: dict[str, Any]) -> str:
+    if "mb_per_s" not in entry:
+        return "-"
+    return f"{entry['mb_per_s']:,.0f} ({entry.get('median_mb_per_s', entry['mb_per_s']):,.0f})"
+
+
+def _stream_ratio(streams: dict[str, Any], a: str, b: str, direction: str) -> str:
+    first, second = streams.get(a, {}).get(direction), streams.get(b, {}).get(direction)
+    if not first or not second:
+        return "-"
+    best = _ratio(first["mb_per_s"], second["mb_per_s"])
+    median = _ratio(first["median_mb_per_s"], second["median_mb_per_s"])
+    return f"{_fmt_ratio(best)} ({_fmt_ratio(median)})"
+
+
 def _fmt_ratio(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.2f}x"
 
@@ -44,7 +59,7 @@ def _verdict(value: float | None, target: float, higher_is_better: bool) -> str:
 
 
 def render(results: Results, elapsed: float, argv: list[str]) -> str:
-    from bench.run import FIXED_RATE, REFRESH_CONCURRENCY, TARGETS
+    from bench.run import COPY_RELAY, FIXED_RATE, REFRESH_CONCURRENCY, SPLICE_RELAY, TARGETS
 
     t = results.targets
     lines: list[str] = []
@@ -250,7 +265,10 @@ def render(results: Results, elapsed: float, argv: list[str]) -> str:
     # ------------------------------------------------------------------ streaming
     add("## 1 GiB streamed through")
     add("")
-    add("| path | download MB/s | upload MB/s | peak RSS growth (download / upload) |")
+    add(
+        "| path | download MB/s best (median) | upload MB/s best (median) "
+        "| peak RSS growth (download / upload) |"
+    )
     add("|---|---|---|---|")
     for name, entry in streams.items():
         down, up = entry.get("download", {}), entry.get("upload", {})
@@ -260,15 +278,32 @@ def render(results: Results, elapsed: float, argv: list[str]) -> str:
             if "rss_growth_mb" in down and "rss_growth_mb" in up
             else "-"
         )
-        add(f"| {name} | {down.get('mb_per_s', 0):,.0f} | {up.get('mb_per_s', 0):,.0f} | {rss} |")
+        add(f"| {name} | {_speed(down)} | {_speed(up)} | {rss} |")
+    add("")
+    add("| ratio (this run), best try (median) | download | upload |")
+    add("|---|---|---|")
+    for label, a, b in (
+        ("proxy / direct", "proxy, 1 worker", "direct"),
+        ("user-space copy relay / direct", COPY_RELAY, "direct"),
+        ("proxy / user-space copy relay", "proxy, 1 worker", COPY_RELAY),
+        ("splice(2) relay / direct", SPLICE_RELAY, "direct"),
+        ("mod_auth_openidc / direct", "mod_auth_openidc", "direct"),
+    ):
+        cells = [_stream_ratio(streams, a, b, direction) for direction in ("download", "upload")]
+        add(f"| {label} | {cells[0]} | {cells[1]} |")
     add("")
     add(
-        "MB/s: the fastest of the tries (all in `bench/results/run.json`); RSS growth: the "
-        "largest. Downloads: nginx serves a 1 GiB file from the page cache (sendfile). Uploads: "
-        "`bench/sink.py` "
+        "All paths run once per try, in turn (so a burst of other work on the machine "
+        "slows all of them alike); best = the fastest try, median over all tries "
+        "(every try in `bench/results/run.json`); RSS growth: the largest. Downloads: nginx "
+        "serves a 1 GiB file from the page cache (sendfile). Uploads: `bench/sink.py` "
         "reads the whole body before it answers (nginx answers before reading a body). "
-        "Peak RSS is VmHWM from /proc after resetting it (`clear_refs`) just before the "
-        "transfer; growth = peak - RSS at that moment."
+        "The relays (`bench/relays.py`) speak no HTTP and check nothing: the user-space "
+        "copy relay is the fastest any process can be that reads the bytes in and writes "
+        "them out (uvloop, `data_received` → `write`), the splice(2) relay moves them "
+        "kernel-side without entering the process. Peak RSS is VmHWM from /proc after "
+        "resetting it (`clear_refs`) just before the transfer; growth = peak - RSS at that "
+        "moment."
     )
     add("")
 

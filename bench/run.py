@@ -6,7 +6,7 @@ then writes BENCHMARKS.md. Everything runs on loopback, every load step is bound
 time; the whole run takes five to six minutes (plus at most a minute of waiting for the
 shared machine to go quiet). Raw output goes to bench/results/ (not committed).
 
-    .venv/bin/python bench/run.py [--seconds 10] [--rounds 2] [--transfers 2] [--quick]
+    .venv/bin/python bench/run.py [--seconds 10] [--rounds 2] [--transfers 3] [--quick]
                                   [--no-profile] [--keep] [--output FILE] [--json FILE]
 """
 
@@ -59,6 +59,7 @@ FIXED_RATE = FIXED_RATE_WORKERS * FIXED_RATE_PER_WORKER
 # even on a loaded machine (a token that expires mid-burst would measure the machine).
 REFRESH_ACCESS_TTL, REFRESH_SKEW, REFRESH_WAIT = 60, 55, 6
 REFRESH_CONCURRENCY = 1000
+COPY_RELAY, SPLICE_RELAY = "relay, user-space copy (uvloop)", "relay, splice(2)"
 QUIET_BUSY_PERCENT = 15  # CPU use by others above which the run waits (bounded)
 READY_STARTS = 3  # start the proxy this often; the median start → ready counts
 
@@ -588,80 +589,100 @@ def run(args: argparse.Namespace) -> Results:
 
         # --- 1 GiB streamed both ways. Downloads come from nginx (sendfile of a cached
         # file); uploads go to the sink, which reads the whole body before it answers
-        # (nginx would answer first). Direct: curl → nginx / sink. Proxy: curl → proxy
-        # (upstream = nginx / sink) → nginx / sink. Apache proxies /upload to the sink.
-        tries = args.transfers
-        log(f"streaming: 1 GiB download and upload, best of {tries}")
-        streams = results.transfers
-        streams["direct"] = {
-            "download": _transfer(nginx.url, direct_header, "download", work, None, tries),
-            "upload": _transfer(sink.url, direct_header, "upload", work, None, tries),
-        }
-        if apache is not None:
-            streams["mod_auth_openidc"] = {
-                direction: _transfer(apache.url, apache_cookie, direction, work, None, tries)
-                for direction in ("download", "upload")
+        # (nginx would answer first). Every path runs once per try, in turn, so a burst of
+        # other work on this shared machine hits all of them alike; the best try counts.
+        # The two relays (bench/relays.py) carry no HTTP at all: they are the ceiling.
+        log(f"streaming: 1 GiB download and upload, {args.transfers} interleaved tries")
+        upstreams = {"download": nginx, "upload": sink}
+        paths: dict[str, dict[str, StreamPath]] = {"direct": {}}
+        for direction, upstream in upstreams.items():
+            paths["direct"][direction] = StreamPath(upstream.url, direct_header)
+        for mode, label in (("copy", COPY_RELAY), ("splice", SPLICE_RELAY)):
+            paths[label] = {
+                direction: StreamPath(
+                    peers.start_relay(stack, work, mode, upstream).url, direct_header
+                )
+                for direction, upstream in upstreams.items()
             }
-        streams["proxy, 1 worker"] = {}
-        for direction, upstream in (("download", nginx.url), ("upload", sink.url)):
-            with contextlib.ExitStack() as proxy_stack:
-                proxy, _ = peers.start_proxy(
-                    proxy_stack, work, proxy_settings(1, w1_port, upstream), f"proxy-{direction}"
-                )
-                streams["proxy, 1 worker"][direction] = _transfer(
-                    proxy.url, proxy_cookie, direction, work, proxy.pid, tries
-                )
+        if apache is not None:
+            paths["mod_auth_openidc"] = {
+                direction: StreamPath(apache.url, apache_cookie) for direction in upstreams
+            }
+        paths["proxy, 1 worker"] = {}
+        for direction, upstream in upstreams.items():
+            proxy, _ = peers.start_proxy(
+                stack,
+                work,
+                proxy_settings(1, peers.free_port(), upstream.url),
+                f"proxy-{direction}",
+            )
+            paths["proxy, 1 worker"][direction] = StreamPath(proxy.url, proxy_cookie, proxy.pid)
+        stream_scenario(results, paths, work, args.transfers)
 
         # --- 1000 concurrent requests of one session due for refresh
         refresh_scenario(results, stack, work, key)
     return results
 
 
-def _transfer(
-    base_url: str,
-    header: str,
-    direction: str,
-    work: Path,
-    rss_pid: int | None = None,
-    tries: int = 1,
-) -> dict[str, Any]:
-    """1 GiB one way, ``tries`` times: the fastest try's MB/s (a burst of other work only
-    ever slows a transfer down) and, with ``rss_pid``, the largest peak RSS growth of
-    that process over all tries."""
-    best: dict[str, Any] | None = None
-    growth_max = 0.0
+@dataclass(frozen=True)
+class StreamPath:
+    base_url: str
+    header: str
+    rss_pid: int | None = None  # the process whose peak RSS growth is measured
+
+
+def stream_scenario(
+    results: Results, paths: dict[str, dict[str, StreamPath]], work: Path, tries: int
+) -> None:
+    """1 GiB each way through every path, ``tries`` rounds with the paths in turn. Per
+    path and direction: the fastest try's MB/s (other work only ever slows a transfer
+    down), the median, and for the proxy the largest peak RSS growth."""
+    measured: dict[str, dict[str, list[dict[str, Any]]]] = {
+        name: {direction: [] for direction in by_direction} for name, by_direction in paths.items()
+    }
     for attempt in range(tries):
-        before = 0
-        if rss_pid is not None:
-            fetch(base_url + SMALL_PATH, header)  # first-request allocations are not streaming
-            reset_peak_rss(rss_pid)
-            before = current_rss(rss_pid)
-        transfer = load.curl_transfer(base_url, header, direction, work, record=attempt == 0)
-        if transfer.status != 200 or transfer.bytes != peers.BIG_FILE_BYTES:
-            raise RuntimeError(f"{direction} via {base_url}: {transfer.status}, {transfer.bytes} B")
-        entry: dict[str, Any] = {
-            "status": transfer.status,
-            "bytes": transfer.bytes,
-            "seconds": transfer.seconds,
-            "mb_per_s": transfer.mb_per_s,
-            "tries_mb_per_s": [],
+        for name, by_direction in paths.items():
+            for direction, path in by_direction.items():
+                entry = _transfer(path, direction, work, record=attempt == 0)
+                measured[name][direction].append(entry)
+                grew = f", peak RSS +{entry['rss_growth_mb']:.1f} MB" if path.rss_pid else ""
+                log(f"  {name:<26} {direction:<8} {entry['mb_per_s']:6.0f} MB/s{grew}")
+    for name, tried in measured.items():
+        results.transfers[name] = {}
+        for direction, entries in tried.items():
+            best = dict(max(entries, key=lambda e: e["mb_per_s"]))
+            best["tries_mb_per_s"] = [e["mb_per_s"] for e in entries]
+            best["median_mb_per_s"] = statistics.median(best["tries_mb_per_s"])
+            if "rss_growth_mb" in best:
+                best["rss_growth_mb"] = max(e["rss_growth_mb"] for e in entries)
+            results.transfers[name][direction] = best
+
+
+def _transfer(path: StreamPath, direction: str, work: Path, record: bool) -> dict[str, Any]:
+    before = 0
+    if path.rss_pid is not None:
+        fetch(path.base_url + SMALL_PATH, path.header)  # first-request allocations
+        reset_peak_rss(path.rss_pid)
+        before = current_rss(path.rss_pid)
+    transfer = load.curl_transfer(path.base_url, path.header, direction, work, record=record)
+    if transfer.status != 200 or transfer.bytes != peers.BIG_FILE_BYTES:
+        raise RuntimeError(
+            f"{direction} via {path.base_url}: {transfer.status}, {transfer.bytes} B"
+        )
+    entry: dict[str, Any] = {
+        "status": transfer.status,
+        "bytes": transfer.bytes,
+        "seconds": transfer.seconds,
+        "mb_per_s": transfer.mb_per_s,
+    }
+    if path.rss_pid is not None:
+        peak = peak_rss(path.rss_pid)
+        entry |= {
+            "rss_before_mb": before / 2**20,
+            "peak_rss_mb": peak / 2**20,
+            "rss_growth_mb": (peak - before) / 2**20,
         }
-        shown = ""
-        if rss_pid is not None:
-            peak = peak_rss(rss_pid)
-            growth = (peak - before) / 2**20
-            growth_max = max(growth_max, growth)
-            entry |= {"rss_before_mb": before / 2**20, "peak_rss_mb": peak / 2**20}
-            shown = f", peak RSS +{growth:.1f} MB"
-        log(f"  {base_url} {direction}: {transfer.mb_per_s:.0f} MB/s{shown}")
-        tries_so_far = (best or entry)["tries_mb_per_s"] + [transfer.mb_per_s]
-        if best is None or entry["mb_per_s"] > best["mb_per_s"]:
-            best = entry
-        best["tries_mb_per_s"] = tries_so_far
-    assert best is not None
-    if rss_pid is not None:
-        best["rss_growth_mb"] = growth_max
-    return best
+    return entry
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -674,7 +695,7 @@ def main(argv: list[str] | None = None) -> int:
         "--quick", action="store_true", help="3 s steps, 1 round, no repeats (a smoke test)"
     )
     parser.add_argument(
-        "--transfers", type=int, default=2, help="tries per 1 GiB transfer (the best counts)"
+        "--transfers", type=int, default=3, help="tries per 1 GiB transfer (the best counts)"
     )
     parser.add_argument("--no-profile", dest="profile", action="store_false")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
