@@ -1,32 +1,30 @@
-"""Settings: YAML file + SIPGATE_PROXY_* environment overrides, validated by pydantic.
+"""Settings: YAML file + SIPGATE_PROXY_* environment overrides, validated on load.
 
 Loading happens in three steps, each reporting every problem it finds at once:
 1. read the YAML file and overlay the environment (``SIPGATE_PROXY_A__B=v`` sets ``a.b``);
 2. read ``*_file`` secrets (a Kubernetes secret mounted as a file);
-3. validate the structure (pydantic), then the rules that span several keys.
+3. validate the structure (the types and rules declared on the sections below), then the
+   rules that span several keys.
 Every problem names the key it is about and never echoes a secret value.
+
+The sections are frozen dataclasses checked by the small validator at the end of this
+module, not pydantic models: pydantic cost every worker about 10 MB of RSS and a sixth of
+the start-up time, for a job done once at start.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import os
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+import re
+import typing
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from types import UnionType
+from typing import Annotated, Any, Literal, TypeVar
 from urllib.parse import urlsplit
-
-import yaml
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    IPvAnyNetwork,
-    SecretStr,
-    ValidationError,
-    field_validator,
-)
 
 from proxy.csrf import normalise_origin
 from proxy.keys import InvalidKey, decode_key
@@ -34,137 +32,203 @@ from proxy.keys import InvalidKey, decode_key
 ENV_PREFIX = "SIPGATE_PROXY_"
 LOOPBACK_NETWORKS = ["127.0.0.0/8", "::1/128"]
 
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
+class Secret:
+    """A secret setting: masked in repr and str (so in logs and errors)."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def get_secret_value(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('**********')"
+
+    def __str__(self) -> str:
+        return "**********"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+# --- rules a setting's type can carry: Annotated[int, Limits(ge=0)] -----------------
+
+
+@dataclass(frozen=True)
+class Limits:
+    ge: float | None = None
+    gt: float | None = None
+    le: float | None = None
+    lt: float | None = None
+
+
+@dataclass(frozen=True)
+class Pattern:
+    regex: str
+
+
+@dataclass(frozen=True)
+class Check:
+    """Returns the value (possibly normalised) or raises ValueError with the problem."""
+
+    check: Callable[[Any], Any]
+
+
+def _http_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname or not _valid_port(value):
+        raise ValueError("must be an http(s) URL such as https://api.sipgate.com")
+    if parts.username or parts.password or parts.query or parts.fragment:
+        raise ValueError("must not contain credentials, a query or a fragment")
+    return value.rstrip("/")
+
+
+def _public_origin(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname or not _valid_port(value):
+        raise ValueError("must be the http(s) origin browsers use, e.g. https://proxy.example")
+    if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username:
+        raise ValueError("must be an origin only (scheme, host, port), without a path")
+    return value.rstrip("/")
+
+
+def _bare_origins(origins: list[str]) -> list[str]:
+    for origin in origins:
+        if normalise_origin(origin) is None:
+            raise ValueError(f"{origin!r} is not a bare origin such as https://app.example")
+    return origins
+
+
+def _decodable_keys(keys: list[Secret]) -> list[Secret]:
+    for position, key in enumerate(keys):
+        try:
+            decode_key(key.get_secret_value())
+        except InvalidKey as err:
+            raise ValueError(f"key #{position + 1}: {err}") from None
+    return keys
+
+
+Port = Annotated[int, Limits(ge=0, le=65535)]
+Positive = Annotated[float, Limits(gt=0)]
+
+
+# --- the sections ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Section:
+    def model_dump(self) -> dict[str, Any]:
+        """The settings as plain data (secrets stay masked); named as pydantic named it."""
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True, kw_only=True)
 class Listen(_Section):
     host: str = "127.0.0.1"
-    port: int = Field(default=8080, ge=0, le=65535)
+    port: Port = 8080
 
 
+@dataclass(frozen=True, kw_only=True)
 class Upstream(_Section):
-    url: str = "https://api.sipgate.com"
-    connect_timeout: float = Field(default=5.0, gt=0)
-    read_timeout: float = Field(default=60.0, gt=0)
-    max_body_size: int = Field(default=64 * 1024 * 1024, ge=0)
+    url: Annotated[str, Check(_http_url)] = "https://api.sipgate.com"
+    connect_timeout: Positive = 5.0
+    read_timeout: Positive = 60.0
+    max_body_size: Annotated[int, Limits(ge=0)] = 64 * 1024 * 1024
     forward_cookies: bool = False
 
-    @field_validator("url")
-    @classmethod
-    def _origin_only(cls, value: str) -> str:
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.hostname or not _valid_port(value):
-            raise ValueError("must be an http(s) URL such as https://api.sipgate.com")
-        if parts.username or parts.password or parts.query or parts.fragment:
-            raise ValueError("must not contain credentials, a query or a fragment")
-        return value.rstrip("/")
 
-
+@dataclass(frozen=True, kw_only=True)
 class OAuth2(_Section):
-    realm: str = Field(default="sipgate-apps", pattern=r"^[A-Za-z0-9._-]+$")
+    realm: Annotated[str, Pattern(r"^[A-Za-z0-9._-]+$")] = "sipgate-apps"
     issuer: str | None = None
     discovery: bool = False
     client_id: str | None = None
-    client_secret: SecretStr | None = None
+    client_secret: Secret | None = None
     client_auth: Literal["client_secret_post", "client_secret_basic"] = "client_secret_post"
-    scopes: list[str] = Field(default_factory=lambda: ["all"])
+    scopes: list[str] = field(default_factory=lambda: ["all"])
     pkce: bool = True
     # Below sipgate's 300 s token lifetime, or every request would refresh.
-    refresh_skew: float = Field(default=30.0, ge=0, lt=300)
-    timeout: float = Field(default=10.0, gt=0)
-    path_prefix: str = Field(default="/oauth2", pattern=r"^(/[A-Za-z0-9._~-]+)+$")
+    refresh_skew: Annotated[float, Limits(ge=0, lt=300)] = 30.0
+    timeout: Positive = 10.0
+    path_prefix: Annotated[str, Pattern(r"^(/[A-Za-z0-9._~-]+)+$")] = "/oauth2"
     idp_logout: bool = False
 
 
+@dataclass(frozen=True, kw_only=True)
 class PersonalAccessToken(_Section):
-    token_id: str | None = Field(default=None, pattern=r"^token-[A-Za-z0-9]{6}$")
-    token: SecretStr | None = None
+    token_id: Annotated[str, Pattern(r"^token-[A-Za-z0-9]{6}$")] | None = None
+    token: Secret | None = None
 
 
+@dataclass(frozen=True, kw_only=True)
 class Service(_Section):
     # Only these subjects (the IdP's "sub") may become the service identity.
-    allowed_subjects: list[str] = Field(default_factory=list)
+    allowed_subjects: list[str] = field(default_factory=list)
     state_file: Path | None = None  # without it, session.store: redis keeps the identity
 
 
+@dataclass(frozen=True, kw_only=True)
 class Auth(_Section):
     mode: Literal["oauth2", "personal_access_token", "service"] = "oauth2"
-    oauth2: OAuth2 = OAuth2()
-    personal_access_token: PersonalAccessToken = PersonalAccessToken()
-    service: Service = Service()
+    oauth2: OAuth2 = field(default_factory=OAuth2)
+    personal_access_token: PersonalAccessToken = field(default_factory=PersonalAccessToken)
+    service: Service = field(default_factory=Service)
     # Headless modes (PAT, service) act as the account for anyone who reaches them.
-    allowed_client_networks: list[IPvAnyNetwork] = Field(
+    allowed_client_networks: list[IPNetwork] = field(
         default_factory=lambda: [ipaddress.ip_network(n) for n in LOOPBACK_NETWORKS]
     )
 
 
+@dataclass(frozen=True, kw_only=True)
 class Session(_Section):
-    cookie_name: str = Field(default="sipgate_proxy", pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    cookie_name: Annotated[str, Pattern(r"^[A-Za-z0-9_-]{1,64}$")] = "sipgate_proxy"
     cookie_secure: bool | None = None  # None: on, except for a loopback http public_url
-    keys: list[SecretStr] = Field(default_factory=list)
+    keys: Annotated[list[Secret], Check(_decodable_keys)] = field(default_factory=list)
     store: Literal["cookie", "redis"] = "cookie"
-    redis_url: SecretStr | None = None  # redis://, rediss:// (TLS) or unix://
-    redis_lock_ttl: float = Field(default=5.0, gt=0, le=60)
-    max_lifetime: float = Field(default=30 * 24 * 3600, gt=0)
-    allowed_origins: list[str] = Field(default_factory=list)
-
-    @field_validator("allowed_origins")
-    @classmethod
-    def _bare_origins(cls, origins: list[str]) -> list[str]:
-        for origin in origins:
-            if normalise_origin(origin) is None:
-                raise ValueError(f"{origin!r} is not a bare origin such as https://app.example")
-        return origins
-
-    @field_validator("keys")
-    @classmethod
-    def _keys_decode(cls, keys: list[SecretStr]) -> list[SecretStr]:
-        for position, key in enumerate(keys):
-            try:
-                decode_key(key.get_secret_value())
-            except InvalidKey as err:
-                raise ValueError(f"key #{position + 1}: {err}") from None
-        return keys
+    redis_url: Secret | None = None  # redis://, rediss:// (TLS) or unix://
+    redis_lock_ttl: Annotated[float, Limits(gt=0, le=60)] = 5.0
+    max_lifetime: Positive = 30 * 24 * 3600
+    allowed_origins: Annotated[list[str], Check(_bare_origins)] = field(default_factory=list)
 
 
+@dataclass(frozen=True, kw_only=True)
 class Server(_Section):
-    max_field_size: int = Field(default=65536, ge=8190)
-    shutdown_timeout: float = Field(default=30.0, ge=0)
-    workers: int = Field(default=1, ge=1, le=64)
+    max_field_size: Annotated[int, Limits(ge=8190)] = 65536
+    shutdown_timeout: Annotated[float, Limits(ge=0)] = 30.0
+    workers: Annotated[int, Limits(ge=1, le=64)] = 1
 
 
+@dataclass(frozen=True, kw_only=True)
 class Management(_Section):
     # A second listener for probes and metrics (e.g. a port only the cluster reaches);
     # when set, /metrics is served there only.
     listen: Listen | None = None
 
 
+@dataclass(frozen=True, kw_only=True)
 class Log(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["json", "text"] = "json"
 
 
+@dataclass(frozen=True, kw_only=True)
 class Settings(_Section):
-    listen: Listen = Listen()
-    public_url: str = "http://localhost:8080"
-    upstream: Upstream = Upstream()
-    auth: Auth = Auth()
-    session: Session = Session()
-    server: Server = Server()
-    management: Management = Management()
-    log: Log = Log()
-
-    @field_validator("public_url")
-    @classmethod
-    def _public_origin(cls, value: str) -> str:
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.hostname or not _valid_port(value):
-            raise ValueError("must be the http(s) origin browsers use, e.g. https://proxy.example")
-        if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username:
-            raise ValueError("must be an origin only (scheme, host, port), without a path")
-        return value.rstrip("/")
+    listen: Listen = field(default_factory=Listen)
+    public_url: Annotated[str, Check(_public_origin)] = "http://localhost:8080"
+    upstream: Upstream = field(default_factory=Upstream)
+    auth: Auth = field(default_factory=Auth)
+    session: Session = field(default_factory=Session)
+    server: Server = field(default_factory=Server)
+    management: Management = field(default_factory=Management)
+    log: Log = field(default_factory=Log)
 
     @property
     def is_local(self) -> bool:
@@ -203,10 +267,9 @@ def load(path: Path | None, environ: Mapping[str, str] = os.environ) -> Settings
     _read_secret_files(raw, problems)
     if problems:
         raise ConfigError(problems)
-    try:
-        settings = Settings.model_validate(raw)
-    except ValidationError as err:
-        raise ConfigError([_problem_from_pydantic(e, from_env) for e in err.errors()]) from None
+    settings = _parse_section(Settings, raw, (), problems)
+    if problems or settings is None:
+        raise ConfigError([_named_source(p, from_env) for p in problems])
     problems = list(_cross_checks(settings))
     if problems:
         raise ConfigError(problems)
@@ -220,6 +283,8 @@ def env_name(key: str) -> str:
 def _read_yaml(path: Path | None, problems: list[Problem]) -> dict[str, Any]:
     if path is None:
         return {}
+    import yaml  # imported here: only a config file needs the parser (0.8 MB, 25 ms)
+
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as err:
@@ -265,13 +330,41 @@ def _overlay_environment(
 
 def _parse_env_value(value: str) -> Any:
     # Lists and mappings may be written inline (YAML flow style); scalars stay
-    # strings and pydantic converts them, so a secret like "0123" keeps its zero.
-    if value.lstrip().startswith(("[", "{")):
-        try:
-            return yaml.safe_load(value)
-        except yaml.YAMLError:
-            return value
-    return value
+    # strings and the validator converts them, so a secret like "0123" keeps its zero.
+    if not value.lstrip().startswith(("[", "{")):
+        return value
+    words = _plain_words(value)
+    if words is not None:
+        return words
+    import yaml  # imported here: the usual inline list, "[key1, key2]", needs no parser
+
+    try:
+        return yaml.safe_load(value)
+    except yaml.YAMLError:
+        return value
+
+
+_PLAIN_WORD = re.compile(r"[A-Za-z0-9_.+/=-]+")
+# Plain words that YAML 1.1 reads as booleans, null or something else than a string.
+_YAML_NOT_STRINGS = frozenset({"yes", "no", "true", "false", "on", "off", "null", "="})
+
+
+def _plain_words(value: str) -> list[str] | None:
+    """``[a, b]`` as YAML reads it when every item is a word YAML surely reads as a
+    string (keys, scopes, networks); None for anything else (the caller asks YAML)."""
+    text = value.strip()
+    if not (text.startswith("[") and text.endswith("]")):
+        return None
+    words = [word.strip() for word in text[1:-1].split(",")]
+    if words == [""]:
+        return []
+    for word in words:
+        if _PLAIN_WORD.fullmatch(word) is None or word.lower() in _YAML_NOT_STRINGS:
+            return None
+        # Numbers and dates start with a digit, sign or dot and contain no "/" or "=".
+        if word[0] in "+-.0123456789" and "/" not in word and "=" not in word:
+            return None
+    return words
 
 
 # (section path, secret key, file key, one value per line?)
@@ -315,15 +408,12 @@ def _reason(err: Exception) -> str:
     return getattr(err, "strerror", None) or type(err).__name__
 
 
-def _problem_from_pydantic(error: Mapping[str, Any], from_env: Mapping[str, str]) -> Problem:
-    key = ".".join(str(part) for part in error["loc"]) or "(top level)"
-    message = str(error["msg"]).removeprefix("Value error, ")
-    if error["type"] == "extra_forbidden":
-        message = "unknown setting (check the spelling)"
+def _named_source(problem: Problem, from_env: Mapping[str, str]) -> Problem:
+    key = problem.key
     source = next((v for k, v in from_env.items() if key == k or key.startswith(k + ".")), None)
     if source:
-        message += f" (set by {source})"
-    return Problem(key, message)  # never error["input"]: it may be a secret
+        return Problem(key, f"{problem.message} (set by {source})")
+    return problem
 
 
 def _cross_checks(settings: Settings) -> Iterator[Problem]:
@@ -421,3 +511,197 @@ def _is_loopback_host(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+# --- the validator ----------------------------------------------------------------------
+# Conversions follow pydantic's lax mode, which this module used before: environment
+# values arrive as strings, so "9100" is a valid port and "off" a valid boolean; YAML
+# values keep their type, so a number where a string belongs is a problem.
+
+S = TypeVar("S", bound=_Section)
+
+
+class _Invalid(ValueError):
+    """The value at hand is unusable; the message never quotes a secret."""
+
+
+class _Reported(Exception):
+    """Problems inside the value at hand were already added to the list."""
+
+
+_TRUE = frozenset({"1", "on", "t", "true", "y", "yes"})
+_FALSE = frozenset({"0", "off", "f", "false", "n", "no"})
+_INTEGER = re.compile(r"[+-]?[0-9]+")
+
+
+def _parse_section(
+    cls: type[S], data: object, key: tuple[str, ...], problems: list[Problem]
+) -> S | None:
+    if not isinstance(data, dict):
+        problems.append(Problem(_dotted(key), "must be a mapping of settings"))
+        return None
+    before = len(problems)
+    values: dict[str, Any] = {}
+    hints = _hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    for name in names:
+        if name not in data:
+            continue  # the default applies
+        try:
+            values[name] = _value(hints[name], data[name], (*key, name), problems)
+        except _Invalid as err:
+            problems.append(Problem(_dotted((*key, name)), str(err)))
+        except _Reported:
+            pass
+    for name in data:
+        if name not in names:
+            problems.append(
+                Problem(_dotted((*key, str(name))), "unknown setting (check the spelling)")
+            )
+    return cls(**values) if len(problems) == before else None
+
+
+def _hints(cls: type[_Section]) -> dict[str, Any]:
+    return typing.get_type_hints(cls, include_extras=True)
+
+
+def _value(kind: Any, value: object, key: tuple[str, ...], problems: list[Problem]) -> Any:
+    scalar = _SCALARS.get(kind)
+    if scalar is not None:
+        return scalar(value)
+    origin, args = typing.get_origin(kind), typing.get_args(kind)
+    if origin is Annotated:
+        return _with_rules(_value(args[0], value, key, problems), kind.__metadata__)
+    if origin in (UnionType, typing.Union):  # only "X | None" is used
+        if value is None:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return _value(inner, value, key, problems)
+    if origin is Literal:
+        if value not in args:
+            raise _Invalid("must be " + _one_of([str(a) for a in args]))
+        return value
+    if origin is list:
+        return _list(args[0], value, key, problems)
+    if isinstance(kind, type) and issubclass(kind, _Section):
+        section = _parse_section(kind, value, key, problems)
+        if section is None:
+            raise _Reported
+        return section
+    raise TypeError(f"no conversion for {kind!r}")  # a mistake in this module
+
+
+def _list(item: Any, value: object, key: tuple[str, ...], problems: list[Problem]) -> list[Any]:
+    if not isinstance(value, list):
+        raise _Invalid("must be a list")
+    before = len(problems)
+    items = []
+    for position, element in enumerate(value):
+        try:
+            items.append(_value(item, element, (*key, str(position)), problems))
+        except _Invalid as err:
+            problems.append(Problem(_dotted((*key, str(position))), str(err)))
+        except _Reported:
+            pass
+    if len(problems) != before:
+        raise _Reported
+    return items
+
+
+def _with_rules(value: Any, rules: tuple[object, ...]) -> Any:
+    for rule in rules:
+        if isinstance(rule, Limits):
+            _check_limits(value, rule)
+        elif isinstance(rule, Pattern):
+            if re.fullmatch(rule.regex, value) is None:  # "$" must not admit a newline
+                raise _Invalid(f"must match the pattern {rule.regex!r}")
+        elif isinstance(rule, Check):
+            try:
+                value = rule.check(value)
+            except ValueError as err:
+                raise _Invalid(str(err)) from None
+    return value
+
+
+def _check_limits(value: float, limits: Limits) -> None:
+    if limits.ge is not None and not value >= limits.ge:
+        raise _Invalid(f"must be at least {limits.ge:g}")
+    if limits.gt is not None and not value > limits.gt:
+        raise _Invalid(f"must be greater than {limits.gt:g}")
+    if limits.le is not None and not value <= limits.le:
+        raise _Invalid(f"must be at most {limits.le:g}")
+    if limits.lt is not None and not value < limits.lt:
+        raise _Invalid(f"must be less than {limits.lt:g}")
+
+
+def _to_str(value: object) -> str:
+    if not isinstance(value, str):
+        raise _Invalid("must be a string")
+    return value
+
+
+def _to_bool(value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+        return value.strip().lower() in _TRUE
+    raise _Invalid("must be a boolean (true or false)")
+
+
+def _to_int(value: object) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and _INTEGER.fullmatch(value.strip()):
+        return int(value)
+    raise _Invalid("must be a whole number")
+
+
+def _to_float(value: object) -> float:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    raise _Invalid("must be a number")
+
+
+def _to_path(value: object) -> Path:
+    return Path(_to_str(value))
+
+
+def _to_secret(value: object) -> Secret:
+    return Secret(_to_str(value))
+
+
+def _to_network(value: object) -> IPNetwork:
+    text = _to_str(value)
+    try:
+        return ipaddress.ip_network(text)  # strict: host bits set is a mistake
+    except ValueError:
+        raise _Invalid("must be an IPv4 or IPv6 network such as 10.0.0.0/8") from None
+
+
+_SCALARS: dict[Any, Callable[[object], Any]] = {
+    str: _to_str,
+    bool: _to_bool,
+    int: _to_int,
+    float: _to_float,
+    Path: _to_path,
+    Secret: _to_secret,
+    IPNetwork: _to_network,
+}
+
+
+def _one_of(choices: list[str]) -> str:
+    quoted = [repr(c) for c in choices]
+    return ", ".join(quoted[:-1]) + " or " + quoted[-1] if len(quoted) > 1 else quoted[0]
+
+
+def _dotted(key: tuple[str, ...]) -> str:
+    return ".".join(key) or "(top level)"

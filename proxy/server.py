@@ -9,18 +9,17 @@ each bind the port with SO_REUSEPORT, and passes SIGTERM on to them.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
-import multiprocessing
 import signal
 import sys
 from typing import Any
 
 from aiohttp import web
-from pydantic import SecretStr
 
 from proxy import log as log_setup
 from proxy.app import CLIENTS, create_app, create_management_app
-from proxy.config import Settings
+from proxy.config import Secret, Settings
 from proxy.keys import generate_key
 
 log = logging.getLogger(__name__)
@@ -56,8 +55,8 @@ def with_session_key(settings: Settings) -> Settings:
         "no session.keys configured: using a throw-away key; sessions end when the proxy "
         "stops (create a key with 'sipgate-auth-proxy generate-key')"
     )
-    session = settings.session.model_copy(update={"keys": [SecretStr(generate_key())]})
-    return settings.model_copy(update={"session": session})
+    session = dataclasses.replace(settings.session, keys=[Secret(generate_key())])
+    return dataclasses.replace(settings, session=session)
 
 
 async def serve(settings: Settings, reuse_port: bool = False) -> None:
@@ -118,6 +117,8 @@ def _use_uvloop() -> None:
 
 
 def supervise(settings: Settings) -> int:
+    import multiprocessing  # imported here: one worker serves in this process, without it
+
     # fork: workers share the parent's imported code pages (10 instead of 43 MB each)
     # and start in a second; no loop or thread exists yet in the parent.
     context = multiprocessing.get_context("fork")
