@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -16,6 +17,7 @@ import aiohttp_session
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
+from proxy import observe
 from proxy import request_state as state
 from proxy.browser_session import BrowserSessionAuth
 from proxy.config import Settings
@@ -76,16 +78,28 @@ HEALTH = web.AppKey("health", Health)
 MANAGEMENT_ROUTES = web.AppKey("management_routes", list[Callable[[web.UrlDispatcher], None]])
 
 
+@dataclass
+class Layers:
+    """What the main listener's one middleware (and one on_response_prepare receiver) do
+    besides observing and answering errors; the wiring fills it in. One of each, not one
+    per concern: every layer costs every request a partial call, a coroutine and its frame."""
+
+    session: Middleware | None = None  # aiohttp-session, for the proxy's own routes only
+    session_prefix: str = ""
+    cors: bool = False  # CORS preflights answered, CORS headers set (needs ORIGINS)
+
+
+LAYERS = web.AppKey("layers", Layers)
+
+
 def create_app(settings: Settings) -> web.Application:
     metrics = Metrics()
-    app = web.Application(
-        middlewares=[observer(metrics), _faulty_framing, _errors_as_json, _unrouted_to_proxy]
-    )
+    app = web.Application()
     clients = HttpClients()
     app[CLIENTS], app[METRICS] = clients, metrics
     app[MANAGEMENT_ROUTES] = []
+    app[LAYERS] = Layers()
     app.cleanup_ctx.append(_open_clients(settings, clients))
-    app.on_response_prepare.append(add_request_id)
     health = Health(metrics, clients.ready)
     app[HEALTH] = health
     health.register(app.router, with_metrics=settings.management.listen is None)
@@ -100,7 +114,11 @@ def create_app(settings: Settings) -> web.Application:
         forward_auth_handler(app[AUTHENTICATOR]),
         name="forward_auth",
     )
-    app.router.add_route("*", "/{tail:.*}", _proxy)
+    proxy = _proxy(app[AUTHENTICATOR], clients)
+    app.router.add_route("*", "/{tail:.*}", proxy)
+    layers = app[LAYERS]
+    app.middlewares.append(_main_layer(metrics, layers, proxy))
+    app.on_response_prepare.append(_answer_headers(app[ORIGINS] if layers.cors else None))
     return app
 
 
@@ -120,8 +138,7 @@ def _headless_guard(app: web.Application, settings: Settings) -> HeadlessClientG
     origins = OriginPolicy(settings.public_url, settings.session.allowed_origins)
     app[ORIGINS] = origins
     trusted = {host_name(urlsplit(settings.public_url).netloc), settings.listen.host.lower()}
-    app.middlewares.append(_cors_preflight)
-    app.on_response_prepare.append(_cors_headers)
+    app[LAYERS].cors = True
     return HeadlessClientGuard(networks, origins, frozenset(LOOPBACK_NAMES | trusted))
 
 
@@ -234,11 +251,10 @@ def _wire_oauth2(app: web.Application, settings: Settings, clients: HttpClients)
         oauth, flows, storage, origins, settings.public_url, prefix, oauth2.pkce, oauth2.idp_logout
     )
     routes.register(app.router)
-    app.middlewares.append(
-        _only_under(prefix, aiohttp_session.session_middleware(SessionStorage(storage, time.time)))
-    )
-    app.middlewares.append(_cors_preflight)
-    app.on_response_prepare.append(_cors_headers)
+    layers = app[LAYERS]
+    layers.session = aiohttp_session.session_middleware(SessionStorage(storage, time.time))
+    layers.session_prefix = prefix
+    layers.cors = True
 
 
 def _session_store(
@@ -295,22 +311,68 @@ def _open_clients(
     return open_clients
 
 
-async def _proxy(request: web.Request) -> web.StreamResponse:
-    credentials = await request.app[AUTHENTICATOR].authenticate(request)
-    forwarder = request.app[CLIENTS].forwarder
-    assert forwarder is not None
-    return await forwarder.forward(request, credentials)
+def _proxy(authenticator: Authenticator, clients: HttpClients) -> Handler:
+    # Both bound now, not looked up in request.app on every request.
+    async def proxy(request: web.Request) -> web.StreamResponse:
+        credentials = await authenticator.authenticate(request)
+        forwarder = clients.forwarder
+        assert forwarder is not None
+        return await forwarder.forward(request, credentials)
+
+    return proxy
 
 
-@web.middleware
-async def _faulty_framing(request: web.Request, handler: Handler) -> web.StreamResponse:
+def _main_layer(metrics: Metrics, layers: Layers, proxy: Handler) -> Middleware:
+    """The main listener's middleware: observer, faulty framing, errors as JSON, unrouted
+    targets, the session for the proxy's own routes, CORS preflights, in this order."""
+    session, own_routes, cors = layers.session, layers.session_prefix + "/", layers.cors
+
+    def inner(request: web.Request, handler: Handler) -> Awaitable[web.StreamResponse]:
+        # Returns the awaitable rather than awaiting it: no coroutine of its own.
+        if isinstance(request.match_info.http_exception, web.HTTPNotFound):
+            # Targets the router cannot match ("*", "http://host" without a path) still
+            # belong to the proxy, which forwards them or refuses them with a clear error.
+            return proxy(request)
+        if cors and request.method == "OPTIONS":
+            handler = functools.partial(_cors_preflight, handler=handler)
+        if session is not None and request.path.startswith(own_routes):
+            return session(request, handler)
+        return handler(request)
+
+    @web.middleware
+    async def main_layer(request: web.Request, handler: Handler) -> web.StreamResponse:
+        started = observe.start(request)
+        status = 500
+        try:
+            response: web.StreamResponse | None = _faulty_framing(request)
+            if response is None:
+                try:
+                    response = await inner(request, handler)
+                except ProxyError as err:
+                    response = _proxy_error(request, err)
+                except web.HTTPException as err:
+                    if err.status < 400:
+                        raise
+                    response = _http_error(err)
+            status = response.status
+            return response
+        except web.HTTPException as err:
+            status = err.status
+            raise
+        finally:
+            observe.finish(request, metrics, status, started)
+
+    return main_layer
+
+
+def _faulty_framing(request: web.Request) -> web.Response | None:
     # RFC 9112 §6.1: Transfer-Encoding in an HTTP/1.0 request is faulty framing; nothing
     # after it on this connection may be taken as a request.
     if request.version < aiohttp.HttpVersion11 and "Transfer-Encoding" in request.headers:
         response = json_error(400, "bad_request", "Transfer-Encoding in an HTTP/1.0 request")
         response.force_close()
         return response
-    return await handler(request)
+    return None
 
 
 @web.middleware
@@ -318,34 +380,21 @@ async def _errors_as_json(request: web.Request, handler: Handler) -> web.StreamR
     try:
         return await handler(request)
     except ProxyError as err:
-        if isinstance(err, StoreUnavailable):
-            request[state.STORE_ERROR] = True
-        return err.to_response()
+        return _proxy_error(request, err)
     except web.HTTPException as err:
         if err.status < 400:
             raise
-        return json_error(err.status, "http_error", err.reason)
+        return _http_error(err)
 
 
-@web.middleware
-async def _unrouted_to_proxy(request: web.Request, handler: Handler) -> web.StreamResponse:
-    # Targets the router cannot match ("*", "http://host" without a path) still belong to
-    # the proxy, which forwards them or refuses them with a clear error.
-    if isinstance(request.match_info.http_exception, web.HTTPNotFound):
-        return await _proxy(request)
-    return await handler(request)
+def _proxy_error(request: web.Request, err: ProxyError) -> web.Response:
+    if isinstance(err, StoreUnavailable):
+        request[state.STORE_ERROR] = True
+    return err.to_response()
 
 
-def _only_under(prefix: str, middleware: Middleware) -> Middleware:
-    """Run ``middleware`` for the proxy's own routes only, not on every proxied request."""
-
-    @web.middleware
-    async def scoped(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path.startswith(prefix + "/"):
-            return await middleware(request, handler)
-        return await handler(request)
-
-    return scoped
+def _http_error(err: web.HTTPException) -> web.Response:
+    return json_error(err.status, "http_error", err.reason)
 
 
 @web.middleware
@@ -361,7 +410,23 @@ async def _cors_preflight(request: web.Request, handler: Handler) -> web.StreamR
     return await handler(request)
 
 
-async def _cors_headers(request: web.Request, response: web.StreamResponse) -> None:
-    allowed = request.app[ORIGINS].cors_headers(request.headers.get("Origin"))
+def _answer_headers(
+    origins: OriginPolicy | None,
+) -> Callable[[web.Request, web.StreamResponse], Awaitable[None]]:
+    """on_response_prepare of the main listener: the request id and, with CORS, the CORS
+    headers. One receiver for both: each receiver costs every response a coroutine."""
+
+    async def answer_headers(request: web.Request, response: web.StreamResponse) -> None:
+        observe.name_response(request, response)
+        if origins is not None:
+            _cors_headers(origins, request, response)
+
+    return answer_headers
+
+
+def _cors_headers(
+    origins: OriginPolicy, request: web.Request, response: web.StreamResponse
+) -> None:
+    allowed = origins.cors_headers(request.headers.get("Origin"))
     if allowed:  # ours replace the upstream's: only the proxy knows which origins it trusts
         response.headers.update(allowed)

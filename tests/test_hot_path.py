@@ -1,0 +1,364 @@
+"""The per-request hot path: lock-free metrics that render as prometheus_client's would,
+one middleware layer doing what the former chain of six did."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+from unittest import mock
+
+import aiohttp
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, make_mocked_request
+from hypothesis import given
+from hypothesis import strategies as st
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    enable_created_metrics,
+    generate_latest,
+)
+
+from proxy import config, observe
+from proxy import request_state as state
+from proxy.app import create_app
+from proxy.metrics import (
+    COOKIE_BUCKETS,
+    LATENCY_BUCKETS,
+    LocklessCounter,
+    LocklessHistogram,
+    Metrics,
+)
+from tests.conftest import PAT_ENV, ProxyFactory
+
+NOW = 1_700_000_000.125
+SPA = "https://app.example"
+
+ClientFactory = Callable[[web.Application], Any]
+
+amounts = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.integers(min_value=-(10**6), max_value=10**6),
+    st.sampled_from([*LATENCY_BUCKETS, *COOKIE_BUCKETS, 0, -0.0]),  # exactly on a bound
+)
+
+
+@pytest.fixture
+def fixed_clock() -> Iterator[None]:
+    """Both implementations stamp _created with time.time(): the same instant for both."""
+    with mock.patch("time.time", return_value=NOW):
+        yield
+
+
+def both_histograms(
+    labelnames: Sequence[str], buckets: Sequence[float]
+) -> tuple[CollectorRegistry, Histogram, CollectorRegistry, LocklessHistogram]:
+    theirs, ours = CollectorRegistry(), CollectorRegistry()
+    reference = Histogram("h_seconds", "Help\\ text.", labelnames, buckets=buckets, registry=theirs)
+    lockless = LocklessHistogram(
+        "h_seconds", "Help\\ text.", buckets=buckets, registry=ours, labelnames=labelnames
+    )
+    return theirs, reference, ours, lockless
+
+
+@given(
+    observations=st.lists(st.tuples(st.sampled_from(["proxy", "login", "health"]), amounts)),
+    buckets=st.sampled_from([LATENCY_BUCKETS, COOKIE_BUCKETS, (-1.0, 0.0, 1.0)]),
+)
+def test_labelled_histogram_renders_byte_for_byte_as_prometheus_client(
+    observations: list[tuple[str, float]], buckets: Sequence[float]
+) -> None:
+    with mock.patch("time.time", return_value=NOW):
+        theirs, reference, ours, lockless = both_histograms(["route"], buckets)
+        for route, amount in observations:
+            reference.labels(route).observe(amount)
+            lockless.labels(route).observe(amount)
+    assert generate_latest(ours) == generate_latest(theirs)
+    # Sample for sample too (repr: NaN equals no NaN)
+    assert repr(list(ours.collect())) == repr(list(theirs.collect()))
+
+
+@given(observed=st.lists(amounts))
+def test_unlabelled_histogram_renders_byte_for_byte_as_prometheus_client(
+    observed: list[float],
+) -> None:
+    with mock.patch("time.time", return_value=NOW):
+        theirs, reference, ours, lockless = both_histograms([], COOKIE_BUCKETS)
+    for amount in observed:
+        reference.observe(amount)
+        lockless.observe(amount)
+    assert generate_latest(ours) == generate_latest(theirs)
+
+
+def test_nan_is_summed_but_lands_in_no_bucket(fixed_clock: None) -> None:
+    theirs, reference, ours, lockless = both_histograms([], (1.0, 2.0))
+    for amount in (0.5, math.nan, 3.0):
+        reference.observe(amount)
+        lockless.observe(amount)
+    text = generate_latest(ours)
+    assert text == generate_latest(theirs)
+    assert b"h_seconds_count 2.0" in text
+    assert b"h_seconds_sum NaN" in text
+
+
+@given(st.lists(st.tuples(st.sampled_from(["proxy", "login"]), st.sampled_from([200, 404]))))
+def test_counter_renders_byte_for_byte_as_prometheus_client(
+    requests: list[tuple[str, int]],
+) -> None:
+    theirs, ours = CollectorRegistry(), CollectorRegistry()
+    with mock.patch("time.time", return_value=NOW):
+        reference = Counter("c", "Counted.", ["route", "status"], registry=theirs)
+        lockless = LocklessCounter("c", "Counted.", ["route", "status"], registry=ours)
+        for route, status in requests:
+            reference.labels(route, str(status)).inc()
+            lockless.labels(route, str(status)).inc()
+    assert generate_latest(ours) == generate_latest(theirs)
+
+
+def test_created_series_follow_prometheus_clients_switch(fixed_clock: None) -> None:
+    theirs, reference, ours, lockless = both_histograms(["route"], LATENCY_BUCKETS)
+    reference.labels("proxy").observe(0.2)
+    lockless.labels("proxy").observe(0.2)
+    disable_created_metrics()  # type: ignore[no-untyped-call]
+    try:
+        assert b"_created" not in generate_latest(ours)
+        assert generate_latest(ours) == generate_latest(theirs)
+    finally:
+        enable_created_metrics()  # type: ignore[no-untyped-call]
+    assert b"_created" in generate_latest(ours)
+
+
+def test_lockless_metrics_refuse_what_prometheus_client_refuses() -> None:
+    registry = CollectorRegistry()
+    labelled = LocklessHistogram("a", "A.", LATENCY_BUCKETS, registry, labelnames=["route"])
+    with pytest.raises(ValueError, match="labels"):
+        labelled.observe(1.0)
+    with pytest.raises(ValueError, match="label count"):
+        labelled.labels("proxy", "extra")
+    with pytest.raises(ValueError, match="sorted"):
+        LocklessHistogram("b", "B.", (2.0, 1.0), registry)
+    with pytest.raises(ValueError, match="Duplicated"):
+        LocklessCounter("a", "Again.", ["route"], registry)
+
+
+class ReferenceMetrics:
+    """The proxy's metrics as they were declared with prometheus_client's own classes."""
+
+    def __init__(self) -> None:
+        self.registry = r = CollectorRegistry()
+        self.requests = Counter(
+            "sipgate_proxy_requests",
+            "Requests answered, by route class and HTTP status.",
+            ["route", "status"],
+            registry=r,
+        )
+        self.request_seconds = Histogram(
+            "sipgate_proxy_request_duration_seconds",
+            "Time from request to the end of the response, by route class.",
+            ["route"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.upstream_seconds = Histogram(
+            "sipgate_proxy_upstream_duration_seconds",
+            "Time until the upstream's response headers arrived.",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.upstream_errors = Counter(
+            "sipgate_proxy_upstream_errors",
+            "Upstream calls that failed, by kind (timeout, unreachable).",
+            ["kind"],
+            registry=r,
+        )
+        self.refreshes = Counter(
+            "sipgate_proxy_refreshes",
+            "Token refreshes by outcome (ok, shared, grace, fatal, transient).",
+            ["outcome"],
+            registry=r,
+        )
+        self.logins = Counter(
+            "sipgate_proxy_logins", "Login callbacks by outcome.", ["outcome"], registry=r
+        )
+        self.upstream_401_retries = Counter(
+            "sipgate_proxy_upstream_401_retries",
+            "Bodiless requests retried once after an upstream 401 and a forced refresh.",
+            registry=r,
+        )
+        self.session_cookie_bytes = Histogram(
+            "sipgate_proxy_session_cookie_bytes",
+            "Size of the session cookies written (all chunks of one session together).",
+            buckets=COOKIE_BUCKETS,
+            registry=r,
+        )
+        self.store_errors = Counter(
+            "sipgate_proxy_store_errors",
+            "Requests answered 503 because the session store (Redis) was unavailable.",
+            registry=r,
+        )
+        self.service_identity = Gauge(
+            "sipgate_proxy_service_identity_usable",
+            "Service mode: 1 while the stored identity can be used, 0 when a sign-in is needed.",
+            registry=r,
+        )
+        self.ready = Gauge("sipgate_proxy_ready", "1 when the proxy is ready to serve.", registry=r)
+
+    def count_request(self, route: str, status: int, seconds: float) -> None:
+        self.requests.labels(route, str(status)).inc()
+        self.request_seconds.labels(route).observe(seconds)
+
+
+def test_metrics_exposition_is_unchanged(fixed_clock: None) -> None:
+    ours, theirs = Metrics(), ReferenceMetrics()
+    assert ours.render() == generate_latest(theirs.registry)  # nothing observed yet
+    for metrics in (ours, theirs):
+        for route, status, seconds in (
+            ("proxy", 200, 0.004),
+            ("proxy", 200, 0.0101),
+            ("login", 302, 0.25),
+            ("proxy", 502, 31.0),
+            ("health", 200, 0.0001),
+            ("proxy", 404, 0.001),
+        ):
+            metrics.count_request(route, status, seconds)
+        metrics.upstream_seconds.observe(0.003)
+        metrics.upstream_seconds.observe(0.5)
+        metrics.session_cookie_bytes.observe(3072)
+        metrics.session_cookie_bytes.observe(40_000)
+        metrics.upstream_errors.labels("timeout").inc()
+        metrics.refreshes.labels("ok").inc()
+        metrics.logins.labels("ok").inc()
+        metrics.upstream_401_retries.inc()
+        metrics.store_errors.inc()
+        metrics.service_identity.set(1)
+        metrics.ready.set(1)
+    assert ours.render() == generate_latest(theirs.registry)
+
+
+# --- the observer --------------------------------------------------------------------
+
+
+async def observed(aiohttp_client: ClientFactory, noted: dict[web.RequestKey[Any], Any]) -> str:
+    """What the observer records for one request whose layers noted ``noted``."""
+    metrics = Metrics()
+
+    async def handler(request: web.Request) -> web.Response:
+        for key, value in noted.items():
+            request[key] = value
+        return web.Response()
+
+    app = web.Application(middlewares=[observe.observer(metrics)])
+    app.router.add_get("/{tail:.*}", handler)
+    client = await aiohttp_client(app)
+    async with client.get("/v2/x") as resp:
+        assert resp.status == 200
+    return metrics.render().decode()
+
+
+async def test_observer_counts_what_the_layers_noted(aiohttp_client: ClientFactory) -> None:
+    text = await observed(
+        aiohttp_client,
+        {
+            state.UPSTREAM_SECONDS: 0.002,
+            state.UPSTREAM_ERROR: "timeout",
+            state.REFRESH_OUTCOME: "grace",
+            state.LOGIN_OUTCOME: "ok",
+            state.STORE_ERROR: True,
+            state.UPSTREAM_401_RETRIED: True,
+            state.SESSION_COOKIE_BYTES: 2000,
+        },
+    )
+    assert 'sipgate_proxy_requests_total{route="proxy",status="200"} 1.0' in text
+    assert "sipgate_proxy_upstream_duration_seconds_count 1.0" in text
+    assert 'sipgate_proxy_upstream_errors_total{kind="timeout"} 1.0' in text
+    assert 'sipgate_proxy_refreshes_total{outcome="grace"} 1.0' in text
+    assert 'sipgate_proxy_logins_total{outcome="ok"} 1.0' in text
+    assert "sipgate_proxy_store_errors_total 1.0" in text
+    assert "sipgate_proxy_upstream_401_retries_total 1.0" in text
+    assert 'sipgate_proxy_session_cookie_bytes_bucket{le="2048.0"} 1.0' in text
+
+
+async def test_observer_counts_flags_only_when_set(aiohttp_client: ClientFactory) -> None:
+    noted = {state.STORE_ERROR: False, state.UPSTREAM_401_RETRIED: False}
+    text = await observed(aiohttp_client, noted)
+    assert "sipgate_proxy_store_errors_total 0.0" in text
+    assert "sipgate_proxy_upstream_401_retries_total 0.0" in text
+    assert "sipgate_proxy_upstream_duration_seconds_count 0.0" in text
+
+
+def test_request_id_kept_when_valid_else_made() -> None:
+    for sent, kept in (("abc-123", True), ("", False), ("bad id", False), ("x" * 129, False)):
+        request = make_mocked_request("GET", "/", headers={"X-Request-ID": sent})
+        observe.start(request)
+        assert (request[state.REQUEST_ID] == sent) is kept
+        assert len(request[state.REQUEST_ID]) == (len(sent) if kept else 32)
+
+
+# --- one middleware ------------------------------------------------------------------
+
+OAUTH_ENV = {
+    "SIPGATE_PROXY_PUBLIC_URL": "http://localhost:8080",
+    "SIPGATE_PROXY_UPSTREAM__URL": "http://127.0.0.1:9",
+    "SIPGATE_PROXY_AUTH__OAUTH2__ISSUER": "http://127.0.0.1:9/realms/test",
+    "SIPGATE_PROXY_AUTH__OAUTH2__CLIENT_ID": "client",
+    "SIPGATE_PROXY_AUTH__OAUTH2__CLIENT_SECRET": "secret",
+    "SIPGATE_PROXY_SESSION__ALLOWED_ORIGINS": f"[{SPA}]",
+}
+PREFLIGHT = {"Origin": SPA, "Access-Control-Request-Method": "POST"}
+
+
+@pytest.mark.parametrize(
+    "env", [{**PAT_ENV, "SIPGATE_PROXY_UPSTREAM__URL": "http://127.0.0.1:9"}, OAUTH_ENV]
+)
+def test_one_middleware_and_one_prepare_receiver(env: dict[str, str]) -> None:
+    app = create_app(config.load(None, env))
+    assert len(app.middlewares) == 1
+    assert len(app.on_response_prepare) == 1
+
+
+async def test_preflight_on_the_proxys_own_routes_passes_the_session_layer(
+    aiohttp_client: ClientFactory,
+) -> None:
+    client: TestClient[web.Request, web.Application] = await aiohttp_client(
+        create_app(config.load(None, OAUTH_ENV))
+    )
+    async with client.options("/oauth2/userinfo", headers=PREFLIGHT) as resp:
+        assert resp.status == 204
+        assert resp.headers["Access-Control-Allow-Origin"] == SPA
+        assert resp.headers["X-Request-ID"]
+    async with client.get("/oauth2/userinfo", headers={"Origin": SPA}) as resp:
+        assert resp.status == 401  # no session: JSON, with the CORS headers
+        assert resp.headers["Access-Control-Allow-Origin"] == SPA
+        assert (await resp.json())["error"] == "unauthenticated"
+    async with client.get("/metrics") as resp:
+        text = await resp.text()
+    assert 'sipgate_proxy_requests_total{route="proxy",status="204"} 1.0' in text
+    assert 'sipgate_proxy_requests_total{route="login",status="401"} 1.0' in text
+
+
+async def test_pat_mode_answers_preflights_and_sets_cors_headers(
+    make_proxy: ProxyFactory,
+) -> None:
+    proxy = await make_proxy({"SIPGATE_PROXY_SESSION__ALLOWED_ORIGINS": f"[{SPA}]"})
+    async with aiohttp.ClientSession() as client:
+        async with client.options(proxy.make_url("/v2/x"), headers=PREFLIGHT) as resp:
+            assert resp.status == 204
+            assert resp.headers["Access-Control-Allow-Origin"] == SPA
+            assert resp.headers["X-Request-ID"]
+        async with client.options(proxy.make_url("/v2/x"), headers={"Origin": SPA}) as resp:
+            assert resp.status == 200  # not a preflight: the upstream's to answer
+            echoed = await resp.json()
+            assert echoed["method"] == "OPTIONS"
+            assert resp.headers["Access-Control-Allow-Origin"] == SPA
+        async with client.get(
+            proxy.make_url("/v2/x"), headers={"Origin": "https://evil.example"}
+        ) as resp:
+            assert resp.status == 403  # a foreign page: refused, as JSON, without CORS
+            assert (await resp.json())["error"] == "cross_site_request"
+            assert "Access-Control-Allow-Origin" not in resp.headers
+            assert resp.headers["X-Request-ID"]
