@@ -8,9 +8,9 @@ measure the ceiling that the proxy's 1 GiB transfers are compared against.
   Every byte is copied into and out of the process, as in any Python (or Apache
   mod_proxy) relay: the floor cost of a user-space body path.
 - ``splice``: splice(2) from socket to pipe to socket (HAProxy's "option splice-*"):
-  the bytes never enter the process. Needs cleartext on both sides and the owner of
-  the connection must know where the body starts and ends, so it is out of reach for an
-  HTTP stack that owns its parser (aiohttp) and for TLS upstreams (api.sipgate.com).
+  the bytes never enter the process. The proxy does the same for large bodies of known
+  length when both sides are cleartext (proxy/splice.py); a TLS upstream such as
+  api.sipgate.com rules it out, and then the copy relay is the ceiling.
 
 Usage: python bench/relays.py copy|splice PORT UPSTREAM_PORT
 """

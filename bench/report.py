@@ -301,7 +301,10 @@ def render(results: Results, elapsed: float, argv: list[str]) -> str:
         "The relays (`bench/relays.py`) speak no HTTP and check nothing: the user-space "
         "copy relay is the fastest any process can be that reads the bytes in and writes "
         "them out (uvloop, `data_received` → `write`), the splice(2) relay moves them "
-        "kernel-side without entering the process. Peak RSS is VmHWM from /proc after "
+        "kernel-side without entering the process, as the proxy does for bodies of at "
+        "least 1 MiB with a Content-Length between cleartext sockets (`proxy/splice.py`; "
+        "with a TLS upstream it copies, and the copy relay is its ceiling). Peak RSS is "
+        "VmHWM from /proc after "
         "resetting it (`clear_refs`) just before the transfer; growth = peak - RSS at that "
         "moment."
     )
