@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shlex
+import statistics
 import time
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
@@ -38,13 +39,26 @@ def _speed(entry: dict[str, Any]) -> str:
     return f"{entry['mb_per_s']:,.0f} ({entry.get('median_mb_per_s', entry['mb_per_s']):,.0f})"
 
 
+def _paired_ratio(streams: dict[str, Any], a: str, b: str, direction: str) -> float | None:
+    """The median over tries of a's MB/s / b's MB/s in the same try. The two transfers
+    of one try run seconds apart, so a burst of other work on the shared machine hits
+    both or neither: far steadier than comparing each path's best or median."""
+    first, second = streams.get(a, {}).get(direction), streams.get(b, {}).get(direction)
+    if not first or not second:
+        return None
+    pairs = zip(first["tries_mb_per_s"], second["tries_mb_per_s"], strict=False)
+    ratios = [x / y for x, y in pairs if y]
+    return statistics.median(ratios) if ratios else None
+
+
 def _stream_ratio(streams: dict[str, Any], a: str, b: str, direction: str) -> str:
     first, second = streams.get(a, {}).get(direction), streams.get(b, {}).get(direction)
     if not first or not second:
         return "-"
+    paired = _paired_ratio(streams, a, b, direction)
     best = _ratio(first["mb_per_s"], second["mb_per_s"])
     median = _ratio(first["median_mb_per_s"], second["median_mb_per_s"])
-    return f"{_fmt_ratio(best)} ({_fmt_ratio(median)})"
+    return f"{_fmt_ratio(paired)} ({_fmt_ratio(best)} / {_fmt_ratio(median)})"
 
 
 def _fmt_ratio(value: float | None) -> str:
@@ -145,11 +159,9 @@ def render(results: Results, elapsed: float, argv: list[str]) -> str:
     )
     streams = results.transfers
     for direction in ("download", "upload"):
-        proxy = streams.get("proxy, 1 worker", {}).get(direction)
-        direct = streams.get("direct", {}).get(direction)
         row(
-            f"1 GiB {direction} MB/s, proxy / direct",
-            _ratio(proxy and proxy["mb_per_s"], direct and direct["mb_per_s"]),
+            f"1 GiB {direction} MB/s, proxy / direct (median of per-try ratios)",
+            _paired_ratio(streams, "proxy, 1 worker", "direct", direction),
             TARGETS["stream_vs_direct"],
             True,
         )
@@ -280,7 +292,7 @@ def render(results: Results, elapsed: float, argv: list[str]) -> str:
         )
         add(f"| {name} | {_speed(down)} | {_speed(up)} | {rss} |")
     add("")
-    add("| ratio (this run), best try (median) | download | upload |")
+    add("| ratio (this run): median of per-try ratios (best / median MB/s) | download | upload |")
     add("|---|---|---|")
     for label, a, b in (
         ("proxy / direct", "proxy, 1 worker", "direct"),
@@ -293,8 +305,10 @@ def render(results: Results, elapsed: float, argv: list[str]) -> str:
         add(f"| {label} | {cells[0]} | {cells[1]} |")
     add("")
     add(
-        "All paths run once per try, in turn (so a burst of other work on the machine "
-        "slows all of them alike); best = the fastest try, median over all tries "
+        "All paths run once per try, in turn, seconds apart; a ratio is the median over "
+        "tries of the two paths' MB/s in the same try (a burst of other work on the "
+        "machine then hits both or neither); in brackets the ratio of the fastest tries "
+        "and of the medians. Best = the fastest try, median over all tries "
         "(every try in `bench/results/run.json`); RSS growth: the largest. Downloads: nginx "
         "serves a 1 GiB file from the page cache (sendfile). Uploads: `bench/sink.py` "
         "reads the whole body before it answers (nginx answers before reading a body). "

@@ -6,7 +6,7 @@ then writes BENCHMARKS.md. Everything runs on loopback, every load step is bound
 time; the whole run takes five to six minutes (plus at most a minute of waiting for the
 shared machine to go quiet). Raw output goes to bench/results/ (not committed).
 
-    .venv/bin/python bench/run.py [--seconds 10] [--rounds 2] [--transfers 3] [--quick]
+    .venv/bin/python bench/run.py [--seconds 10] [--rounds 2] [--transfers 5] [--quick]
                                   [--no-profile] [--keep] [--output FILE] [--json FILE]
 """
 
@@ -695,7 +695,7 @@ def main(argv: list[str] | None = None) -> int:
         "--quick", action="store_true", help="3 s steps, 1 round, no repeats (a smoke test)"
     )
     parser.add_argument(
-        "--transfers", type=int, default=3, help="tries per 1 GiB transfer (the best counts)"
+        "--transfers", type=int, default=5, help="tries per 1 GiB transfer, all paths in turn"
     )
     parser.add_argument("--no-profile", dest="profile", action="store_false")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
