@@ -8,7 +8,7 @@ measure the ceiling that the proxy's 1 GiB transfers are compared against.
   Every byte is copied into and out of the process, as in any Python (or Apache
   mod_proxy) relay: the floor cost of a user-space body path.
 - ``splice``: splice(2) from socket to pipe to socket (HAProxy's "option splice-*"):
-  the bytes never enter the process. The proxy does the same for large bodies of known
+  the bytes never enter the process. The proxy does the same for large answers of known
   length when both sides are cleartext (proxy/splice.py); a TLS upstream such as
   api.sipgate.com rules it out, and then the copy relay is the ceiling.
 

@@ -418,12 +418,6 @@ def _answer_headers(
 
     async def answer_headers(request: web.Request, response: web.StreamResponse) -> None:
         observe.name_response(request, response)
-        if request.get(state.BODY_SPLICED):
-            # The body went past aiohttp's parser (proxy/splice.py): it is out of step
-            # with this connection, so no further request may be read from it. (aiohttp
-            # chose the Connection header before this hook: say it here too.)
-            response.force_close()
-            response.headers["Connection"] = "close"
         if origins is not None:
             _cors_headers(origins, request, response)
 

@@ -15,8 +15,6 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 from aiohttp import web
-from aiohttp.abc import AbstractStreamWriter
-from aiohttp.payload import Payload
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from proxy import request_state as state
@@ -139,7 +137,7 @@ class Forwarder:
         request: web.Request,
         url: object,
         headers: CIMultiDict[str],
-        body: _CountedBody | _SplicedBody | None,
+        body: _CountedBody | None,
     ) -> aiohttp.ClientResponse:
         # aiohttp itself retries an idempotent request once when a pooled keep-alive
         # connection turns out closed; POST and PATCH are never sent twice.
@@ -149,7 +147,7 @@ class Forwarder:
                 request.method,
                 url,  # type: ignore[arg-type]
                 headers=headers,
-                data=body.payload() if body is not None else None,
+                data=body.chunks() if body is not None else None,
                 allow_redirects=False,
                 auto_decompress=False,
             )
@@ -182,8 +180,12 @@ class Forwarder:
             # iter_any: whatever arrived, at once; fixed-size chunks cost half the speed
             async for chunk in upstream.content.iter_any():
                 await response.write(chunk)
-        except (ConnectionResetError, aiohttp.ClientConnectionResetError, splice.SinkFailed):
+        except (ConnectionResetError, aiohttp.ClientConnectionResetError):
             upstream.close()  # client went away: drop the upstream connection too
+            return response
+        except splice.SinkFailed:
+            upstream.close()
+            _abort(request)  # gone, or failing mid-body: either way never reused
             return response
         except (TimeoutError, aiohttp.ClientError, splice.SourceFailed):
             # Headers are out: the only honest signal left is to cut the connection,
@@ -199,7 +201,7 @@ class Forwarder:
         self, request: web.Request, upstream: aiohttp.ClientResponse, response: web.StreamResponse
     ) -> bool:
         """Move a large body of known length kernel-side (splice.py) when both sockets
-        are cleartext; False (nothing done) when it does not apply."""
+        are cleartext; False (nothing taken) when it does not apply."""
         length = upstream.content_length
         connection = upstream.connection
         if length is None or length < splice.MIN_BYTES or connection is None:
@@ -209,20 +211,30 @@ class Forwarder:
         sink = splice.cleartext_socket_fd(request.transport)
         if protocol is None or source is None or sink is None or body.is_eof():
             return False
-        head, ours = splice.take_over(body, protocol)
-        if head:
-            await response.write(head)
-        transport = request.transport
-        if not ours or transport is None or transport.get_write_buffer_size():
-            # Not ours, or the client has not taken all written so far (rare for a first
-            # write): spliced bytes would overtake it, so copy this body.
-            if ours:
-                protocol.resume_reading()
-            return False
         try:
-            await splice.relay(source, sink, length - len(head), self._settings.read_timeout)
-        finally:
-            upstream.close()  # its parser never saw the spliced bytes: never reuse it
+            channel = splice.Channel(source, sink)  # before any await: the fds are theirs
+        except OSError:
+            return False  # out of descriptors, say: copy
+        with channel:
+            head, ours = splice.take_over(body, protocol)
+            if head:
+                await response.write(head)
+            transport = request.transport
+            if (
+                not ours
+                or connection.transport is None
+                or connection.transport.is_closing()
+                or transport is None
+                or transport.is_closing()
+                or transport.get_write_buffer_size()  # spliced bytes would overtake these
+            ):
+                if ours:
+                    protocol.resume_reading()
+                return False  # the copying path goes on from here (and sees any error)
+            try:
+                await splice.relay(channel, length - len(head), self._settings.read_timeout)
+            finally:
+                upstream.close()  # its parser never saw the spliced bytes: never reuse it
         return True
 
     async def _relay_whole(
@@ -244,15 +256,12 @@ class Forwarder:
         _copy_headers(upstream, credentials, response)
         return response
 
-    def _request_body(self, request: web.Request) -> _CountedBody | _SplicedBody | None:
+    def _request_body(self, request: web.Request) -> _CountedBody | None:
         if not request.body_exists:
             return None
         limit = self._settings.max_body_size
-        length = request.content_length
-        if length is not None and length > limit:
+        if request.content_length is not None and request.content_length > limit:
             raise BodyTooLarge()
-        if length is not None and length >= splice.MIN_BYTES:
-            return _SplicedBody(request, length)
         return _CountedBody(request.content, limit)
 
     def _upstream_headers(self, request: web.Request, credentials: Credentials) -> CIMultiDict[str]:
@@ -298,9 +307,6 @@ class _CountedBody:
         self._limit = limit
         self.too_large = False
 
-    def payload(self) -> AsyncIterator[bytes]:
-        return self.chunks()
-
     async def chunks(self) -> AsyncIterator[bytes]:
         sent = 0
         async for chunk in self._stream.iter_any():
@@ -309,63 +315,6 @@ class _CountedBody:
                 self.too_large = True
                 raise BodyTooLarge()
             yield chunk
-
-
-class _SplicedBody(Payload):
-    """A large request body of known length (checked against the limit before): moved
-    from the client's socket to the upstream's by splice(2) when both are cleartext,
-    else copied. A Payload because aiohttp hands a payload the upstream's writer."""
-
-    too_large = False  # the length is known and within the limit
-
-    def __init__(self, request: web.Request, length: int) -> None:
-        super().__init__(request.content)
-        self._request = request
-        self._size = length
-
-    def payload(self) -> object:
-        return self
-
-    def decode(self, encoding: str = "utf-8", errors: str = "strict") -> str:
-        raise TypeError("a streamed request body is not decoded")
-
-    async def write(self, writer: AbstractStreamWriter) -> None:
-        await self.write_with_length(writer, self._size)
-
-    async def write_with_length(
-        self, writer: AbstractStreamWriter, content_length: int | None
-    ) -> None:
-        self._consumed = True  # the client's bytes are gone once read: never resend
-        request, body, length = self._request, self._request.content, self._size or 0
-        upstream = writer.transport
-        source = splice.cleartext_socket_fd(request.transport)
-        sink = splice.cleartext_socket_fd(upstream)
-        if source is not None and sink is not None and not body.is_eof():
-            head, ours = splice.take_over(body, request.protocol)
-            try:
-                if head:
-                    await writer.write(head)  # leaves together with the request's headers
-                else:
-                    writer.send_headers()  # spliced bytes must not overtake them
-            except BaseException:
-                if ours:  # e.g. cancelled by an early answer: aiohttp reads the rest
-                    request.protocol.resume_reading()
-                raise
-            if ours and upstream is not None and not upstream.get_write_buffer_size():
-                # From the first spliced byte on, aiohttp's parser of this client
-                # connection is out of step with it: it closes after the answer (app.py).
-                request[state.BODY_SPLICED] = True
-                try:
-                    await splice.relay(source, sink, length - len(head), None)
-                finally:
-                    # aiohttp must not wait for body bytes it will never see (it would
-                    # linger, reading a paused socket, before closing).
-                    body.feed_eof()
-                return
-            if ours:
-                request.protocol.resume_reading()  # rare: upstream slow to take the headers
-        async for chunk in _CountedBody(body, length).chunks():
-            await writer.write(chunk)
 
 
 def _small_body(request: web.Request, upstream: aiohttp.ClientResponse) -> bool:

@@ -18,5 +18,3 @@ UPSTREAM_ERROR = web.RequestKey("upstream_error", str)  # timeout | unreachable
 SESSION_COOKIE_BYTES = web.RequestKey("session_cookie_bytes", int)
 LOGIN_OUTCOME = web.RequestKey("login_outcome", str)
 STORE_ERROR = web.RequestKey("store_error", bool)
-# The request body went past aiohttp's parser (splice.py): the connection must close.
-BODY_SPLICED = web.RequestKey("body_spliced", bool)

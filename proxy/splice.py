@@ -76,56 +76,90 @@ def take_over(body: StreamReader, protocol: BaseProtocol) -> tuple[bytes, bool]:
     return bytes(head), ours
 
 
-async def relay(source_fd: int, sink_fd: int, length: int, source_timeout: float | None) -> None:
-    """Move exactly ``length`` bytes from ``source_fd`` to ``sink_fd``.
+class Channel:
+    """Everything one relay owns: duplicates of both sockets and a pipe between them.
+
+    Made before anything is taken over, while the transports' descriptors are known to
+    be theirs: a duplicate keeps pointing at its connection even if the transport
+    closes meanwhile and the number is reused. Failing to make one (EMFILE, EBADF)
+    raises OSError with nothing taken, so the caller just copies.
+    """
+
+    def __init__(self, source_fd: int, sink_fd: int) -> None:
+        self._fds: list[int] = []
+        try:
+            self.source = self._own(os.dup(source_fd))
+            self.sink = self._own(os.dup(sink_fd))
+            self.read_end, self.write_end = (
+                self._own(fd) for fd in os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+            )
+            with contextlib.suppress(OSError):  # the default 64 KiB pipe works too
+                fcntl.fcntl(self.write_end, _F_SETPIPE_SZ, _PIPE_BYTES)
+            self.capacity: int = fcntl.fcntl(self.write_end, _F_GETPIPE_SZ)
+        except OSError:
+            self.close()
+            raise
+
+    def _own(self, fd: int) -> int:
+        self._fds.append(fd)
+        return fd
+
+    def close(self) -> None:
+        while self._fds:
+            os.close(self._fds.pop())
+
+    def __enter__(self) -> Channel:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+async def relay(channel: Channel, length: int, source_timeout: float | None) -> None:
+    """Move exactly ``length`` bytes from the channel's source to its sink.
 
     Raises SourceFailed (early end or error), SinkFailed, or TimeoutError when the source
     stays silent for ``source_timeout`` seconds. A slow sink is waited for without limit:
     that is back-pressure, as on the copying path.
     """
-    # Our own descriptors: if a transport closes its socket meanwhile, the number could
-    # be reused by an unrelated connection, but a duplicate keeps pointing at this one.
-    source, sink = os.dup(source_fd), os.dup(sink_fd)
-    read_end, write_end = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-    try:
-        with contextlib.suppress(OSError):  # a smaller pipe (the default 64 KiB) works too
-            fcntl.fcntl(write_end, _F_SETPIPE_SZ, _PIPE_BYTES)
-        capacity = fcntl.fcntl(write_end, _F_GETPIPE_SZ)
-        await _pump(source, sink, read_end, write_end, capacity, length, source_timeout)
-    finally:
-        for fd in (read_end, write_end, source, sink):
-            os.close(fd)
-
-
-async def _pump(
-    source: int,
-    sink: int,
-    read_end: int,
-    write_end: int,
-    capacity: int,
-    length: int,
-    source_timeout: float | None,
-) -> None:
     loop = asyncio.get_running_loop()
-    remaining, in_pipe = length, 0
+    source, sink, capacity = channel.source, channel.sink, channel.capacity
+    remaining, in_pipe, since_yield, idle_wakeups = length, 0, 0, 0
     while remaining or in_pipe:
         if remaining and in_pipe < capacity:
-            moved = _splice(source, write_end, min(remaining, capacity - in_pipe), SourceFailed)
+            count = min(remaining, capacity - in_pipe)
+            moved = _splice(source, channel.write_end, count, SourceFailed)
             if moved == 0:
                 raise SourceFailed("the source closed early")
             if moved is not None:
                 remaining -= moved
                 in_pipe += moved
+                since_yield += moved
+                idle_wakeups = 0
         if in_pipe:
-            moved = _splice(read_end, sink, in_pipe, SinkFailed)
+            moved = _splice(channel.read_end, sink, in_pipe, SinkFailed)
             if moved:
                 in_pipe -= moved
+                if since_yield >= _YIELD_EVERY:  # both sides keep up: let others run
+                    since_yield = 0
+                    await asyncio.sleep(0)
                 continue
             # The pipe holds data the sink cannot take yet: wait for the sink only, so a
             # full pipe never makes us spin on a readable source.
             await _ready(loop, sink, writable=True, patience=None)
         elif remaining:
+            if idle_wakeups >= _MAX_IDLE_WAKEUPS:
+                # Readable yet nothing to splice: TCP urgent data stops splice(2) at its
+                # mark while epoll keeps reporting the socket readable. Not a body.
+                raise SourceFailed("the source is readable but yields nothing")
             await _ready(loop, source, writable=False, patience=source_timeout)
+            idle_wakeups += 1
+
+
+# Each wake-up for a readable source that then moves nothing counts; one or two happen
+# (a wake-up racing the data), a hundred in a row do not.
+_MAX_IDLE_WAKEUPS = 100
+_YIELD_EVERY = 4 << 20
 
 
 def _splice(src: int, dst: int, count: int, failure: type[Exception]) -> int | None:

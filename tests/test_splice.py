@@ -67,7 +67,8 @@ async def test_relay_moves_exactly_the_length_and_leaves_the_rest() -> None:
         source_in.setblocking(False)
         feeding = loop.create_task(loop.sock_sendall(source_in, payload + trailer))
         received = loop.create_task(read_exactly(sink_out, len(payload)))
-        await splice.relay(source.fileno(), sink.fileno(), len(payload), 5)
+        with splice.Channel(source.fileno(), sink.fileno()) as channel:
+            await splice.relay(channel, len(payload), 5)
         assert await received == payload
         await feeding
         assert source.recv(100) == trailer  # the next message is not ours to move
@@ -78,8 +79,9 @@ async def test_relay_reports_a_source_that_ends_early() -> None:
         source_in.sendall(b"x" * 1000)
         source_in.shutdown(socket.SHUT_WR)
         drain = asyncio.get_running_loop().create_task(read_exactly(sink_out, 1000))
-        with pytest.raises(splice.SourceFailed):
-            await splice.relay(source.fileno(), sink.fileno(), 5000, 5)
+        with splice.Channel(source.fileno(), sink.fileno()) as channel:
+            with pytest.raises(splice.SourceFailed):
+                await splice.relay(channel, 5000, 5)
         assert await drain == b"x" * 1000
 
 
@@ -87,16 +89,18 @@ async def test_relay_reports_a_sink_that_went_away() -> None:
     with socket_pairs() as (source_in, source, sink, sink_out):
         sink_out.close()
         source_in.sendall(b"y" * 1000)
-        with pytest.raises(splice.SinkFailed):
-            await splice.relay(source.fileno(), sink.fileno(), 5000, 5)
+        with splice.Channel(source.fileno(), sink.fileno()) as channel:
+            with pytest.raises(splice.SinkFailed):
+                await splice.relay(channel, 5000, 5)
 
 
 async def test_relay_gives_up_on_a_silent_source() -> None:
     with socket_pairs() as (_source_in, source, sink, _sink_out):
         loop = asyncio.get_running_loop()
         started = loop.time()
-        with pytest.raises(TimeoutError):
-            await splice.relay(source.fileno(), sink.fileno(), 5000, 0.3)
+        with splice.Channel(source.fileno(), sink.fileno()) as channel:
+            with pytest.raises(TimeoutError):
+                await splice.relay(channel, 5000, 0.3)
         assert loop.time() - started < 3
 
 
@@ -104,9 +108,37 @@ async def test_relay_leaves_no_descriptor_behind() -> None:
     before = len(os.listdir("/proc/self/fd"))
     with socket_pairs() as (source_in, source, sink, _sink_out):
         source_in.close()
-        with pytest.raises(splice.SourceFailed):
-            await splice.relay(source.fileno(), sink.fileno(), 10, 5)
+        with splice.Channel(source.fileno(), sink.fileno()) as channel:
+            with pytest.raises(splice.SourceFailed):
+                await splice.relay(channel, 10, 5)
+        # A channel that cannot be made (here: no such descriptor) leaves nothing open.
+        with pytest.raises(OSError, match="Bad file descriptor"):
+            splice.Channel(source.fileno(), 1_000_000)
     assert len(os.listdir("/proc/self/fd")) == before
+
+
+async def test_relay_refuses_a_source_that_is_readable_but_yields_nothing() -> None:
+    # TCP urgent data stops splice(2) at its mark while epoll keeps reporting the socket
+    # readable: without a bound the relay would spin on it, one CPU at 100 %, forever.
+    sink, sink_out = socket.socketpair()
+    with (
+        sink,
+        sink_out,
+        socket.create_server(("127.0.0.1", 0)) as listener,
+        socket.create_connection(listener.getsockname()) as source_in,
+        listener.accept()[0] as source,
+    ):
+        source.setblocking(False)
+        sink.setblocking(False)
+        source_in.send(b"!", socket.MSG_OOB)
+        source_in.send(b"after the mark")
+        await asyncio.sleep(0.1)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        with splice.Channel(source.fileno(), sink.fileno()) as channel:
+            with pytest.raises(splice.SourceFailed):
+                await splice.relay(channel, splice.MIN_BYTES, None)
+        assert loop.time() - started < 2
 
 
 def test_tls_and_closing_transports_are_never_spliced() -> None:
@@ -177,18 +209,11 @@ def upstream_app(seen: Upstream) -> web.Application:
         seen.received.append((length, digest.hexdigest()))
         return web.json_response({"length": length, "sha256": digest.hexdigest()})
 
-    async def refuse_upload(request: web.Request) -> web.Response:
-        await request.content.read(100_000)
-        assert request.transport is not None
-        request.transport.abort()
-        return web.Response()
-
     app = web.Application(client_max_size=SIZE * 2)
     app.router.add_get("/download", download)
     app.router.add_get("/cut", cut)
     app.router.add_get("/stall", stall)
     app.router.add_post("/upload", upload)
-    app.router.add_post("/refuse", refuse_upload)
     return app
 
 
@@ -198,9 +223,9 @@ def relays(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     lengths: list[int] = []
     real = splice.relay
 
-    async def counting(source: int, sink: int, length: int, patience: float | None) -> None:
+    async def counting(channel: splice.Channel, length: int, patience: float | None) -> None:
         lengths.append(length)
-        await real(source, sink, length, patience)
+        await real(channel, length, patience)
 
     monkeypatch.setattr(splice, "relay", counting)
     return lengths
@@ -244,9 +269,12 @@ async def test_download_arrives_exact_and_the_client_connection_is_reused(
     assert len(big_upstream[1].peers) == 2
 
 
-async def test_upload_arrives_exact_and_the_client_connection_closes(
+async def test_uploads_are_copied_exact_and_keep_the_connection(
     proxy_url: str, relays: list[int], big_upstream: tuple[TestServer, Upstream]
 ) -> None:
+    # Uploads are never spliced: measured no faster (the direct path already keeps both
+    # cores busy), and an upload that bypasses the client connection's parser cannot
+    # keep that connection in step when the upstream answers early.
     async with aiohttp.ClientSession() as client:
         async with client.post(
             f"{proxy_url}/upload",
@@ -255,10 +283,9 @@ async def test_upload_arrives_exact_and_the_client_connection_closes(
         ) as resp:
             assert resp.status == 200
             assert await resp.json() == {"length": SIZE, "sha256": DIGEST}
-            # aiohttp's parser of this connection never saw the spliced bytes.
-            assert resp.headers["Connection"].lower() == "close"
+            assert resp.headers.get("Connection", "").lower() != "close"
     assert big_upstream[1].received == [(SIZE, DIGEST)]
-    assert len(relays) == 1
+    assert relays == []
 
 
 async def test_upload_below_the_threshold_is_copied_and_keeps_the_connection(
@@ -300,16 +327,6 @@ async def test_upstream_stalling_mid_spliced_download_is_cut_after_the_read_time
     assert len(relays) == 1
 
 
-async def test_upstream_refusing_a_spliced_upload_is_502_and_closes(
-    proxy_url: str, relays: list[int]
-) -> None:
-    async with aiohttp.ClientSession() as client:
-        async with client.post(f"{proxy_url}/refuse", data=io.BytesIO(BODY)) as resp:
-            assert resp.status == 502
-            assert resp.headers["Connection"].lower() == "close"
-    assert len(relays) == 1
-
-
 async def test_client_leaving_mid_spliced_download_frees_both_connections(
     proxy_url: str, relays: list[int]
 ) -> None:
@@ -336,7 +353,4 @@ async def test_without_splice_large_bodies_are_copied_exact(
     async with aiohttp.ClientSession() as client:
         async with client.get(f"{proxy_url}/download") as resp:
             assert hashlib.sha256(await resp.read()).hexdigest() == DIGEST
-        async with client.post(f"{proxy_url}/upload", data=io.BytesIO(BODY)) as resp:
-            assert await resp.json() == {"length": SIZE, "sha256": DIGEST}
-            assert resp.headers.get("Connection", "").lower() != "close"
     assert relays == []
