@@ -3,10 +3,10 @@
 One run measures everything side by side on this machine and prints ratios (absolute
 figures from shared machines are not comparable between runs; ratios from one run are),
 then writes BENCHMARKS.md. Everything runs on loopback, every load step is bounded in
-time; the whole run takes five to six minutes (plus at most a minute of waiting for the
+time; the whole run takes about six minutes (plus at most a minute of waiting for the
 shared machine to go quiet). Raw output goes to bench/results/ (not committed).
 
-    .venv/bin/python bench/run.py [--seconds 10] [--rounds 2] [--transfers 5] [--quick]
+    .venv/bin/python bench/run.py [--seconds 12] [--rounds 4] [--transfers 5] [--quick]
                                   [--no-profile] [--keep] [--output FILE] [--json FILE]
 """
 
@@ -687,9 +687,9 @@ def _transfer(path: StreamPath, direction: str, work: Path, record: bool) -> dic
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=int, default=10, help="length of each load step")
+    parser.add_argument("--seconds", type=int, default=12, help="length of each load step")
     parser.add_argument(
-        "--rounds", type=int, default=2, help="interleaved rounds per scenario (split --seconds)"
+        "--rounds", type=int, default=4, help="interleaved rounds per scenario (split --seconds)"
     )
     parser.add_argument(
         "--quick", action="store_true", help="3 s steps, 1 round, no repeats (a smoke test)"
