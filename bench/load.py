@@ -75,6 +75,19 @@ def combine(parts: list[LoadResult]) -> LoadResult:
     )
 
 
+def _run_measured(
+    args: list[str], seconds: int, server: Server | None, record: bool
+) -> tuple[str, float | None]:
+    """Run a load generator; its output and the server's CPU seconds meanwhile."""
+    if record:
+        _record(args)
+    cpu_before = server.cpu_seconds() if server else 0.0
+    output = subprocess.run(  # noqa: S603 (fixed programs, loopback targets)
+        args, capture_output=True, text=True, timeout=seconds + 30, check=False
+    ).stdout
+    return output, (server.cpu_seconds() - cpu_before) if server else None
+
+
 def wrk(
     url: str,
     header: str,
@@ -96,13 +109,7 @@ def wrk(
         header,
         url,
     ]
-    if record:
-        _record(args)
-    cpu_before = server.cpu_seconds() if server else 0.0
-    output = subprocess.run(  # noqa: S603 (fixed programs, loopback targets)
-        args, capture_output=True, text=True, timeout=seconds + 30, check=False
-    ).stdout
-    cpu = (server.cpu_seconds() - cpu_before) if server else None
+    output, cpu = _run_measured(args, seconds, server, record)
     match = re.search(r"^WRK_JSON (.*)$", output, re.MULTILINE)
     if match is None:
         raise RuntimeError(f"wrk gave no result:\n{output[-2000:]}")
@@ -150,13 +157,7 @@ def hey(
         header,
         url,
     ]
-    if record:
-        _record(args)
-    cpu_before = server.cpu_seconds() if server else 0.0
-    output = subprocess.run(  # noqa: S603 (fixed programs, loopback targets)
-        args, capture_output=True, text=True, timeout=seconds + 30, check=False
-    ).stdout
-    cpu = (server.cpu_seconds() - cpu_before) if server else None
+    output, cpu = _run_measured(args, seconds, server, record)
 
     def number(pattern: str) -> float:
         found = re.search(pattern, output)

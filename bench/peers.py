@@ -23,7 +23,8 @@ from pathlib import Path
 
 import psutil
 
-from tests.support.processes import free_port, wait_for_port
+from tests.support.processes import free_port as free_port  # re-exported for run.py
+from tests.support.processes import wait_for_port
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "bench"

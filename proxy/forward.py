@@ -152,13 +152,11 @@ class Forwarder:
                 auto_decompress=False,
             )
         except (aiohttp.ServerTimeoutError, TimeoutError):
-            request[state.UPSTREAM_ERROR] = "timeout"
-            raise UpstreamTimeout() from None
+            raise _upstream_failed(request, timeout=True) from None
         except aiohttp.ClientError:
             if body is not None and body.too_large:
                 raise BodyTooLarge() from None
-            request[state.UPSTREAM_ERROR] = "unreachable"
-            raise UpstreamUnreachable() from None
+            raise _upstream_failed(request, timeout=False) from None
         request[state.UPSTREAM_SECONDS] = time.perf_counter() - started
         request[state.UPSTREAM_STATUS] = upstream.status
         return upstream
@@ -246,12 +244,10 @@ class Forwarder:
         try:
             body = await upstream.read()
         except TimeoutError:
-            request[state.UPSTREAM_ERROR] = "timeout"
-            raise UpstreamTimeout() from None
+            raise _upstream_failed(request, timeout=True) from None
         except aiohttp.ClientError:
             # Nothing is sent yet, so a short body becomes an honest 502, not a cut.
-            request[state.UPSTREAM_ERROR] = "unreachable"
-            raise UpstreamUnreachable() from None
+            raise _upstream_failed(request, timeout=False) from None
         response = web.Response(status=upstream.status, reason=upstream.reason, body=body)
         _copy_headers(upstream, credentials, response)
         return response
@@ -315,6 +311,12 @@ class _CountedBody:
                 self.too_large = True
                 raise BodyTooLarge()
             yield chunk
+
+
+def _upstream_failed(request: web.Request, timeout: bool) -> ProxyError:
+    """The error page for an upstream that timed out or failed, counted by kind."""
+    request[state.UPSTREAM_ERROR] = "timeout" if timeout else "unreachable"
+    return UpstreamTimeout() if timeout else UpstreamUnreachable()
 
 
 def _small_body(request: web.Request, upstream: aiohttp.ClientResponse) -> bool:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import time
 from bisect import bisect_left
 from collections.abc import Sequence
+from typing import Generic, TypeVar
 
 import prometheus_client.metrics
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
@@ -49,7 +50,30 @@ class CounterSeries:
         self.value += 1
 
 
-class LocklessCounter:
+Series = TypeVar("Series")
+
+
+class _Labelled(Generic[Series]):
+    """A metric family: one series per label combination, made on first use."""
+
+    def __init__(self, name: str, documentation: str, labelnames: Sequence[str]) -> None:
+        self._name, self._documentation = name, documentation
+        self._labelnames = tuple(labelnames)
+        self._series: dict[tuple[str, ...], Series] = {}
+
+    def _new_series(self) -> Series:
+        raise NotImplementedError
+
+    def labels(self, *values: str) -> Series:
+        series = self._series.get(values)
+        if series is None:
+            if len(values) != len(self._labelnames):
+                raise ValueError("Incorrect label count")
+            series = self._series[values] = self._new_series()
+        return series
+
+
+class LocklessCounter(_Labelled[CounterSeries]):
     """A Counter with labels, without a lock per increment (see the module docstring)."""
 
     def __init__(
@@ -59,18 +83,11 @@ class LocklessCounter:
         labelnames: Sequence[str],
         registry: CollectorRegistry,
     ) -> None:
-        self._name, self._documentation = name, documentation
-        self._labelnames = tuple(labelnames)
-        self._series: dict[tuple[str, ...], CounterSeries] = {}
+        super().__init__(name, documentation, labelnames)
         registry.register(self)
 
-    def labels(self, *values: str) -> CounterSeries:
-        series = self._series.get(values)
-        if series is None:
-            if len(values) != len(self._labelnames):
-                raise ValueError("Incorrect label count")
-            series = self._series[values] = CounterSeries()
-        return series
+    def _new_series(self) -> CounterSeries:
+        return CounterSeries()
 
     def describe(self) -> list[Metric]:
         return [Metric(self._name, self._documentation, "counter")]
@@ -104,7 +121,7 @@ class HistogramSeries:
             self.counts[bisect_left(self.bounds, amount)] += 1
 
 
-class LocklessHistogram:
+class LocklessHistogram(_Labelled[HistogramSeries]):
     """A Histogram without a lock per observation (see the module docstring)."""
 
     def __init__(
@@ -115,25 +132,18 @@ class LocklessHistogram:
         registry: CollectorRegistry,
         labelnames: Sequence[str] = (),
     ) -> None:
-        self._name, self._documentation = name, documentation
-        self._labelnames = tuple(labelnames)
+        super().__init__(name, documentation, labelnames)
         bounds = [float(b) for b in buckets]
         if bounds != sorted(bounds):
             raise ValueError("Buckets not in sorted order")
         self._bounds = bounds if bounds[-1] == INF else [*bounds, INF]
         # prometheus_client's own spelling of the bounds ("0.001", "1.0", "+Inf")
         self._le = [floatToGoString(b) for b in self._bounds]  # type: ignore[no-untyped-call]
-        self._series: dict[tuple[str, ...], HistogramSeries] = {}
         self._unlabelled = None if self._labelnames else self.labels()
         registry.register(self)
 
-    def labels(self, *values: str) -> HistogramSeries:
-        series = self._series.get(values)
-        if series is None:
-            if len(values) != len(self._labelnames):
-                raise ValueError("Incorrect label count")
-            series = self._series[values] = HistogramSeries(self._bounds)
-        return series
+    def _new_series(self) -> HistogramSeries:
+        return HistogramSeries(self._bounds)
 
     def observe(self, amount: float) -> None:
         """For a histogram without labels; one with labels observes through labels()."""
