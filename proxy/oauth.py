@@ -253,10 +253,16 @@ MAX_IDP_RESPONSE = 1024 * 1024
 
 
 async def _read_text(response: aiohttp.ClientResponse) -> str:
-    """At most 1 MiB, decoded leniently: an IdP's error page need not be valid UTF-8."""
-    data = await response.content.read(MAX_IDP_RESPONSE + 1)
-    if len(data) > MAX_IDP_RESPONSE:
+    """The whole answer, at most 1 MiB, decoded leniently: an IdP's error page need not be
+    valid UTF-8. Read to the end: a token answer arrives in several TCP segments or TLS
+    records, and one read returns only what has arrived so far."""
+    if (response.content_length or 0) > MAX_IDP_RESPONSE:
         raise IdPUnavailable("IdP answer too large")
+    data = bytearray()
+    async for piece in response.content.iter_any():
+        data += piece
+        if len(data) > MAX_IDP_RESPONSE:
+            raise IdPUnavailable("IdP answer too large")
     return data.decode("utf-8", "replace")
 
 

@@ -127,16 +127,22 @@ def oauth_stack(
 ) -> StackFactory:
     """Start IdP, upstream and proxy; keyword arguments go to the IdP, ``env`` to the proxy."""
 
-    async def start(env: dict[str, str] | None = None, **idp_options: Any) -> OAuthStack:
+    async def start(
+        env: dict[str, str] | None = None,
+        issuer_for: Callable[[RunningIdP], Awaitable[str]] | None = None,
+        **idp_options: Any,
+    ) -> OAuthStack:
         port = free_port()
         public_url = f"http://localhost:{port}"
         idp = idp_factory(f"{public_url}/oauth2/callback", **idp_options)
+        # issuer_for: the issuer the proxy is told, e.g. a relay in front of the IdP
+        issuer = idp.issuer if issuer_for is None else await issuer_for(idp)
         upstream = await aiohttp_server(create_upstream_app(jwks_url=idp.jwks_uri))
         await upstream.app[VERIFIER].keys()  # fetched now: tests may stop the IdP later
         environ = {
             "SIPGATE_PROXY_PUBLIC_URL": public_url,
             "SIPGATE_PROXY_UPSTREAM__URL": str(upstream.make_url("")).rstrip("/"),
-            "SIPGATE_PROXY_AUTH__OAUTH2__ISSUER": idp.issuer,
+            "SIPGATE_PROXY_AUTH__OAUTH2__ISSUER": issuer,
             "SIPGATE_PROXY_AUTH__OAUTH2__CLIENT_ID": CLIENT_ID,
             "SIPGATE_PROXY_AUTH__OAUTH2__CLIENT_SECRET": CLIENT_SECRET,
             **(env or {}),
