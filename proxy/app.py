@@ -304,7 +304,10 @@ def _open_clients(
         ):
             clients.upstream, clients.idp = upstream, idp
             clients.forwarder = Forwarder(
-                settings.upstream, upstream, own_cookie_prefix=settings.session.cookie_name
+                settings.upstream,
+                upstream,
+                own_cookie_prefix=settings.session.cookie_name,
+                public_url=settings.public_url,
             )
             yield
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator
+from urllib.parse import urlsplit
 
 import aiohttp
 from aiohttp import web
@@ -61,7 +62,7 @@ RESPONSE_FIELDS_SET_BY_SERVER = frozenset({"content-length"})
 # set for the apps behind them (compared in lower case, "_" read as "-").
 UNTRUSTED_FIELDS = frozenset({"forwarded", "x-real-ip"})
 UNTRUSTED_PREFIXES = (
-    "x-forwarded-",  # X-Forwarded-For is rebuilt by _add_forwarded
+    "x-forwarded-",  # X-Forwarded-For is rebuilt by _add_forwarded_for
     "x-auth-request-",
     "remote-",
     "x-remote-",
@@ -95,11 +96,15 @@ class Forwarder:
         settings: Upstream,
         client: aiohttp.ClientSession,
         own_cookie_prefix: str | None = None,
+        public_url: str = "http://localhost:8080",
     ) -> None:
         self._settings = settings
         self._client = client
         self._target = UpstreamTarget(settings.url)
         self._own_cookie_prefix = own_cookie_prefix
+        # The proxy knows its public origin; Host and X-Forwarded-Host are the client's.
+        public = urlsplit(public_url)
+        self._forwarded_proto, self._forwarded_host = public.scheme, public.netloc
 
     async def forward(self, request: web.Request, credentials: Credentials) -> web.StreamResponse:
         try:
@@ -279,7 +284,9 @@ class Forwarder:
         headers["Authorization"] = credentials.authorization
         if state.REQUEST_ID in request:
             headers["X-Request-ID"] = request[state.REQUEST_ID]
-        _add_forwarded(headers, request)
+        _add_forwarded_for(headers, request)
+        headers["X-Forwarded-Proto"] = self._forwarded_proto
+        headers["X-Forwarded-Host"] = self._forwarded_host
         return headers
 
     def _upstream_cookie(self, request: web.Request) -> str | None:
@@ -357,13 +364,10 @@ def _connection_tokens(headers: CIMultiDictProxy[str]) -> frozenset[str]:
     return frozenset(t.strip().lower() for v in values for t in v.split(",") if t.strip())
 
 
-def _add_forwarded(headers: CIMultiDict[str], request: web.Request) -> None:
+def _add_forwarded_for(headers: CIMultiDict[str], request: web.Request) -> None:
     peer = request.remote or "unknown"
     previous = ", ".join(request.headers.getall("X-Forwarded-For", ()))
     headers["X-Forwarded-For"] = f"{previous}, {peer}" if previous else peer
-    headers["X-Forwarded-Proto"] = request.scheme
-    if request.host:
-        headers["X-Forwarded-Host"] = request.host
 
 
 def _abort(request: web.Request) -> None:

@@ -68,13 +68,16 @@ async def test_absolute_form_target_still_goes_to_configured_upstream(
 async def test_forged_host_header_does_not_change_upstream(
     make_proxy: ProxyFactory, upstream: TestServer
 ) -> None:
-    proxy = await make_proxy()
+    proxy = await make_proxy({"SIPGATE_PROXY_PUBLIC_URL": "https://proxy.example:8443"})
     status, echoed = await get_json(
-        str(proxy.make_url("/v2/x")), headers={"Host": "evil.example:443"}
+        str(proxy.make_url("/v2/x")),
+        headers={"Host": "evil.example:443", "X-Forwarded-Host": "evil.example"},
     )
     assert status == 200
     assert header_values(echoed, "Host") == [f"{upstream.host}:{upstream.port}"]
-    assert header_values(echoed, "X-Forwarded-Host") == ["evil.example:443"]
+    # The proxy's own public origin, never a value the client chose.
+    assert header_values(echoed, "X-Forwarded-Host") == ["proxy.example:8443"]
+    assert header_values(echoed, "X-Forwarded-Proto") == ["https"]
 
 
 async def test_headers_are_cleaned_and_forwarded_headers_added(make_proxy: ProxyFactory) -> None:

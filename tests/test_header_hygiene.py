@@ -168,7 +168,8 @@ async def test_forwarding_headers_the_proxy_sets_carry_the_proxys_values(
     # entry is the peer the proxy saw, the only one an upstream may trust.
     assert header_values(echoed, "X-Forwarded-For") == ["203.0.113.7, 198.51.100.1, 127.0.0.1"]
     assert header_values(echoed, "X-Forwarded-Proto") == ["http"]  # the proxy's own scheme
-    assert header_values(echoed, "X-Forwarded-Host") == ["proxy.example:8080"]  # Host as sent
+    # public_url's host (the default), never the Host the client sent
+    assert header_values(echoed, "X-Forwarded-Host") == ["localhost:8080"]
     assert header_values(echoed, "Forwarded") == []
 
 
