@@ -90,11 +90,23 @@ class BrowserSessionAuth:
         )
 
     async def _fresh(
-        self, request: web.Request, stored: StoredSession, force: bool, again: bool = True
+        self, request: web.Request, stored: StoredSession, force: bool
     ) -> tuple[TokenSet, tuple[str, ...]]:
-        tokens, now = stored.tokens, self._clock()
-        if not force and not tokens.access_expires_within(self._skew, now):
-            return tokens, ()
+        """The token set to use and, whenever it is not the one in the request's cookie,
+        the cookies that store it: every answer that used other tokens carries them."""
+        fresh = await self._usable_tokens(request, stored.tokens, force)
+        if fresh is stored.tokens:
+            return fresh, ()
+        cookies = await self._storage.save(fresh, stored.created, self._cookies(request))
+        request[state.SESSION_COOKIE_BYTES] = session_cookie_bytes(cookies)
+        return fresh, tuple(cookies)
+
+    async def _usable_tokens(
+        self, request: web.Request, tokens: TokenSet, force: bool, again: bool = True
+    ) -> TokenSet:
+        now = self._clock()
+        if not force and not tokens.refresh_due(self._skew, now):
+            return tokens
         try:
             fresh, outcome = await self._refresher.refresh(tokens)
         except RefreshFailed as failed:
@@ -103,7 +115,7 @@ class BrowserSessionAuth:
                 log.info("session ended by the IdP (%s); login required", failed)
                 raise await self._unauthenticated(request) from None
             if not force and tokens.expires_at > now:
-                return tokens, ()  # IdP down: the current token still works for a while
+                return tokens  # IdP down: the current token still works for a while
             raise IdPUnavailable() from None
         request[state.REFRESH_OUTCOME] = outcome.value
         if (
@@ -114,12 +126,8 @@ class BrowserSessionAuth:
             # The grace copy has itself run out by now: refresh it in turn. (One that is
             # merely near expiry is used as is: its own cookie refreshes it next time.)
             # Once only: an IdP that keeps the refresh token hands back the same grace copy.
-            return await self._fresh(
-                request, StoredSession(fresh, stored.created, now), force, again=False
-            )
-        cookies = await self._storage.save(fresh, stored.created, self._cookies(request))
-        request[state.SESSION_COOKIE_BYTES] = session_cookie_bytes(cookies)
-        return fresh, tuple(cookies)
+            return await self._usable_tokens(request, fresh, force, again=False)
+        return fresh
 
     def _cookies(self, request: web.Request) -> dict[str, str]:
         return own_cookies(request.headers.getall("Cookie", ()), self._storage.cookie_name)

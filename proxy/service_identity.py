@@ -66,6 +66,10 @@ class FileState:
 
     async def save(self, stored: StoredSession) -> None:
         sealed = session_codec.seal(self._keys, stored, CONTEXT)
+        # write + fsync take milliseconds on a slow volume: not in the event loop
+        await asyncio.to_thread(self._write, sealed)
+
+    def _write(self, sealed: bytes) -> None:
         self._path.parent.mkdir(parents=True, exist_ok=True)
         fd, temporary = tempfile.mkstemp(dir=self._path.parent, prefix=".identity-")
         try:
@@ -126,13 +130,14 @@ class ServiceIdentity:
         self.sign_in_required = False  # the IdP ended the grant
         self.last_error: str | None = None
         self._signed_in = asyncio.Event()  # wakes the background task at once
+        self._refreshing = asyncio.Lock()
 
     async def credentials(self) -> Credentials:
         if self.current is None or self.sign_in_required:
             await self._adopt_stored()  # an operator may have signed in at another replica
         if self.current is None or self.sign_in_required:
             raise ServiceIdentityMissing(self._missing_message())
-        if self.current.tokens.access_expires_within(self._skew, self._clock()):
+        if self.current.tokens.refresh_due(self._skew, self._clock()):
             await self.refresh()
         return Credentials(f"Bearer {self.current.tokens.access_token}")
 
@@ -161,10 +166,17 @@ class ServiceIdentity:
             self.current = newest  # another replica refreshed it
 
     async def refresh(self) -> None:
+        # One at a time: requests that find the token due together wait for the first,
+        # then see its result (one refresh, one write of the state) instead of each
+        # storing the shared answer again.
+        async with self._refreshing:
+            await self._refresh()
+
+    async def _refresh(self) -> None:
         await self._adopt_stored()
         if self.current is None or self.sign_in_required:
             return
-        if not self.current.tokens.access_expires_within(self._skew, self._clock()):
+        if not self.current.tokens.refresh_due(self._skew, self._clock()):
             return
         try:
             fresh, _ = await self._refresher.refresh(self.current.tokens)
@@ -178,6 +190,8 @@ class ServiceIdentity:
             if self.current.tokens.expires_at > self._clock():
                 return  # the IdP is away; the current token still works for a while
             raise IdPUnavailable() from None
+        if fresh == self.current.tokens:
+            return  # another replica's result, already in the shared state
         stored = StoredSession(fresh, self.current.created, self._clock())
         await self._state.save(stored)
         self.current, self.last_refresh, self.last_error = stored, self._clock(), None
@@ -188,7 +202,8 @@ class ServiceIdentity:
         while True:
             delay = IDLE_RETRY
             if self.current is not None and not self.sign_in_required:
-                due = self.current.tokens.expires_at - self._skew - self._clock()
+                tokens = self.current.tokens
+                due = tokens.expires_at - tokens.refresh_margin(self._skew) - self._clock()
                 delay = max(0.5, due)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._signed_in.wait(), delay)

@@ -31,6 +31,7 @@ _ZDICT = (
 _ACCESS, _REFRESH, _ID, _EXPIRES, _REFRESH_EXPIRES, _SCOPE, _SUBJECT, _SEALED, _CREATED = range(
     1, 10
 )
+_ISSUED = 10  # optional: sessions sealed before it was added have none
 _RAW, _JWT = b"\x00", b"\x01"
 
 
@@ -60,6 +61,8 @@ def encode(session: StoredSession) -> bytes:
         fields.append((_REFRESH, _pack_token(tokens.refresh_token)))
     if tokens.id_token is not None:
         fields.append((_ID, _pack_token(tokens.id_token)))
+    if tokens.issued_at is not None:
+        fields.append((_ISSUED, struct.pack(">d", tokens.issued_at)))
     body = b"".join(_field(tag, data) for tag, data in fields)
     compressor = zlib.compressobj(9, zlib.DEFLATED, -15, 9, zlib.Z_DEFAULT_STRATEGY, _ZDICT)
     return FORMAT + compressor.compress(body) + compressor.flush()
@@ -85,6 +88,7 @@ def decode(data: bytes) -> StoredSession:
             refresh_expires_at=_double(fields[_REFRESH_EXPIRES]),
             scope=fields[_SCOPE].decode(),
             subject=fields[_SUBJECT].decode(),
+            issued_at=_double(fields[_ISSUED]) if _ISSUED in fields else None,
         )
         return StoredSession(tokens, _double(fields[_CREATED]), _double(fields[_SEALED]))
     except (KeyError, UnicodeDecodeError, struct.error):

@@ -42,6 +42,7 @@ class TokenSet:
     scope: str = ""
     subject: str = ""
     id_token: str | None = None
+    issued_at: float | None = None  # when the IdP's answer arrived; None in older sessions
 
     def __repr__(self) -> str:
         return (
@@ -52,6 +53,17 @@ class TokenSet:
 
     def access_expires_within(self, seconds: float, now: float) -> bool:
         return self.expires_at - now < seconds
+
+    def refresh_due(self, skew: float, now: float) -> bool:
+        """Less than min(skew, half the access token's lifetime) is left: a token that
+        lives shorter than the skew is still used for half its life, not refreshed on
+        every request."""
+        return self.access_expires_within(self.refresh_margin(skew), now)
+
+    def refresh_margin(self, skew: float) -> float:
+        if self.issued_at is None:
+            return skew
+        return min(skew, (self.expires_at - self.issued_at) / 2)
 
     def refresh_expired(self, now: float) -> bool:
         return self.refresh_token is None or self.refresh_expires_at <= now
@@ -93,6 +105,7 @@ class TokenSet:
             scope=scope if isinstance(scope, str) else (previous.scope if previous else ""),
             subject=unverified_claim(access, "sub") or (previous.subject if previous else ""),
             id_token=id_token if isinstance(id_token, str) else None,
+            issued_at=now,
         )
 
     def with_subject(self, subject: str) -> TokenSet:

@@ -18,6 +18,9 @@ from tests.support.processes import free_port, running
 from tests.support.scripted_browser import ScriptedBrowser
 from tests.test_forward import get_json, header_values
 
+# 8 s tokens, 4 s skew: a refresh is due 4 s after it was issued, the token still valid
+DUE = 4.2
+
 
 async def test_health_and_readiness(make_proxy: ProxyFactory) -> None:
     proxy = await make_proxy()
@@ -100,10 +103,10 @@ async def test_json_log_format_is_one_object_per_line(tmp_path: Path) -> None:
 async def test_oauth_metrics_count_logins_refreshes_and_cookie_bytes(
     oauth_stack: StackFactory,
 ) -> None:
-    stack = await oauth_stack({"SIPGATE_PROXY_AUTH__OAUTH2__REFRESH_SKEW": "29"}, access_ttl=30)
+    stack = await oauth_stack({"SIPGATE_PROXY_AUTH__OAUTH2__REFRESH_SKEW": "4"}, access_ttl=8)
     async with ScriptedBrowser() as browser:
         await browser.login(stack.public_url, "otto", "/")
-        await asyncio.sleep(1.2)
+        await asyncio.sleep(DUE)
         await browser.request("GET", f"{stack.public_url}/v2/a", headers={"Accept": "*/*"})
         _, _, text, _ = await browser.request("GET", f"{stack.public_url}/metrics")
     assert 'sipgate_proxy_logins_total{outcome="ok"} 1.0' in text

@@ -22,6 +22,9 @@ from tests.support.redis_server import RedisServer
 from tests.support.scripted_browser import ScriptedBrowser
 from tests.support.upstream import VERIFIER, create_upstream_app
 
+# 8 s tokens, 4 s skew: a refresh is due 4 s after it was issued, the token still valid
+DUE = 4.2
+
 JSON = {"Accept": "application/json"}
 
 
@@ -100,15 +103,15 @@ async def test_two_replicas_refresh_one_session_exactly_once(
     replicas_factory: Callable[..., Awaitable[Replicas]],
 ) -> None:
     replicas = await replicas_factory(
-        {"SIPGATE_PROXY_AUTH__OAUTH2__REFRESH_SKEW": "29"}, access_ttl=30
+        {"SIPGATE_PROXY_AUTH__OAUTH2__REFRESH_SKEW": "4"}, access_ttl=8
     )
     cookie = await logged_in_cookie(replicas, "alice")
-    await asyncio.sleep(1.2)  # inside the skew: every request wants a refresh
+    await asyncio.sleep(DUE)  # inside the skew: every request wants a refresh
     statuses = await spread(replicas.urls, cookie, 200)
     assert statuses == [200] * 200
     assert replicas.grants(None) == 1
     # and the session lives on: the next refresh (with the rotated token) works too
-    await asyncio.sleep(1.2)
+    await asyncio.sleep(DUE)
     assert await spread(replicas.urls, cookie, 20) == [200] * 20
     assert replicas.grants(None) == 2
     assert replicas.idp.token_calls("refresh_token", "invalid_grant") == 0
@@ -119,14 +122,14 @@ async def test_lock_is_renewed_while_a_slow_idp_answers(
 ) -> None:
     replicas = await replicas_factory(
         {
-            "SIPGATE_PROXY_AUTH__OAUTH2__REFRESH_SKEW": "29",
+            "SIPGATE_PROXY_AUTH__OAUTH2__REFRESH_SKEW": "4",
             "SIPGATE_PROXY_SESSION__REDIS_LOCK_TTL": "0.5",
         },
-        access_ttl=30,
+        access_ttl=8,
     )
     cookie = await logged_in_cookie(replicas, "bob")
     replicas.idp.set_faults(token_delay_ms=2000, count=1)  # 4 times the lock's initial TTL
-    await asyncio.sleep(1.2)
+    await asyncio.sleep(DUE)
     statuses = await spread(replicas.urls, cookie, 40)
     assert statuses == [200] * 40
     await asyncio.sleep(0.5)

@@ -15,6 +15,9 @@ import aiohttp
 from tests.conftest import OAuthStack, StackFactory
 from tests.support.scripted_browser import NAVIGATION, ScriptedBrowser
 
+# 8 s tokens, 4 s skew: a refresh is due 4 s after it was issued, the token still valid
+DUE = 4.2
+
 JSON = {"Accept": "application/json"}
 
 
@@ -34,10 +37,10 @@ def refresh_grants(stack: OAuthStack, outcome: str | None = "success") -> int:
 async def test_200_concurrent_requests_after_expiry_share_one_refresh(
     oauth_stack: StackFactory,
 ) -> None:
-    stack = await oauth_stack({"SIPGATE_PROXY_AUTH__OAUTH2__REFRESH_SKEW": "29"}, access_ttl=30)
+    stack = await oauth_stack({"SIPGATE_PROXY_AUTH__OAUTH2__REFRESH_SKEW": "4"}, access_ttl=8)
     async with ScriptedBrowser() as browser:
         await logged_in(stack, browser, "alice")
-        await asyncio.sleep(1.2)  # now within the skew: every request wants a refresh
+        await asyncio.sleep(DUE)  # now within the skew: every request wants a refresh
         cookie = cookie_header(browser, stack)
         connector = aiohttp.TCPConnector(limit=0)
         async with aiohttp.ClientSession(
@@ -60,10 +63,10 @@ async def test_200_concurrent_requests_after_expiry_share_one_refresh(
 async def test_old_cookie_within_grace_gets_new_tokens_without_second_grant(
     oauth_stack: StackFactory,
 ) -> None:
-    stack = await oauth_stack({"SIPGATE_PROXY_AUTH__OAUTH2__REFRESH_SKEW": "29"}, access_ttl=30)
+    stack = await oauth_stack({"SIPGATE_PROXY_AUTH__OAUTH2__REFRESH_SKEW": "4"}, access_ttl=8)
     async with ScriptedBrowser() as browser:
         await logged_in(stack, browser, "bob")
-        await asyncio.sleep(1.2)
+        await asyncio.sleep(DUE)
         old_jar = dict(browser.jar(stack.public_url))
         status, _, _, _ = await browser.request("GET", f"{stack.public_url}/v2/a", headers=JSON)
         assert status == 200
@@ -79,7 +82,7 @@ async def test_old_cookie_within_grace_gets_new_tokens_without_second_grant(
         assert refresh_grants(stack, None) == 1
         assert stack.verifier.tokens_seen[-1] == stack.verifier.tokens_seen[-2]
         # The session is still alive: the next refresh with the newest token works.
-        await asyncio.sleep(1.2)
+        await asyncio.sleep(DUE)
         status, _, _, _ = await browser.request("GET", f"{stack.public_url}/v2/c", headers=JSON)
         assert status == 200
         assert refresh_grants(stack, None) == 2
@@ -140,11 +143,11 @@ async def test_idp_down_uses_valid_token_then_503_then_recovers(
 
 
 async def test_idp_answering_503_is_transient(oauth_stack: StackFactory) -> None:
-    stack = await oauth_stack({"SIPGATE_PROXY_AUTH__OAUTH2__REFRESH_SKEW": "29"}, access_ttl=30)
+    stack = await oauth_stack({"SIPGATE_PROXY_AUTH__OAUTH2__REFRESH_SKEW": "4"}, access_ttl=8)
     async with ScriptedBrowser() as browser:
         await logged_in(stack, browser, "erin")
         stack.idp.set_faults(token_status=503, count=1)
-        await asyncio.sleep(1.2)
+        await asyncio.sleep(DUE)
         status, _, _, cookies = await browser.request(
             "GET", f"{stack.public_url}/v2/a", headers=JSON
         )
@@ -159,12 +162,12 @@ async def test_idp_answering_503_is_transient(oauth_stack: StackFactory) -> None
 
 
 async def test_revoked_refresh_token_ends_session(oauth_stack: StackFactory) -> None:
-    stack = await oauth_stack({"SIPGATE_PROXY_AUTH__OAUTH2__REFRESH_SKEW": "29"}, access_ttl=30)
+    stack = await oauth_stack({"SIPGATE_PROXY_AUTH__OAUTH2__REFRESH_SKEW": "4"}, access_ttl=8)
     async with ScriptedBrowser() as browser:
         await logged_in(stack, browser, "frank")
         jar = dict(browser.jar(stack.public_url))
         stack.idp.revoke_subject("frank")
-        await asyncio.sleep(1.2)
+        await asyncio.sleep(DUE)
         status, _, body, cookies = await browser.request(
             "GET", f"{stack.public_url}/v2/a", headers=JSON
         )
@@ -223,10 +226,10 @@ async def test_upstream_403_and_402_never_trigger_refresh(oauth_stack: StackFact
 
 
 async def test_refreshed_cookies_survive_an_upstream_error(oauth_stack: StackFactory) -> None:
-    stack = await oauth_stack({"SIPGATE_PROXY_AUTH__OAUTH2__REFRESH_SKEW": "29"}, access_ttl=30)
+    stack = await oauth_stack({"SIPGATE_PROXY_AUTH__OAUTH2__REFRESH_SKEW": "4"}, access_ttl=8)
     async with ScriptedBrowser() as browser:
         await logged_in(stack, browser, "leo")
-        await asyncio.sleep(1.2)
+        await asyncio.sleep(DUE)
         await stack.upstream.close()  # upstream down: the answer will be 502
         status, _, _, cookies = await browser.request(
             "GET", f"{stack.public_url}/v2/a", headers=JSON
@@ -242,15 +245,15 @@ async def test_slow_idp_is_not_asked_again_right_after_a_timeout(
 ) -> None:
     stack = await oauth_stack(
         {
-            "SIPGATE_PROXY_AUTH__OAUTH2__REFRESH_SKEW": "29",
+            "SIPGATE_PROXY_AUTH__OAUTH2__REFRESH_SKEW": "4",
             "SIPGATE_PROXY_AUTH__OAUTH2__TIMEOUT": "1",
         },
-        access_ttl=30,
+        access_ttl=8,
     )
     async with ScriptedBrowser() as browser:
         await logged_in(stack, browser, "mia")
         stack.idp.set_faults(token_delay_ms=3000)
-        await asyncio.sleep(1.2)
+        await asyncio.sleep(DUE)
         timings = []
         for _ in range(3):
             started = time.monotonic()
@@ -261,3 +264,31 @@ async def test_slow_idp_is_not_asked_again_right_after_a_timeout(
     assert max(timings[1:]) < 0.5  # … the next ones did not wait again
     await asyncio.sleep(2.5)  # the IdP counts the delayed call once it has answered it
     assert stack.idp.token_calls("refresh_token", None) == 1
+
+
+async def test_grace_copy_comes_with_its_cookie_when_skew_is_below_five_seconds(
+    oauth_stack: StackFactory,
+) -> None:
+    # 4 s tokens, 1 s skew: a grace copy always has under 5 s left, so it takes the
+    # "refresh the grace copy too" path, where its cookie used to be dropped.
+    stack = await oauth_stack({"SIPGATE_PROXY_AUTH__OAUTH2__REFRESH_SKEW": "1"}, access_ttl=4)
+    async with ScriptedBrowser() as browser:
+        await logged_in(stack, browser, "erin")
+        old_jar = dict(browser.jar(stack.public_url))
+        await asyncio.sleep(3.2)  # within the skew: due
+        cookie = "; ".join(f"{k}={v}" for k, v in old_jar.items())
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as client:
+
+            async def call(i: int) -> tuple[int, list[str]]:
+                headers = {**JSON, "Cookie": cookie}
+                async with client.get(f"{stack.public_url}/v2/a?i={i}", headers=headers) as resp:
+                    await resp.read()
+                    return resp.status, resp.headers.getall("Set-Cookie", [])
+
+            first = await call(0)  # refreshes
+            rest = await asyncio.gather(*(call(i) for i in range(1, 200)))  # grace copies
+    results = [first, *rest]
+    assert [status for status, _ in results] == [200] * 200
+    without_cookie = [c for _, c in results if not any(v.startswith("sipgate_proxy_0=") for v in c)]
+    assert len(without_cookie) == 0
+    assert refresh_grants(stack, "invalid_grant") == 0

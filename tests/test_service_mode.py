@@ -26,6 +26,9 @@ from tests.support.processes import free_port
 from tests.support.scripted_browser import ScriptedBrowser
 from tests.support.upstream import VERIFIER, create_upstream_app
 
+# 8 s tokens, 4 s skew: a refresh is due 4 s after it was issued, the token still valid
+DUE = 4.2
+
 OPERATOR = "ops@example.com"
 
 
@@ -150,11 +153,11 @@ async def test_restart_resumes_from_the_stored_state(
 async def test_revoked_grant_gives_503_metric_and_stays_ready(
     service_stack: Callable[..., Awaitable[ServiceStack]],
 ) -> None:
-    stack = await service_stack({"SIPGATE_PROXY_AUTH__OAUTH2__REFRESH_SKEW": "29"}, access_ttl=30)
+    stack = await service_stack({"SIPGATE_PROXY_AUTH__OAUTH2__REFRESH_SKEW": "4"}, access_ttl=8)
     async with ScriptedBrowser() as browser:
         await browser.sign_in(stack.public_url, OPERATOR)
     stack.idp.revoke_subject(OPERATOR)
-    await asyncio.sleep(1.2)  # now a refresh is due
+    await asyncio.sleep(DUE)  # now a refresh is due
     status, body = await call_api(stack)
     assert status == 503
     assert body["error"] == "service_identity_missing"
