@@ -23,7 +23,7 @@ from proxy.login_flow import LoginFlow, LoginFlows
 from proxy.oauth import IdPUnavailable, OAuthClient, TokenError, pkce_challenge
 from proxy.redirects import login_url, safe_return_path
 from proxy.session import CREATED_KEY, TOKENS_KEY, SessionStore
-from proxy.tokens import Clock, MalformedTokenResponse, TokenSet
+from proxy.tokens import Clock, MalformedTokenResponse, TokenSet, TokenSetTooLarge
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +97,11 @@ class LoginRoutes:
             return _add_cookies(page, expire)
         try:
             tokens = await self._redeem(query["code"], flow)
+        except TokenSetTooLarge as err:
+            request[rs.LOGIN_OUTCOME] = "rejected"
+            log.warning("login failed: %s", err)  # sizes only, never the tokens
+            message = "The sipgate login returned more than a session can hold."
+            return _add_cookies(self._page(502, message, flow.return_path), expire)
         except (IdPUnavailable, MalformedTokenResponse):
             request[rs.LOGIN_OUTCOME] = "idp_unavailable"
             log.warning("login failed: the IdP did not answer the code exchange")

@@ -42,7 +42,9 @@ class RefreshFailed(Exception):
     def __init__(self, outcome: Outcome, reason: str, timed_out: bool = False) -> None:
         super().__init__(reason)
         self.outcome = outcome
-        self.timed_out = timed_out  # the IdP may have acted on it: do not resend for a while
+        # the IdP may have acted on it (no answer in time, or one we cannot use): do not
+        # resend for a while
+        self.timed_out = timed_out
 
     @property
     def fatal(self) -> bool:
@@ -158,7 +160,10 @@ class Refresher:
             ) from None
         except (TimeoutError, IdPTimeout):
             raise RefreshFailed(Outcome.TRANSIENT, "timeout", timed_out=True) from None
-        except (IdPUnavailable, MalformedTokenResponse) as err:
+        except MalformedTokenResponse as err:
+            # The IdP answered 200 and has rotated the refresh token: not sent again soon.
+            raise RefreshFailed(Outcome.TRANSIENT, type(err).__name__, timed_out=True) from None
+        except IdPUnavailable as err:
             raise RefreshFailed(Outcome.TRANSIENT, type(err).__name__) from None
 
     def _fail(

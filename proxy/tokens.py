@@ -17,8 +17,18 @@ Clock = Callable[[], float]
 DEFAULT_REFRESH_LIFETIME = 30 * 24 * 3600
 
 
+# Token text (access + refresh + kept ID token + scope) a session holds at most: five
+# times sipgate's 3.3 KB, and even incompressible it seals into 6 cookies of < 4 KB
+# (the cookie store's limit is 8), far inside every store's field limits.
+MAX_TOKEN_SET_BYTES = 16 * 1024
+
+
 class MalformedTokenResponse(ValueError):
     pass
+
+
+class TokenSetTooLarge(MalformedTokenResponse):
+    """An answer whose tokens no session can hold: refused, never half-stored."""
 
 
 _B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")  # RFC 6750 §2.1: what a Bearer header carries
@@ -97,6 +107,11 @@ class TokenSet:
             refresh_at = now + refresh_in if refresh_in > 0 else now + DEFAULT_REFRESH_LIFETIME
         scope = _checked(body.get("scope"), _VSCHAR, "scope")
         id_token = _checked(body.get("id_token"), _B64TOKEN, "id_token") if keep_id_token else None
+        size = sum(len(t or "") for t in (access, refresh, id_token, scope))
+        if size > MAX_TOKEN_SET_BYTES:
+            raise TokenSetTooLarge(
+                f"token answer of {size} bytes is more than a session holds ({MAX_TOKEN_SET_BYTES})"
+            )
         return cls(
             access_token=access,
             refresh_token=refresh,

@@ -274,6 +274,8 @@ function defaultFaults() {
     token_delay_ms: 0, // delay before the token endpoint answers (or fails)
     count: null, // null: until cleared; N: only the next N token requests are affected
     revoke_enabled: true, // false: the revocation endpoint answers 404 (as if it did not exist)
+    access_token_bytes: null, // N: access tokens from now on padded to N bytes with random
+    //                            (incompressible) characters instead of 'x'
   };
 }
 let faults = defaultFaults();
@@ -425,10 +427,16 @@ function providerConfiguration() {
           p.preferred_username = p.sub;
           const header = JSON.stringify({ alg: 'RS256', typ: 'at+jwt', kid: accessKid });
           const size = () => b64len(header.length) + 1 + b64len(JSON.stringify(p).length) + 1 + RS256_SIG_B64;
-          if (accessMinBytes && size() < accessMinBytes) {
+          const minBytes = faults.access_token_bytes || accessMinBytes;
+          if (minBytes && size() < minBytes) {
             p.test_padding = '';
-            const missing = accessMinBytes - size();
-            if (missing > 0) p.test_padding = 'x'.repeat(Math.ceil((missing * 3) / 4));
+            const missing = minBytes - size();
+            const length = Math.ceil((missing * 3) / 4);
+            if (missing > 0) {
+              p.test_padding = faults.access_token_bytes
+                ? crypto.randomBytes(length).toString('base64url').slice(0, length)
+                : 'x'.repeat(length);
+            }
           }
         },
       },

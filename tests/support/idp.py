@@ -147,6 +147,7 @@ class Faults:
     token_delay_ms: int = 0
     count: int | None = None
     revoke_enabled: bool = True
+    access_token_bytes: int | None = None
 
 
 class RunningIdP:
@@ -419,13 +420,17 @@ class RunningIdP:
         token_delay_ms: int = 0,
         count: int | None = None,
         revoke_enabled: bool = True,
+        access_token_bytes: int | None = None,
     ) -> None:
         """Make the token endpoint fail: answer ``token_status`` (e.g. 503, text/html),
         or drop the connection, after ``token_delay_ms``; for the next ``count`` token
         requests only, or until cleared (``count=None``). ``revoke_enabled=False`` makes
-        the revocation endpoint answer 404, as if the IdP had none. Replaces the previous
-        settings; a restart clears them."""
-        faults = Faults(token_status, token_drop, token_delay_ms, count, revoke_enabled)
+        the revocation endpoint answer 404, as if the IdP had none. ``access_token_bytes``
+        pads access tokens issued from now on to that size with incompressible characters.
+        Replaces the previous settings; a restart clears them."""
+        faults = Faults(
+            token_status, token_drop, token_delay_ms, count, revoke_enabled, access_token_bytes
+        )
         self._admin("POST", "faults", asdict(faults))
 
     def clear_faults(self) -> None:
