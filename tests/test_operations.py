@@ -100,6 +100,34 @@ async def test_json_log_format_is_one_object_per_line(tmp_path: Path) -> None:
     assert {"time", "level", "request_id", "duration_ms", "upstream_ms"} <= set(access[0])
 
 
+async def test_text_log_format_escapes_control_characters_in_every_field(
+    tmp_path: Path,
+) -> None:
+    upstream_port, proxy_port = free_port(), free_port()
+    env = {
+        **PAT_ENV,
+        "SIPGATE_PROXY_LISTEN__PORT": str(proxy_port),
+        "SIPGATE_PROXY_UPSTREAM__URL": f"http://127.0.0.1:{upstream_port}",
+        "SIPGATE_PROXY_LOG__FORMAT": "text",
+    }
+    forged = "%0a2026-01-01%2000:00:00,000%20ERROR%20proxy:%20forged%1b[31m"
+    log = tmp_path / "proxy.log"
+    with (
+        running(["-m", "tests.support.upstream", str(upstream_port)], upstream_port),
+        running(["-m", "proxy"], proxy_port, env, log=log),
+    ):
+        async with aiohttp.ClientSession() as client:
+            url = f"http://127.0.0.1:{proxy_port}/v2/x{forged}?a{forged}=1"
+            async with client.get(url) as resp:
+                await resp.read()
+    lines = log.read_text().splitlines()
+    access = [line for line in lines if "proxy.access" in line]
+    assert len(access) == 1
+    assert not [line for line in lines if line.startswith("2026-01-01")]
+    assert "\x1b" not in log.read_text()
+    assert "/v2/x\\n2026-01-01 00:00:00,000 ERROR proxy: forged\\x1b[31m" in access[0]
+
+
 async def test_oauth_metrics_count_logins_refreshes_and_cookie_bytes(
     oauth_stack: StackFactory,
 ) -> None:
