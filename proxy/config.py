@@ -420,14 +420,10 @@ def _cross_checks(settings: Settings) -> Iterator[Problem]:
     auth = settings.auth
     if auth.mode == "personal_access_token":
         pat = auth.personal_access_token
-        if pat.token_id is None or pat.token is None:
-            yield Problem(
-                "auth.personal_access_token",
-                "no credentials: set "
-                f"{env_name('auth.personal_access_token.token_id')} and "
-                f"{env_name('auth.personal_access_token.token')} "
-                "(or token_id and token / token_file in the config file)",
-            )
+        if pat.token_id is None:
+            yield _missing("auth.personal_access_token.token_id", "in personal_access_token mode")
+        if pat.token is None:
+            yield _missing("auth.personal_access_token.token", "in personal_access_token mode")
     if auth.mode in ("oauth2", "service"):
         yield from _oauth2_checks(settings)
     if auth.mode == "service":
@@ -460,15 +456,11 @@ def _cross_checks(settings: Settings) -> Iterator[Problem]:
 
 
 def _oauth2_checks(settings: Settings) -> Iterator[Problem]:
-    oauth2 = settings.auth.oauth2
-    if oauth2.client_id is None or oauth2.client_secret is None:
-        yield Problem(
-            "auth.oauth2",
-            "no client credentials: set "
-            f"{env_name('auth.oauth2.client_id')} and {env_name('auth.oauth2.client_secret')}"
-            " (or personal access token mode: "
-            f"{env_name('auth.mode')}=personal_access_token)",
-        )
+    oauth2, mode = settings.auth.oauth2, settings.auth.mode
+    if oauth2.client_id is None:
+        yield _missing("auth.oauth2.client_id", f"in {mode} mode")
+    if oauth2.client_secret is None:
+        yield _missing("auth.oauth2.client_secret", f"in {mode} mode")
     issuer = oauth2.issuer
     if issuer is not None:
         parts = urlsplit(issuer)
@@ -494,6 +486,14 @@ def _oauth2_checks(settings: Settings) -> Iterator[Problem]:
             "session.cookie_secure",
             "may only be false when public_url is a loopback http URL",
         )
+
+
+def _missing(key: str, when: str) -> Problem:
+    """A required key that is not set: its variable, and where a secret can come from."""
+    section, name = key.rsplit(".", 1)
+    files = [f for path, k, f, _ in _SECRET_FILES if ".".join(path) == section and k == name]
+    also = f" or {files[0]}" if files else ""
+    return Problem(key, f"required {when}: set {env_name(key)} (or {name}{also} in the config)")
 
 
 def _valid_port(url: str) -> bool:

@@ -33,12 +33,13 @@ def test_check_config_exits_0_when_valid() -> None:
     assert "configuration ok" in result.stdout
 
 
-def test_example_config_without_credentials_exits_2_with_one_line() -> None:
+def test_example_config_without_credentials_exits_2_with_a_line_per_missing_key() -> None:
     result = run_cli("--config", "config.example.yaml")
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1
+    assert len(lines) == 2
     assert "SIPGATE_PROXY_AUTH__PERSONAL_ACCESS_TOKEN__TOKEN_ID" in lines[0]
+    assert "SIPGATE_PROXY_AUTH__PERSONAL_ACCESS_TOKEN__TOKEN " in lines[1]
 
 
 def test_invalid_config_names_key_and_hides_secret(tmp_path: Path) -> None:

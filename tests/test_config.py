@@ -103,11 +103,33 @@ def test_every_problem_is_reported_at_once_naming_its_key() -> None:
     assert all("(set by SIPGATE_PROXY_" in p for p in found)
 
 
-def test_missing_pat_credentials_is_one_line_naming_the_variables() -> None:
+def test_missing_pat_credentials_are_named_one_line_each() -> None:
     found = problems(env={"SIPGATE_PROXY_AUTH__MODE": "personal_access_token"})
-    assert len(found) == 1
+    assert len(found) == 2
+    assert found[0].startswith("auth.personal_access_token.token_id: ")
     assert "SIPGATE_PROXY_AUTH__PERSONAL_ACCESS_TOKEN__TOKEN_ID" in found[0]
-    assert "SIPGATE_PROXY_AUTH__PERSONAL_ACCESS_TOKEN__TOKEN " in found[0]
+    assert found[1].startswith("auth.personal_access_token.token: ")
+    assert "SIPGATE_PROXY_AUTH__PERSONAL_ACCESS_TOKEN__TOKEN " in found[1]
+    assert "token_file" in found[1]
+
+
+def test_only_the_missing_oauth2_credential_is_named_when_client_id_is_missing() -> None:
+    env = {"SIPGATE_PROXY_AUTH__MODE": "oauth2", "SIPGATE_PROXY_AUTH__OAUTH2__CLIENT_SECRET": "s"}
+    found = problems(env=env)
+    assert len(found) == 1
+    assert found[0].startswith("auth.oauth2.client_id: ")
+    assert "SIPGATE_PROXY_AUTH__OAUTH2__CLIENT_ID" in found[0]
+    assert "CLIENT_SECRET" not in found[0]
+
+
+def test_only_the_missing_oauth2_credential_is_named_when_client_secret_is_missing() -> None:
+    env = {"SIPGATE_PROXY_AUTH__MODE": "oauth2", "SIPGATE_PROXY_AUTH__OAUTH2__CLIENT_ID": "c"}
+    found = problems(env=env)
+    assert len(found) == 1
+    assert found[0].startswith("auth.oauth2.client_secret: ")
+    assert "SIPGATE_PROXY_AUTH__OAUTH2__CLIENT_SECRET" in found[0]
+    assert "client_secret_file" in found[0]
+    assert "CLIENT_ID" not in found[0]
 
 
 def test_production_public_url_requires_keys_and_secure_cookies() -> None:
