@@ -19,6 +19,7 @@ from tests.support.scripted_browser import NAVIGATION, ScriptedBrowser
 DUE = 4.2
 
 JSON = {"Accept": "application/json"}
+Answer = tuple[int, list[str]]  # status and Set-Cookie values
 
 
 def cookie_header(browser: ScriptedBrowser, stack: OAuthStack) -> str:
@@ -34,6 +35,22 @@ def refresh_grants(stack: OAuthStack, outcome: str | None = "success") -> int:
     return stack.idp.token_calls("refresh_token", outcome)
 
 
+async def concurrent_gets(stack: OAuthStack, cookie: str, count: int) -> list[Answer]:
+    """``count`` GETs at once with one Cookie header: (status, Set-Cookie values) each."""
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(
+        connector=connector, cookie_jar=aiohttp.DummyCookieJar()
+    ) as client:
+
+        async def call(i: int) -> Answer:
+            url = f"{stack.public_url}/v2/account?i={i}"
+            async with client.get(url, headers={**JSON, "Cookie": cookie}) as resp:
+                await resp.read()
+                return resp.status, resp.headers.getall("Set-Cookie", [])
+
+        return list(await asyncio.gather(*(call(i) for i in range(count))))
+
+
 async def test_200_concurrent_requests_after_expiry_share_one_refresh(
     oauth_stack: StackFactory,
 ) -> None:
@@ -41,19 +58,7 @@ async def test_200_concurrent_requests_after_expiry_share_one_refresh(
     async with ScriptedBrowser() as browser:
         await logged_in(stack, browser, "alice")
         await asyncio.sleep(DUE)  # now within the skew: every request wants a refresh
-        cookie = cookie_header(browser, stack)
-        connector = aiohttp.TCPConnector(limit=0)
-        async with aiohttp.ClientSession(
-            connector=connector, cookie_jar=aiohttp.DummyCookieJar()
-        ) as client:
-
-            async def call(i: int) -> tuple[int, list[str]]:
-                url = f"{stack.public_url}/v2/account?i={i}"
-                async with client.get(url, headers={**JSON, "Cookie": cookie}) as resp:
-                    await resp.read()
-                    return resp.status, resp.headers.getall("Set-Cookie", [])
-
-            results = await asyncio.gather(*(call(i) for i in range(200)))
+        results = await concurrent_gets(stack, cookie_header(browser, stack), 200)
     assert [status for status, _ in results] == [200] * 200
     assert refresh_grants(stack, None) == 1  # one grant for 200 requests, none failed
     assert all(any(c.startswith("sipgate_proxy_0=") for c in cookies) for _, cookies in results)
@@ -277,17 +282,8 @@ async def test_grace_copy_comes_with_its_cookie_when_skew_is_below_five_seconds(
         old_jar = dict(browser.jar(stack.public_url))
         await asyncio.sleep(3.2)  # within the skew: due
         cookie = "; ".join(f"{k}={v}" for k, v in old_jar.items())
-        async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as client:
-
-            async def call(i: int) -> tuple[int, list[str]]:
-                headers = {**JSON, "Cookie": cookie}
-                async with client.get(f"{stack.public_url}/v2/a?i={i}", headers=headers) as resp:
-                    await resp.read()
-                    return resp.status, resp.headers.getall("Set-Cookie", [])
-
-            first = await call(0)  # refreshes
-            rest = await asyncio.gather(*(call(i) for i in range(1, 200)))  # grace copies
-    results = [first, *rest]
+        results = await concurrent_gets(stack, cookie, 1)  # refreshes
+        results += await concurrent_gets(stack, cookie, 199)  # grace copies
     assert [status for status, _ in results] == [200] * 200
     without_cookie = [c for _, c in results if not any(v.startswith("sipgate_proxy_0=") for v in c)]
     assert len(without_cookie) == 0
