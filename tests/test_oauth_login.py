@@ -291,3 +291,31 @@ async def test_unicode_cookie_is_no_session_not_500(oauth_stack: StackFactory) -
             browser.jar(stack.public_url)["sipgate_proxy_0"] = "².abc"
             status, _, _, _ = await browser.request("GET", f"{stack.public_url}{path}")
             assert status in (302, 401), path
+
+
+async def test_first_session_cookie_wins_when_a_duplicate_is_tossed(
+    oauth_stack: StackFactory,
+) -> None:
+    """A sibling subdomain can add a second ``sipgate_proxy_0`` (Domain=parent); browsers
+    send the older of two same-path cookies first, so the first one is the proxy's own."""
+    stack = await oauth_stack()
+    jars = {}
+    for user in ("victim", "mallory"):
+        async with ScriptedBrowser() as browser:
+            await browser.login(stack.public_url, user, "/")
+            jars[user] = browser.jar(stack.public_url)
+    seen = {}
+    for first, last in (("victim", "mallory"), ("mallory", "victim")):
+        cookie = "; ".join(f"{k}={v}" for jar in (jars[first], jars[last]) for k, v in jar.items())
+        for path in ("/v2/account", "/oauth2/userinfo"):
+            async with aiohttp.ClientSession() as client:
+                url = f"{stack.public_url}{path}"
+                async with client.get(url, headers={"Cookie": cookie}) as resp:
+                    body = await resp.json()
+            seen[first, path] = body.get("jwt_sub", body.get("sub"))
+    assert seen == {
+        ("victim", "/v2/account"): "victim",
+        ("victim", "/oauth2/userinfo"): "victim",
+        ("mallory", "/v2/account"): "mallory",
+        ("mallory", "/oauth2/userinfo"): "mallory",
+    }
