@@ -2,8 +2,11 @@
 
 Each attempt has its own cookie (named after a digest of its state), so several tabs can
 log in at once; at most ``MAX_FLOWS`` are kept, oldest dropped first. The cookie's path
-is the login prefix, so proxied API requests never carry it. A state is good once: the
-callback expires its cookie, and a bounded in-memory set refuses a replay meanwhile.
+is the login prefix, so proxied API requests never carry it, except under a ``__Host-``
+name: the flow cookie keeps the prefix (a flow cookie tossed from a sibling subdomain
+would carry the attacker's state: login CSRF), and the prefix demands ``Path=/``.
+A state is good once: the callback expires its cookie, and a bounded in-memory set
+refuses a replay meanwhile.
 
 The sealed text is the JSON of the generated fields, a newline, then the return path as
 is (printable ASCII, never escaped), so its size is known: any return path that
@@ -23,7 +26,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from proxy import b64, redirects
-from proxy.cookie_chunks import CookieAttributes
+from proxy.cookie_chunks import CookieAttributes, host_only
 from proxy.oauth import pkce_verifier
 from proxy.sealing import HEADER_BYTES, TAG_BYTES, KeyRing, context
 from proxy.tokens import Clock
@@ -32,6 +35,11 @@ FLOW_LIFETIME = 600  # seconds a user has to complete the IdP's login form
 MAX_FLOWS = 5
 _MAX_FIELDS = 256  # JSON of state (43), verifier (64), nonce (32), start time: ~180 bytes
 MAX_FLOW_COOKIE = -(-(HEADER_BYTES + _MAX_FIELDS + 1 + redirects.MAX_LENGTH + TAG_BYTES) * 4 // 3)
+
+
+def flow_attributes(cookie_name: str, secure: bool, login_prefix: str) -> CookieAttributes:
+    """Flow cookies live under the login prefix, or at "/" where the name demands it."""
+    return CookieAttributes(secure, path="/" if host_only(cookie_name) else login_prefix + "/")
 
 
 @dataclass(frozen=True)
@@ -51,6 +59,7 @@ class LoginFlows:
         attributes: CookieAttributes,
         clock: Clock = time.time,
     ) -> None:
+        self.cookie_name = cookie_name
         self._keys = keys
         self._prefix = f"{cookie_name}_flow_"
         self._attributes = attributes
