@@ -21,7 +21,6 @@ from proxy import observe
 from proxy import request_state as state
 from proxy.browser_session import BrowserSessionAuth
 from proxy.config import Settings
-from proxy.cookie_chunks import CookieAttributes
 from proxy.cookie_store import CookieSessionStore
 from proxy.credentials import Authenticator
 from proxy.csrf import OriginPolicy
@@ -31,7 +30,7 @@ from proxy.forward_auth import forward_auth_handler
 from proxy.health import Health
 from proxy.keys import decode_key, session_keys
 from proxy.login import LoginRoutes
-from proxy.login_flow import LoginFlows
+from proxy.login_flow import LoginFlows, flow_attributes
 from proxy.metrics import Metrics
 from proxy.oauth import OAuthClient
 from proxy.observe import add_request_id, observer
@@ -181,9 +180,8 @@ def _wire_service(app: web.Application, settings: Settings, clients: HttpClients
         report=lambda usable: metrics.service_identity.set(1 if usable else 0),
     )
     app[AUTHENTICATOR] = ServiceAuth(identity, _headless_guard(app, settings))
-    flows = LoginFlows(
-        keys, settings.session.cookie_name, CookieAttributes(settings.cookie_secure, prefix + "/")
-    )
+    name = settings.session.cookie_name
+    flows = LoginFlows(keys, name, flow_attributes(name, settings.cookie_secure, prefix))
     routes = LoginRoutes(
         oauth,
         flows,
@@ -233,9 +231,8 @@ def _wire_oauth2(app: web.Application, settings: Settings, clients: HttpClients)
     prefix = oauth2.path_prefix
     oauth = OAuthClient(oauth2, settings.public_url + prefix + "/callback", clients.idp_session)
     storage, coordination = _session_store(app, settings, keys)
-    flows = LoginFlows(
-        keys, session.cookie_name, CookieAttributes(settings.cookie_secure, path=prefix + "/")
-    )
+    name = session.cookie_name
+    flows = LoginFlows(keys, name, flow_attributes(name, settings.cookie_secure, prefix))
     origins = OriginPolicy(settings.public_url, session.allowed_origins)
     app[ORIGINS] = origins
     refresher = Refresher(

@@ -26,6 +26,7 @@ from types import UnionType
 from typing import Annotated, Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
+from proxy.cookie_chunks import secure_prefix
 from proxy.csrf import normalise_origin
 from proxy.keys import InvalidKey, decode_key
 
@@ -190,7 +191,8 @@ class Auth(_Section):
 @dataclass(frozen=True, kw_only=True)
 class Session(_Section):
     cookie_name: Annotated[str, Pattern(r"^[A-Za-z0-9_-]{1,64}$")] = "sipgate_proxy"
-    cookie_secure: bool | None = None  # None: on, except for a loopback http public_url
+    # None: on, except for a loopback http public_url with an unprefixed cookie_name
+    cookie_secure: bool | None = None
     keys: Annotated[list[Secret], Check(_decodable_keys)] = field(default_factory=list)
     store: Literal["cookie", "redis"] = "cookie"
     redis_url: Secret | None = None  # redis://, rediss:// (TLS) or unix://
@@ -239,7 +241,8 @@ class Settings(_Section):
     @property
     def cookie_secure(self) -> bool:
         if self.session.cookie_secure is None:
-            return not self.is_local
+            # Browsers keep Secure cookies set over http://localhost, too.
+            return not self.is_local or secure_prefix(self.session.cookie_name) is not None
         return self.session.cookie_secure
 
 
@@ -426,6 +429,14 @@ def _cross_checks(settings: Settings) -> Iterator[Problem]:
             yield _missing("auth.personal_access_token.token", "in personal_access_token mode")
     if auth.mode in ("oauth2", "service"):
         yield from _oauth2_checks(settings)
+    name = settings.session.cookie_name
+    prefix = secure_prefix(name)
+    if prefix is not None and not settings.cookie_secure:
+        yield Problem(
+            "session.cookie_secure",
+            f"must be true with session.cookie_name {name!r}: browsers drop {prefix} "
+            "cookies that are not Secure",
+        )
     if auth.mode == "service":
         service = auth.service
         if not service.allowed_subjects:

@@ -4,6 +4,12 @@
 before any decryption. Values are base64url text, which needs no cookie quoting.
 Chunks beyond the new count that the browser still holds are expired, so a session
 that shrinks leaves nothing stale behind.
+
+Cookie prefixes (RFC 6265bis §4.1.3, matched case-insensitively as browsers do):
+``__Secure-`` cookies must be Secure; ``__Host-`` cookies must be Secure, ``Path=/`` and
+have no Domain, so a sibling subdomain cannot set ("toss") one. Without the prefix it can,
+so when a name arrives twice the first one counts: browsers send the cookie of the
+longer path, then the older one, first.
 """
 
 from __future__ import annotations
@@ -17,6 +23,17 @@ _HEADER_PREFIX = len("Set-Cookie: ")
 _COUNT_PREFIX = len("9.")
 _COUNTS = frozenset(str(n) for n in range(1, MAX_CHUNKS + 1))
 _INDEXES = {str(n): n for n in range(100)}
+SECURE_PREFIXES = ("__Secure-", "__Host-")
+
+
+def secure_prefix(name: str) -> str | None:
+    """The cookie prefix that makes browsers demand Secure for ``name``, if it has one."""
+    return next((p for p in SECURE_PREFIXES if name[: len(p)].lower() == p.lower()), None)
+
+
+def host_only(name: str) -> bool:
+    """Whether browsers accept ``name`` only with Secure, ``Path=/`` and no Domain."""
+    return secure_prefix(name) == "__Host-"
 
 
 @dataclass(frozen=True)
@@ -98,13 +115,14 @@ def _chunk_index(name: str, cookie: str) -> int | None:
 
 
 def own_cookies(headers: Iterable[str], name: str) -> dict[str, str]:
-    """This store's chunks straight from the raw Cookie headers: parsing every cookie of a
-    request (aiohttp's ``request.cookies``) costs more than the session lookup itself."""
+    """This proxy's cookies straight from the raw Cookie headers, the first of a name
+    winning (see above): parsing every cookie of a request (aiohttp's ``request.cookies``,
+    where the last wins) costs more than the session lookup itself."""
     prefix = name + "_"
     found: dict[str, str] = {}
     for header in headers:
         for pair in header.split(";"):
             cookie, equals, value = pair.strip().partition("=")
             if equals and cookie.startswith(prefix):
-                found[cookie] = value
+                found.setdefault(cookie, value)
     return found

@@ -16,6 +16,7 @@ import aiohttp_session
 from aiohttp import web
 
 from proxy import request_state as rs
+from proxy.cookie_chunks import own_cookies
 from proxy.csrf import OriginPolicy
 from proxy.errors import CrossSiteRefused, json_error
 from proxy.id_token import InvalidIdToken, verify
@@ -66,7 +67,7 @@ class LoginRoutes:
     async def start(self, request: web.Request) -> web.Response:
         return_path = safe_return_path(request.query.get("rd"))
         flow, cookies = self._flows.begin(
-            return_path, self._pkce, self._wants_nonce, request.cookies
+            return_path, self._pkce, self._wants_nonce, self._cookies(request)
         )
         challenge = pkce_challenge(flow.verifier) if flow.verifier else None
         try:
@@ -78,18 +79,18 @@ class LoginRoutes:
         return response
 
     async def callback(self, request: web.Request) -> web.Response:
-        query = request.query
+        query, cookies = request.query, self._cookies(request)
         state = query.get("state", "")
         if "error" in query:
             request[rs.LOGIN_OUTCOME] = "idp_error"
-            retry = self._flows.peek_return_path(state, request.cookies)
-            _, expire = self._flows.finish(state, request.cookies)
+            retry = self._flows.peek_return_path(state, cookies)
+            _, expire = self._flows.finish(state, cookies)
             log.info("login refused by the IdP: %s", _short(query.get("error", "")))
             page = self._page(
                 403, f"The login was not completed ({_short(query['error'])}).", retry
             )
             return _add_cookies(page, expire)
-        flow, expire = self._flows.finish(state, request.cookies)
+        flow, expire = self._flows.finish(state, cookies)
         if flow is None or not query.get("code"):
             request[rs.LOGIN_OUTCOME] = "invalid_state"
             log.info("login callback with an unknown, used or expired state")
@@ -141,7 +142,7 @@ class LoginRoutes:
 
     async def userinfo(self, request: web.Request) -> web.Response:
         assert self._storage is not None, "userinfo needs browser sessions"
-        stored = await self._storage.load(request.cookies)
+        stored = await self._storage.load(self._cookies(request))
         if stored is None:
             return json_error(
                 401,
@@ -190,6 +191,10 @@ class LoginRoutes:
         except IdPUnavailable:
             log.warning("sign-out: the IdP is unreachable; cookies cleared anyway")
         return None
+
+    def _cookies(self, request: web.Request) -> dict[str, str]:
+        """The session's and the login attempts' cookies (all named ``<cookie_name>_…``)."""
+        return own_cookies(request.headers.getall("Cookie", ()), self._flows.cookie_name)
 
     def _page(self, status: int, message: str, return_path: str) -> web.Response:
         retry = html.escape(login_url("", self._prefix, return_path), quote=True)

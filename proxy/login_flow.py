@@ -2,8 +2,15 @@
 
 Each attempt has its own cookie (named after a digest of its state), so several tabs can
 log in at once; at most ``MAX_FLOWS`` are kept, oldest dropped first. The cookie's path
-is the login prefix, so proxied API requests never carry it. A state is good once: the
-callback expires its cookie, and a bounded in-memory set refuses a replay meanwhile.
+is the login prefix, so proxied API requests never carry it, except under a ``__Host-``
+name: the flow cookie keeps the prefix (a flow cookie tossed from a sibling subdomain
+would carry the attacker's state: login CSRF), and the prefix demands ``Path=/``.
+A state is good once: the callback expires its cookie, and a bounded in-memory set
+refuses a replay meanwhile.
+
+The sealed text is the JSON of the generated fields, a newline, then the return path as
+is (printable ASCII, never escaped), so its size is known: any return path that
+``redirects`` lets through fits ``MAX_FLOW_COOKIE``, and that fits one Set-Cookie.
 """
 
 from __future__ import annotations
@@ -18,15 +25,21 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from proxy import b64
-from proxy.cookie_chunks import CookieAttributes
+from proxy import b64, redirects
+from proxy.cookie_chunks import CookieAttributes, host_only
 from proxy.oauth import pkce_verifier
-from proxy.sealing import KeyRing, context
+from proxy.sealing import HEADER_BYTES, TAG_BYTES, KeyRing, context
 from proxy.tokens import Clock
 
 FLOW_LIFETIME = 600  # seconds a user has to complete the IdP's login form
 MAX_FLOWS = 5
-MAX_FLOW_COOKIE = 2048
+_MAX_FIELDS = 256  # JSON of state (43), verifier (64), nonce (32), start time: ~180 bytes
+MAX_FLOW_COOKIE = -(-(HEADER_BYTES + _MAX_FIELDS + 1 + redirects.MAX_LENGTH + TAG_BYTES) * 4 // 3)
+
+
+def flow_attributes(cookie_name: str, secure: bool, login_prefix: str) -> CookieAttributes:
+    """Flow cookies live under the login prefix, or at "/" where the name demands it."""
+    return CookieAttributes(secure, path="/" if host_only(cookie_name) else login_prefix + "/")
 
 
 @dataclass(frozen=True)
@@ -46,6 +59,7 @@ class LoginFlows:
         attributes: CookieAttributes,
         clock: Clock = time.time,
     ) -> None:
+        self.cookie_name = cookie_name
         self._keys = keys
         self._prefix = f"{cookie_name}_flow_"
         self._attributes = attributes
@@ -60,13 +74,13 @@ class LoginFlows:
             state=secrets.token_urlsafe(32),
             verifier=verifier,
             nonce=secrets.token_urlsafe(24) if nonce else None,
-            return_path=return_path,
+            return_path=redirects.safe_return_path(return_path),
             started_at=self._clock(),
         )
         name = self._name(flow.state)
-        payload = json.dumps(
-            [flow.state, flow.verifier, flow.nonce, flow.return_path, flow.started_at]
-        ).encode()
+        fields = json.dumps([flow.state, flow.verifier, flow.nonce, flow.started_at]).encode()
+        assert len(fields) <= _MAX_FIELDS, "flow fields outgrew MAX_FLOW_COOKIE"
+        payload = fields + b"\n" + flow.return_path.encode("ascii")
         sealed = self._keys.seal(payload, context("flow", name))
         value = b64.encode(sealed)
         headers = [f"{name}={value}; {self._attributes.render(FLOW_LIFETIME)}"]
@@ -102,8 +116,7 @@ class LoginFlows:
         if plaintext is None:
             return None
         try:
-            state, verifier, nonce, return_path, started_at = json.loads(plaintext)
-            flow = LoginFlow(state, verifier, nonce, return_path, float(started_at))
+            flow = _parse(plaintext)
         except (ValueError, TypeError):
             return None
         age = self._clock() - flow.started_at
@@ -123,6 +136,15 @@ class LoginFlows:
 
     def _expire(self, name: str) -> str:
         return f"{name}=; {self._attributes.render(0)}"
+
+
+def _parse(plaintext: bytes) -> LoginFlow:
+    fields, newline, return_path = plaintext.partition(b"\n")
+    if not newline:  # written before the return path moved out of the JSON
+        state, verifier, nonce, old_path, started_at = json.loads(plaintext)
+        return LoginFlow(state, verifier, nonce, str(old_path), float(started_at))
+    state, verifier, nonce, started_at = json.loads(fields)
+    return LoginFlow(state, verifier, nonce, return_path.decode("ascii"), float(started_at))
 
 
 class _UsedStates:

@@ -20,6 +20,7 @@ import aiohttp_session
 from aiohttp import web
 from aiohttp.web_exceptions import NotAppKeyWarning
 
+from proxy.cookie_chunks import own_cookies
 from proxy.session_codec import StoredSession
 from proxy.tokens import TokenSet
 
@@ -69,9 +70,10 @@ class SessionStorage(aiohttp_session.AbstractStorage):
         self._clock = clock
 
     async def load_session(self, request: web.Request) -> aiohttp_session.Session:
-        stored = await self.store.load(request.cookies)
+        cookies = self._cookies(request)
+        stored = await self.store.load(cookies)
         if stored is None:
-            if self.store.present(request.cookies):
+            if self.store.present(cookies):
                 log.warning("session cookie present but not valid; treating as no session")
             return aiohttp_session.Session(None, data=None, new=True, max_age=None)
         data: aiohttp_session.SessionData = {
@@ -86,14 +88,17 @@ class SessionStorage(aiohttp_session.AbstractStorage):
         response: web.StreamResponse,
         session: aiohttp_session.Session,
     ) -> None:
-        tokens = session.get(TOKENS_KEY)
+        tokens, cookies = session.get(TOKENS_KEY), self._cookies(request)
         if session.empty or not isinstance(tokens, TokenSet):
-            headers = await self.store.clear(request.cookies)
+            headers = await self.store.clear(cookies)
         else:
             created = float(session.get(CREATED_KEY, self._clock()))
-            headers = await self.store.save(tokens, created, request.cookies, session.new)
+            headers = await self.store.save(tokens, created, cookies, session.new)
         for header in headers:
             response.headers.add("Set-Cookie", header)
+
+    def _cookies(self, request: web.Request) -> dict[str, str]:
+        return own_cookies(request.headers.getall("Cookie", ()), self.store.cookie_name)
 
 
 def session_cookie_bytes(set_cookies: list[str]) -> int:

@@ -159,6 +159,25 @@ def test_local_public_url_allows_insecure_cookies_and_no_keys() -> None:
     assert https.cookie_secure is True
 
 
+@pytest.mark.parametrize("name", ["__Host-sipgate_proxy", "__Secure-sipgate_proxy", "__host-x"])
+def test_prefixed_cookie_name_is_refused_when_cookie_secure_is_false(name: str) -> None:
+    env = {
+        **OAUTH,
+        "SIPGATE_PROXY_SESSION__COOKIE_NAME": name,
+        "SIPGATE_PROXY_SESSION__COOKIE_SECURE": "false",
+    }
+    (found,) = problems(env=env)
+    assert found.startswith("session.cookie_secure: must be true")
+    assert name in found
+
+
+def test_prefixed_cookie_name_turns_secure_cookies_on_when_local() -> None:
+    env = {**OAUTH, "SIPGATE_PROXY_SESSION__COOKIE_NAME": "__Host-sipgate_proxy"}
+    settings = config.load(None, env)
+    assert settings.is_local
+    assert settings.cookie_secure is True  # Chromium keeps Secure cookies on localhost
+
+
 @pytest.mark.parametrize(
     "content", ["listen: [1, 2", "- just\n- a list\n", "auth:\n  mode: kerberos\n"]
 )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from proxy.cookie_chunks import CookieAttributes
 from proxy.login_flow import FLOW_LIFETIME, MAX_FLOWS, LoginFlows
 from proxy.sealing import KeyRing
@@ -49,6 +51,22 @@ def test_flow_round_trips_once_when_state_matches() -> None:
     assert all("Max-Age=0" in h for h in expire)
     again, _ = login.finish(flow.state, jar(headers))  # replay with the same cookie
     assert again is None
+
+
+@pytest.mark.parametrize("filler", ["a", '"', "%"])
+def test_flow_opens_and_fits_one_cookie_when_return_path_is_the_longest_allowed(
+    filler: str,
+) -> None:
+    # 2048 is the documented rd limit; '"' is the character JSON would have to escape.
+    longest = "/?" + filler * (2048 - 2)
+    login = LoginFlows(
+        KeyRing([bytes(32)]), "n" * 64, CookieAttributes(secure=True, path="/oauth2/")
+    )
+    flow, headers = login.begin(longest, pkce=True, nonce=True, cookies={})
+    assert len("Set-Cookie: " + headers[0]) <= 4096
+    found, _ = login.finish(flow.state, jar(headers))
+    assert found is not None
+    assert found.return_path == longest
 
 
 def test_state_is_unguessable_and_verifier_long_enough() -> None:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, quote, urlsplit
 
 import aiohttp
+import pytest
 
 from tests.conftest import CLIENT_ID, StackFactory
 from tests.support.scripted_browser import NAVIGATION, ScriptedBrowser
@@ -23,6 +24,35 @@ async def test_login_then_api_call_carries_verified_bearer(oauth_stack: StackFac
     assert stack.verifier.accepted == 1
     assert stack.idp.token_calls("authorization_code", "success") == 1
     assert stack.idp.stats()["token_auth"] == {"client_secret_post": 1}
+
+
+async def test_longest_deep_link_is_kept_when_logging_in(oauth_stack: StackFactory) -> None:
+    stack = await oauth_stack()
+    longest = "/v2/account?q=" + "a" * (2048 - len("/v2/account?q="))  # 2048: rd's limit
+    async with ScriptedBrowser() as browser:
+        status, headers, body = await browser.sign_in(stack.public_url, "lena", quote(longest))
+        assert (status, headers.get("Location")) == (302, longest), body[:200]
+        _, status, body = await browser.navigate(stack.public_url + headers["Location"])
+    assert status == 200
+    assert json.loads(body)["raw_path"] == longest  # arrived at the API unchanged
+
+
+@pytest.mark.parametrize(
+    ("too_long", "landing"),
+    [
+        ("/v2/account?q=" + "a" * 2048, "/v2/account"),  # query too long: cut to the path
+        ("/v2/account#" + "a" * 2048, "/v2/account"),  # fragment too long: the same
+        ("/v2/" + "a" * 2048 + "?q=1", "/"),  # the path itself too long: the root
+    ],
+)
+async def test_over_long_deep_link_lands_on_its_path_when_logging_in(
+    oauth_stack: StackFactory, too_long: str, landing: str
+) -> None:
+    stack = await oauth_stack()
+    async with ScriptedBrowser() as browser:
+        status, headers, body = await browser.sign_in(stack.public_url, "max", quote(too_long))
+    assert "expired" not in body
+    assert (status, headers.get("Location")) == (302, landing)
 
 
 async def test_start_redirects_to_keycloak_authorize_with_pkce(oauth_stack: StackFactory) -> None:
@@ -261,3 +291,31 @@ async def test_unicode_cookie_is_no_session_not_500(oauth_stack: StackFactory) -
             browser.jar(stack.public_url)["sipgate_proxy_0"] = "².abc"
             status, _, _, _ = await browser.request("GET", f"{stack.public_url}{path}")
             assert status in (302, 401), path
+
+
+async def test_first_session_cookie_wins_when_a_duplicate_is_tossed(
+    oauth_stack: StackFactory,
+) -> None:
+    """A sibling subdomain can add a second ``sipgate_proxy_0`` (Domain=parent); browsers
+    send the older of two same-path cookies first, so the first one is the proxy's own."""
+    stack = await oauth_stack()
+    jars = {}
+    for user in ("victim", "mallory"):
+        async with ScriptedBrowser() as browser:
+            await browser.login(stack.public_url, user, "/")
+            jars[user] = browser.jar(stack.public_url)
+    seen = {}
+    for first, last in (("victim", "mallory"), ("mallory", "victim")):
+        cookie = "; ".join(f"{k}={v}" for jar in (jars[first], jars[last]) for k, v in jar.items())
+        for path in ("/v2/account", "/oauth2/userinfo"):
+            async with aiohttp.ClientSession() as client:
+                url = f"{stack.public_url}{path}"
+                async with client.get(url, headers={"Cookie": cookie}) as resp:
+                    body = await resp.json()
+            seen[first, path] = body.get("jwt_sub", body.get("sub"))
+    assert seen == {
+        ("victim", "/v2/account"): "victim",
+        ("victim", "/oauth2/userinfo"): "victim",
+        ("mallory", "/v2/account"): "mallory",
+        ("mallory", "/oauth2/userinfo"): "mallory",
+    }

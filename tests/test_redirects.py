@@ -109,6 +109,22 @@ def test_safe_return_path_keeps_value_when_it_is_a_same_origin_path(value: str) 
 
 
 @pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("/v2/account?q=" + "a" * MAX_LENGTH, "/v2/account"),
+        ("/v2/account#" + "a" * MAX_LENGTH, "/v2/account"),
+        ("/v2/account?q=1#" + "a" * MAX_LENGTH, "/v2/account"),
+        ("/" + "a" * (MAX_LENGTH - 1) + "?q=1", "/" + "a" * (MAX_LENGTH - 1)),
+        ("/" + "a" * MAX_LENGTH + "?q=1", "/"),
+        ("//evil.com?" + "a" * MAX_LENGTH, "/"),
+        ("/\\evil.com#" + "a" * MAX_LENGTH, "/"),
+    ],
+)
+def test_safe_return_path_is_cut_to_its_path_when_too_long(value: str, expected: str) -> None:
+    assert safe_return_path(value) == expected
+
+
+@pytest.mark.parametrize(
     ("return_path", "expected_rd"),
     [
         ("/v2/account?x=1&y=2#top", "/v2/account?x=1&y=2#top"),
