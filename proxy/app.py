@@ -24,7 +24,7 @@ from proxy.config import Settings
 from proxy.cookie_chunks import CookieAttributes
 from proxy.cookie_store import CookieSessionStore
 from proxy.credentials import Authenticator
-from proxy.csrf import OriginPolicy
+from proxy.csrf import OriginPolicy, vary_with_origin
 from proxy.errors import ProxyError, StoreUnavailable, json_error
 from proxy.forward import Forwarder
 from proxy.forward_auth import forward_auth_handler
@@ -427,6 +427,10 @@ def _answer_headers(
 def _cors_headers(
     origins: OriginPolicy, request: web.Request, response: web.StreamResponse
 ) -> None:
+    headers = response.headers
     allowed = origins.cors_headers(request.headers.get("Origin"))
     if allowed:  # ours replace the upstream's: only the proxy knows which origins it trusts
-        response.headers.update(allowed)
+        headers.update(allowed)
+    vary = vary_with_origin(headers.getall("Vary", ()))
+    if vary is not None:  # added to the upstream's, never in place of it
+        headers["Vary"] = vary
