@@ -152,7 +152,7 @@ def _wire_service(app: web.Application, settings: Settings, clients: HttpClients
     from proxy import redis_store
     from proxy.redis_refresh import RedisRefreshCoordination
     from proxy.service_identity import FileState, IdentityState, RedisState, ServiceIdentity
-    from proxy.service_routes import ServiceAuth, login_completion, status_handler
+    from proxy.service_routes import ServiceAuth, login_completion, register_operator_routes
 
     oauth2, service = settings.auth.oauth2, settings.auth.service
     keys = KeyRing([decode_key(k.get_secret_value()) for k in settings.session.keys])
@@ -178,9 +178,11 @@ def _wire_service(app: web.Application, settings: Settings, clients: HttpClients
         frozenset(service.allowed_subjects),
         oauth2.refresh_skew,
         login_url(settings.public_url, prefix, "/"),
+        revoker=oauth,
         report=lambda usable: metrics.service_identity.set(1 if usable else 0),
     )
-    app[AUTHENTICATOR] = ServiceAuth(identity, _headless_guard(app, settings))
+    guard = _headless_guard(app, settings)
+    app[AUTHENTICATOR] = ServiceAuth(identity, guard)
     flows = LoginFlows(
         keys, settings.session.cookie_name, CookieAttributes(settings.cookie_secure, prefix + "/")
     )
@@ -197,8 +199,7 @@ def _wire_service(app: web.Application, settings: Settings, clients: HttpClients
     routes.complete = login_completion(identity)
 
     def register(router: web.UrlDispatcher) -> None:
-        routes.register(router, browser_sessions=False)
-        router.add_get(f"{prefix}/service", status_handler(identity), name="login:service")
+        register_operator_routes(router, prefix, routes, identity, guard)
 
     # The operator's endpoints sit on the management listener when there is one.
     if settings.management.listen is not None:
