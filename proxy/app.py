@@ -23,7 +23,7 @@ from proxy.browser_session import BrowserSessionAuth
 from proxy.config import Settings
 from proxy.cookie_store import CookieSessionStore
 from proxy.credentials import Authenticator
-from proxy.csrf import OriginPolicy
+from proxy.csrf import OriginPolicy, vary_with_origin
 from proxy.errors import ProxyError, StoreUnavailable, json_error
 from proxy.forward import Forwarder
 from proxy.forward_auth import forward_auth_handler
@@ -151,7 +151,7 @@ def _wire_service(app: web.Application, settings: Settings, clients: HttpClients
     from proxy import redis_store
     from proxy.redis_refresh import RedisRefreshCoordination
     from proxy.service_identity import FileState, IdentityState, RedisState, ServiceIdentity
-    from proxy.service_routes import ServiceAuth, login_completion, status_handler
+    from proxy.service_routes import ServiceAuth, login_completion, register_operator_routes
 
     oauth2, service = settings.auth.oauth2, settings.auth.service
     keys = KeyRing([decode_key(k.get_secret_value()) for k in settings.session.keys])
@@ -177,9 +177,11 @@ def _wire_service(app: web.Application, settings: Settings, clients: HttpClients
         frozenset(service.allowed_subjects),
         oauth2.refresh_skew,
         login_url(settings.public_url, prefix, "/"),
+        revoker=oauth,
         report=lambda usable: metrics.service_identity.set(1 if usable else 0),
     )
-    app[AUTHENTICATOR] = ServiceAuth(identity, _headless_guard(app, settings))
+    guard = _headless_guard(app, settings)
+    app[AUTHENTICATOR] = ServiceAuth(identity, guard)
     name = settings.session.cookie_name
     flows = LoginFlows(keys, name, flow_attributes(name, settings.cookie_secure, prefix))
     routes = LoginRoutes(
@@ -195,8 +197,7 @@ def _wire_service(app: web.Application, settings: Settings, clients: HttpClients
     routes.complete = login_completion(identity)
 
     def register(router: web.UrlDispatcher) -> None:
-        routes.register(router, browser_sessions=False)
-        router.add_get(f"{prefix}/service", status_handler(identity), name="login:service")
+        register_operator_routes(router, prefix, routes, identity, guard)
 
     # The operator's endpoints sit on the management listener when there is one.
     if settings.management.listen is not None:
@@ -427,6 +428,10 @@ def _answer_headers(
 def _cors_headers(
     origins: OriginPolicy, request: web.Request, response: web.StreamResponse
 ) -> None:
+    headers = response.headers
     allowed = origins.cors_headers(request.headers.get("Origin"))
     if allowed:  # ours replace the upstream's: only the proxy knows which origins it trusts
-        response.headers.update(allowed)
+        headers.update(allowed)
+    vary = vary_with_origin(headers.getall("Vary", ()))
+    if vary is not None:  # added to the upstream's, never in place of it
+        headers["Vary"] = vary

@@ -144,6 +144,7 @@ class Upstream(_Section):
     read_timeout: Positive = 60.0
     max_body_size: Annotated[int, Limits(ge=0)] = 64 * 1024 * 1024
     forward_cookies: bool = False
+    allow_insecure_http: bool = False  # plain http to a host that is not loopback
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -420,6 +421,7 @@ def _named_source(problem: Problem, from_env: Mapping[str, str]) -> Problem:
 
 
 def _cross_checks(settings: Settings) -> Iterator[Problem]:
+    yield from _upstream_checks(settings.upstream)
     auth = settings.auth
     if auth.mode == "personal_access_token":
         pat = auth.personal_access_token
@@ -464,6 +466,18 @@ def _cross_checks(settings: Settings) -> Iterator[Problem]:
             )
         elif urlsplit(url.get_secret_value()).scheme not in ("redis", "rediss", "unix"):
             yield Problem("session.redis_url", "must be a redis://, rediss:// or unix:// URL")
+
+
+def _upstream_checks(upstream: Upstream) -> Iterator[Problem]:
+    parts = urlsplit(upstream.url)
+    loopback = _is_loopback_host(parts.hostname or "")
+    if parts.scheme == "http" and not loopback and not upstream.allow_insecure_http:
+        yield Problem(
+            "upstream.url",
+            "plain http would send the Bearer token or PAT in clear to a host that is "
+            "not loopback: use https, or set upstream.allow_insecure_http: true "
+            f"({env_name('upstream.allow_insecure_http')}=true) for a trusted network",
+        )
 
 
 def _oauth2_checks(settings: Settings) -> Iterator[Problem]:

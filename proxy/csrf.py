@@ -66,7 +66,6 @@ class OriginPolicy:
             # Echoed as sent: the browser compares it byte for byte with its own origin.
             "Access-Control-Allow-Origin": origin,
             "Access-Control-Allow-Credentials": "true",
-            "Vary": "Origin",
         }
 
     def preflight_headers(
@@ -85,6 +84,16 @@ class OriginPolicy:
             headers["Access-Control-Allow-Headers"] = ", ".join(names)
         headers["Access-Control-Max-Age"] = PREFLIGHT_MAX_AGE
         return headers
+
+
+def vary_with_origin(values: Sequence[str]) -> str | None:
+    """The ``Vary`` value that adds ``Origin`` to the field's lines ``values``, or None
+    when they already name it (or ``*``). With CORS on, every answer varies by Origin,
+    also one to a request without it; the upstream's fields are kept as sent."""
+    tokens = {token.strip().lower() for value in values for token in value.split(",")}
+    if "origin" in tokens or "*" in tokens:
+        return None
+    return ", ".join([*(value.strip() for value in values if value.strip()), "Origin"])
 
 
 def _required_origin(value: str) -> str:

@@ -59,6 +59,12 @@ class HeadlessClientGuard:
     def check(self, request: web.Request) -> None:
         if not self._networks.allows(request.remote):
             raise ClientNotAllowed()
+        self.check_page(request)
+
+    def check_page(self, request: web.Request) -> None:
+        """The web-page part alone, for the operator's endpoints of service mode: any
+        network may reach them, but no foreign or rebound page may start a sign-in or
+        read the status."""
         headers = request.headers
         if "Origin" in headers or "Sec-Fetch-Site" in headers:
             origin, site = headers.get("Origin"), headers.get("Sec-Fetch-Site")

@@ -1,8 +1,11 @@
 """The Redis store: the browser holds only a sealed random session id; the token set
 lives in Redis, sealed with the same session keys, for as long as its refresh token.
 
-    {ns}:session:<sha256(id)>   hash {data: sealed token set, exp: access expiry}, TTL
-    {ns}:subject:<sha256(sub)>  set of session keys, so an operator can end them all
+    {ns}:session:<sha256(id)>   hash {data: sealed token set, exp: access expiry,
+                                idx: its subject key}, TTL
+    {ns}:subject:<sha256(sub)>  set of session keys, so an operator can end them all;
+                                pruned on sign-out and of expired records whenever one
+                                is saved, and it lives as long as its longest session
 
 A session record is only replaced by a newer one (higher access-token expiry), so a slow
 replica can never put a rotated-out refresh token back. Redis errors become
@@ -42,13 +45,31 @@ log = logging.getLogger(__name__)
 ID_BYTES = 32
 T = TypeVar("T")
 
-# Replace the record only with a newer token set (KEYS: record; ARGV: data, exp, ttl ms).
+# Replace the record only with a newer token set, and keep the subject's index to the
+# live records (KEYS: record[, index]; ARGV: data, exp, ttl ms). The index expires with
+# its longest-lived record: extended, never shortened, never past that.
 _SAVE_IF_NEWER = """
 local current = redis.call('HGET', KEYS[1], 'exp')
 if current and tonumber(current) > tonumber(ARGV[2]) then return 0 end
 redis.call('HSET', KEYS[1], 'data', ARGV[1], 'exp', ARGV[2])
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
+local index = KEYS[2]
+if not index then return 1 end
+redis.call('HSET', KEYS[1], 'idx', index)
+redis.call('SADD', index, KEYS[1])
+for _, member in ipairs(redis.call('SMEMBERS', index)) do
+  if redis.call('EXISTS', member) == 0 then redis.call('SREM', index, member) end
+end
+if redis.call('PTTL', index) < tonumber(ARGV[3]) then redis.call('PEXPIRE', index, ARGV[3]) end
 return 1
+"""
+
+# Delete a record and take it out of its subject's index (KEYS: record).
+_DELETE = """
+local index = redis.call('HGET', KEYS[1], 'idx')
+local deleted = redis.call('DEL', KEYS[1])
+if index then redis.call('SREM', index, KEYS[1]) end
+return deleted
 """
 
 
@@ -94,6 +115,7 @@ class RedisSessionStore:
         self._clock = clock
         self._id_context = context("session-id", cookie_name)
         self._save_if_newer = client.register_script(_SAVE_IF_NEWER)
+        self._delete = client.register_script(_DELETE)
 
     def present(self, cookies: Mapping[str, str]) -> bool:
         return has_chunks(self.cookie_name, cookies)
@@ -130,20 +152,19 @@ class RedisSessionStore:
         record = session_codec.seal(
             self._keys, StoredSession(tokens, created, now), context("redis-session", key)
         )
+        keys = [key, self._subject_key(tokens.subject)] if tokens.subject else [key]
         await call(
-            self._save_if_newer(keys=[key], args=[record, tokens.expires_at, int(ttl * 1000)])
+            self._save_if_newer(keys=keys, args=[record, tokens.expires_at, int(ttl * 1000)])
         )
-        if tokens.subject:
-            await self._index(tokens.subject, key)
         if new_session and previous is not None and previous != session_id:
-            await call(self._redis.delete(self._record_key(previous)))
+            await call(self._delete(keys=[self._record_key(previous)]))
         value = b64.encode(self._keys.seal(session_id, self._id_context))
         return write_chunks(self.cookie_name, value, self._attributes, int(ttl), cookies)
 
     async def clear(self, cookies: Mapping[str, str]) -> list[str]:
         session_id = self._session_id(cookies)
         if session_id is not None:
-            await call(self._redis.delete(self._record_key(session_id)))
+            await call(self._delete(keys=[self._record_key(session_id)]))
         return expire_chunks(self.cookie_name, self._attributes, cookies)
 
     async def end_subject(self, subject: str) -> int:
@@ -161,13 +182,6 @@ class RedisSessionStore:
             return bool(await self._redis.ping())
         except (RedisError, OSError):
             return False
-
-    async def _index(self, subject: str, key: str) -> None:
-        index = self._subject_key(subject)
-        pipe = self._redis.pipeline(transaction=False)
-        pipe.sadd(index, key)
-        pipe.pexpire(index, int(self._max_lifetime * 1000))
-        await call(pipe.execute())
 
     def _session_id(self, cookies: Mapping[str, str]) -> bytes | None:
         text = read_chunks(self.cookie_name, cookies)

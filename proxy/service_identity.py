@@ -7,6 +7,10 @@ A background task refreshes it before the access token expires, so the refresh t
 never idles out, single-flight across replicas through the same Redis coordination as
 browser sessions. When the IdP ends the grant, requests get 503 saying an operator must
 sign in again; readiness stays up (the proxy itself is fine).
+
+A login that does not become the identity (subject not allowed) and an identity that a
+new login replaces have their grants revoked at the IdP, unless the new login shares
+the old one's grant (same IdP session): revoking that would end the new one too.
 """
 
 from __future__ import annotations
@@ -26,11 +30,12 @@ import redis.asyncio as redis
 from proxy import session_codec
 from proxy.credentials import Credentials
 from proxy.errors import IdPUnavailable, ProxyError
+from proxy.oauth import OAuthError
 from proxy.redis_store import call
 from proxy.refresh import Refresher, RefreshFailed
 from proxy.sealing import KeyRing, context
 from proxy.session_codec import StoredSession
-from proxy.tokens import Clock, TokenSet
+from proxy.tokens import Clock, TokenSet, unverified_claim
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +47,10 @@ class ServiceIdentityMissing(ProxyError):
     status = 503
     code = "service_identity_missing"
     message = "no usable service identity: an operator must sign in"
+
+
+class Revoker(Protocol):
+    async def revoke(self, refresh_token: str) -> bool: ...
 
 
 class IdentityState(Protocol):
@@ -115,10 +124,12 @@ class ServiceIdentity:
         allowed_subjects: frozenset[str],
         refresh_skew: float,
         login_url: str,
+        revoker: Revoker,
         report: Callable[[bool], None] = lambda usable: None,
         clock: Clock = time.time,
     ) -> None:
         self._report = report  # e.g. a metric: is the identity usable right now?
+        self._revoker = revoker
         self._state = state
         self._refresher = refresher
         self.allowed_subjects = allowed_subjects
@@ -145,14 +156,27 @@ class ServiceIdentity:
         """Adopt a fresh login as the identity, if its subject is allowed."""
         if tokens.subject not in self.allowed_subjects:
             log.warning("service sign-in refused: subject not in service.allowed_subjects")
+            await self._revoke(tokens, "refused sign-in")
             return False
+        await self._adopt_stored()  # the identity being replaced, wherever it was set
+        previous = self.current
         stored = StoredSession(tokens, self._clock(), self._clock())
         await self._state.save(stored)
         self.current, self.sign_in_required, self.last_error = stored, False, None
         self._report(True)
         self._signed_in.set()
         log.info("service identity signed in")
+        if previous is not None and not same_grant(previous.tokens, tokens):
+            await self._revoke(previous.tokens, "replaced identity")
         return True
+
+    async def _revoke(self, tokens: TokenSet, what: str) -> None:
+        try:
+            if tokens.refresh_token and await self._revoker.revoke(tokens.refresh_token):
+                return
+            log.warning("%s: the IdP did not confirm the revocation", what)
+        except OAuthError:
+            log.warning("%s: the IdP is unreachable; its grant was not revoked", what)
 
     async def _adopt_stored(self) -> None:
         newest = await self._state.load()
@@ -178,9 +202,12 @@ class ServiceIdentity:
             return
         if not self.current.tokens.refresh_due(self._skew, self._clock()):
             return
+        started = self.current
         try:
-            fresh, _ = await self._refresher.refresh(self.current.tokens)
+            fresh, _ = await self._refresher.refresh(started.tokens)
         except RefreshFailed as failed:
+            if self.current is not started:
+                return  # a sign-in replaced it meanwhile (and may have revoked it)
             self.last_error = str(failed)
             if failed.fatal:
                 self.sign_in_required = True
@@ -190,6 +217,8 @@ class ServiceIdentity:
             if self.current.tokens.expires_at > self._clock():
                 return  # the IdP is away; the current token still works for a while
             raise IdPUnavailable() from None
+        if self.current is not started:
+            return  # a sign-in replaced it meanwhile: never put the old one back
         if fresh == self.current.tokens:
             return  # another replica's result, already in the shared state
         stored = StoredSession(fresh, self.current.created, self._clock())
@@ -237,3 +266,22 @@ class ServiceIdentity:
     def _missing_message(self) -> str:
         verb = "sign in again" if self.sign_in_required else "sign in"
         return f"no usable service identity: an operator must {verb} at {self._login_url}"
+
+
+def same_grant(old: TokenSet, new: TokenSet) -> bool:
+    """Whether two logins share one grant at the IdP, so that revoking one ends both.
+
+    Keycloak keeps one session per user and browser, and a new login there continues it:
+    its tokens name it (``sid``, older ``session_state``). Without that claim, only a
+    login of another subject is surely another grant.
+    """
+    old_session, new_session = _idp_session(old), _idp_session(new)
+    if old_session and new_session:
+        return old_session == new_session
+    return old.subject == new.subject
+
+
+def _idp_session(tokens: TokenSet) -> str:
+    # Only picks whether to revoke the replaced grant; never an access decision.
+    access = tokens.access_token
+    return unverified_claim(access, "sid") or unverified_claim(access, "session_state")

@@ -10,7 +10,7 @@ from aiohttp import web
 
 from proxy import request_state as rs
 from proxy.credentials import Credentials
-from proxy.login import html_page
+from proxy.login import LoginRoutes, html_page
 from proxy.pat import HeadlessClientGuard
 from proxy.service_identity import ServiceIdentity
 from proxy.tokens import TokenSet
@@ -52,3 +52,29 @@ def status_handler(
         return web.json_response(identity.status(), headers={"Cache-Control": "no-store"})
 
     return status
+
+
+def register_operator_routes(
+    router: web.UrlDispatcher,
+    prefix: str,
+    routes: LoginRoutes,
+    identity: ServiceIdentity,
+    guard: HeadlessClientGuard,
+) -> None:
+    """Start and status answer web pages only from the proxy's own origin and trusted
+    host names, as the proxied path does; the callback is the IdP's redirect (cross-site
+    by nature) and is bound to the flow cookie that start set."""
+    router.add_get(f"{prefix}/start", _page_guarded(guard, routes.start), name="login:start")
+    router.add_get(f"{prefix}/callback", routes.callback, name="login:callback")
+    status = _page_guarded(guard, status_handler(identity))
+    router.add_get(f"{prefix}/service", status, name="login:service")
+
+
+def _page_guarded(
+    guard: HeadlessClientGuard, handler: Callable[[web.Request], Awaitable[web.Response]]
+) -> Callable[[web.Request], Awaitable[web.Response]]:
+    async def guarded(request: web.Request) -> web.Response:
+        guard.check_page(request)
+        return await handler(request)
+
+    return guarded

@@ -259,3 +259,42 @@ def test_redis_store_needs_a_redis_url() -> None:
     assert problems(env=bad)[0].startswith("session.redis_url: must be")
     ok = config.load(None, {**env, "SIPGATE_PROXY_SESSION__REDIS_URL": "rediss://r:6380/1"})
     assert ok.session.store == "redis"
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["http://api.sipgate.com", "http://10.0.0.7:8080", "http://[2001:db8::1]", "http://0.0.0.0"],
+)
+def test_plain_http_upstream_is_refused_when_not_loopback(url: str) -> None:
+    found = problems(env={**PAT, "SIPGATE_PROXY_UPSTREAM__URL": url})
+    assert len(found) == 1
+    assert found[0].startswith("upstream.url: ")
+    assert "upstream.allow_insecure_http" in found[0]
+    assert "SIPGATE_PROXY_UPSTREAM__ALLOW_INSECURE_HTTP" in found[0]
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:9",
+        "http://127.8.9.10",
+        "http://[::1]:8080",
+        "http://localhost:1",
+        "http://LOCALHOST",
+    ],
+)
+def test_plain_http_upstream_is_accepted_when_loopback(url: str) -> None:
+    assert config.load(None, {**PAT, "SIPGATE_PROXY_UPSTREAM__URL": url}).upstream.url
+
+
+def test_plain_http_upstream_is_accepted_when_insecure_http_is_allowed() -> None:
+    env = {
+        **PAT,
+        "SIPGATE_PROXY_UPSTREAM__URL": "http://api.internal:8080",
+        "SIPGATE_PROXY_UPSTREAM__ALLOW_INSECURE_HTTP": "true",
+    }
+    settings = config.load(None, env)
+    assert settings.upstream.url == "http://api.internal:8080"
+    assert settings.upstream.allow_insecure_http is True
+    https = config.load(None, {**PAT, "SIPGATE_PROXY_UPSTREAM__URL": "https://api.internal"})
+    assert https.upstream.allow_insecure_http is False

@@ -1,8 +1,17 @@
 from __future__ import annotations
 
-import pytest
+from collections.abc import Awaitable, Callable
 
-from proxy.csrf import SAFE_METHODS, OriginPolicy, normalise_origin
+import aiohttp
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+from multidict import CIMultiDictProxy
+
+from proxy import config
+from proxy.app import create_app
+from proxy.csrf import SAFE_METHODS, OriginPolicy, normalise_origin, vary_with_origin
+from tests.conftest import ProxyFactory
 
 OWN = "https://proxy.example"
 SPA = "https://app.example:8443"
@@ -125,7 +134,6 @@ def test_cors_headers_echo_origin_when_other_origin_is_allowed(
     assert policy.cors_headers(origin) == {
         "Access-Control-Allow-Origin": origin,
         "Access-Control-Allow-Credentials": "true",
-        "Vary": "Origin",
     }
 
 
@@ -153,7 +161,6 @@ def test_preflight_allows_requested_method_and_headers_when_origin_is_allowed(
         "Access-Control-Allow-Methods": "PATCH",
         "Access-Control-Allow-Headers": "content-type, x-request-id",
         "Access-Control-Max-Age": "600",
-        "Vary": "Origin",
     }
 
 
@@ -204,3 +211,91 @@ def test_preflight_is_not_answered_when_origin_is_not_allowed_or_not_a_preflight
     policy: OriginPolicy, origin: str | None, request_method: str | None
 ) -> None:
     assert policy.preflight_headers(origin, request_method, "content-type") is None
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        ([], "Origin"),
+        (["Accept-Encoding"], "Accept-Encoding, Origin"),
+        (["Accept-Encoding", " Accept-Language "], "Accept-Encoding, Accept-Language, Origin"),
+        (["accept-encoding, ORIGIN"], None),
+        (["*"], None),
+        ([""], "Origin"),
+    ],
+)
+def test_vary_with_origin_adds_origin_once_when_values_vary(
+    values: list[str], expected: str | None
+) -> None:
+    assert vary_with_origin(values) == expected
+
+
+# --- Vary through a running proxy ---------------------------------------------------------
+# A shared cache must key on Origin whenever the answer could differ by it: with CORS on,
+# that is every answer, whether or not the request carried an Origin.
+
+
+def vary_tokens(headers: CIMultiDictProxy[str]) -> list[str]:
+    return [t.strip().lower() for v in headers.getall("Vary", []) for t in v.split(",")]
+
+
+@pytest.fixture
+async def cors_proxy(make_proxy: ProxyFactory) -> TestServer:
+    return await make_proxy({"SIPGATE_PROXY_SESSION__ALLOWED_ORIGINS": f"[{SPA}]"})
+
+
+@pytest.mark.parametrize("origin", [SPA, None])
+async def test_vary_keeps_upstream_fields_and_adds_origin_when_cors_is_on(
+    cors_proxy: TestServer, origin: str | None
+) -> None:
+    headers = {"Origin": origin} if origin else {}
+    async with aiohttp.ClientSession() as client:
+        async with client.get(cors_proxy.make_url("/__test/cors"), headers=headers) as resp:
+            assert resp.status == 200
+            assert vary_tokens(resp.headers) == ["accept-encoding", "origin"]
+            assert ("Access-Control-Allow-Origin" in resp.headers) is (origin is not None)
+
+
+@pytest.mark.parametrize(
+    "upstream_vary", [["Accept-Encoding, origin"], ["Origin", "Accept-Encoding"], ["*"]]
+)
+async def test_vary_names_origin_once_when_upstream_already_varies_by_it(
+    cors_proxy: TestServer, upstream_vary: list[str]
+) -> None:
+    url = cors_proxy.make_url("/__test/cors").with_query([("vary", v) for v in upstream_vary])
+    async with aiohttp.ClientSession() as client:
+        async with client.get(url, headers={"Origin": SPA}) as resp:
+            tokens = vary_tokens(resp.headers)
+    expected = [t.strip().lower() for v in upstream_vary for t in v.split(",")]
+    assert tokens == expected
+
+
+async def test_vary_names_origin_when_the_proxy_answers_itself(cors_proxy: TestServer) -> None:
+    preflight = {"Origin": SPA, "Access-Control-Request-Method": "POST"}
+    async with aiohttp.ClientSession() as client:
+        async with client.options(cors_proxy.make_url("/v2/x"), headers=preflight) as resp:
+            assert resp.status == 204
+            assert vary_tokens(resp.headers) == ["origin"]
+        foreign = {"Origin": "https://evil.example"}
+        async with client.post(cors_proxy.make_url("/v2/x"), headers=foreign) as resp:
+            assert resp.status == 403
+            assert vary_tokens(resp.headers) == ["origin"]
+        async with client.get(cors_proxy.make_url("/readyz")) as resp:
+            assert vary_tokens(resp.headers) == ["origin"]
+
+
+async def test_vary_names_origin_on_the_401_of_a_browser_session_proxy(
+    aiohttp_client: Callable[..., Awaitable[TestClient[web.Request, web.Application]]],
+) -> None:
+    env = {
+        "SIPGATE_PROXY_UPSTREAM__URL": "http://127.0.0.1:9",
+        "SIPGATE_PROXY_AUTH__OAUTH2__ISSUER": "http://127.0.0.1:9/realms/test",
+        "SIPGATE_PROXY_AUTH__OAUTH2__CLIENT_ID": "client",
+        "SIPGATE_PROXY_AUTH__OAUTH2__CLIENT_SECRET": "secret",
+        "SIPGATE_PROXY_SESSION__ALLOWED_ORIGINS": f"[{SPA}]",
+    }
+    client = await aiohttp_client(create_app(config.load(None, env)))
+    for headers in ({"Origin": SPA}, {}):
+        async with client.get("/v2/account", headers=headers) as resp:
+            assert resp.status == 401
+            assert vary_tokens(resp.headers) == ["origin"]

@@ -3,10 +3,13 @@ session-id rotation at login, no regression to older tokens, 503 when Redis is a
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import os
 from collections.abc import AsyncIterator
 
 import pytest
+import redis.asyncio as redis
 
 from proxy.errors import StoreUnavailable
 from proxy.redis_store import RedisSessionStore, connect
@@ -102,3 +105,73 @@ async def test_end_sessions_command_ends_them(
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ended 1 session(s)"
     assert await store.load(jar) is None
+
+
+# --- the per-subject index -------------------------------------------------------------
+# Read straight from Redis: the index is "{ns}:subject:<sha256(sub)>", a set of record keys.
+
+DAY = 86400.0
+MAX_LIFETIME = 30 * DAY
+
+
+def index_key(subject: str) -> str:
+    return f"sipgate-proxy:subject:{hashlib.sha256(subject.encode()).hexdigest()}"
+
+
+@pytest.fixture
+async def raw(redis_server: RedisServer) -> AsyncIterator[redis.Redis]:
+    client = connect(redis_server.url, timeout=0.5)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+def clock() -> list[float]:
+    return [NOW]
+
+
+@pytest.fixture
+def timed_store(raw: redis.Redis, clock: list[float]) -> RedisSessionStore:
+    keys = KeyRing([os.urandom(32)])
+    return RedisSessionStore(raw, keys, "sipgate_proxy", True, MAX_LIFETIME, clock=lambda: clock[0])
+
+
+def alice(now: float, refresh_for: float = DAY) -> TokenSet:
+    return TokenSet("a", "r", now + 300, now + refresh_for, "all", "alice")
+
+
+async def test_sign_out_removes_the_session_from_its_subject_index(
+    timed_store: RedisSessionStore, raw: redis.Redis
+) -> None:
+    kept = as_jar(await timed_store.save(alice(NOW), NOW, {}, new_session=True))
+    ended = as_jar(await timed_store.save(alice(NOW), NOW, {}, new_session=True))
+    assert await raw.scard(index_key("alice")) == 2
+    await timed_store.clear(ended)
+    assert await raw.scard(index_key("alice")) == 1
+    await timed_store.clear(kept)
+    assert await raw.exists(index_key("alice")) == 0
+    assert await timed_store.end_subject("alice") == 0
+
+
+async def test_subject_index_lives_no_longer_than_its_sessions_when_refreshed_daily(
+    timed_store: RedisSessionStore, raw: redis.Redis, clock: list[float]
+) -> None:
+    jar = as_jar(await timed_store.save(alice(NOW), NOW, {}, new_session=True))
+    index_ttl = await raw.pttl(index_key("alice")) / 1000
+    assert 0 < index_ttl <= DAY  # the session's own TTL (its refresh token), not 30 days
+    for day in range(1, 30):  # refreshed every day until max_lifetime ends the session
+        clock[0] = NOW + day * DAY
+        await timed_store.save(alice(clock[0]), NOW, jar)
+    session_left = NOW + MAX_LIFETIME - clock[0]
+    index_ttl = await raw.pttl(index_key("alice")) / 1000
+    assert 0 < index_ttl <= session_left  # not renewed past the login's max_lifetime
+
+
+async def test_subject_index_drops_sessions_that_expired_when_a_new_one_is_saved(
+    timed_store: RedisSessionStore, raw: redis.Redis
+) -> None:
+    await timed_store.save(alice(NOW, refresh_for=1), NOW, {}, new_session=True)
+    await asyncio.sleep(1.2)  # that session's record expires in Redis
+    await timed_store.save(alice(NOW), NOW, {}, new_session=True)
+    assert await raw.scard(index_key("alice")) == 1
+    assert await raw.pttl(index_key("alice")) / 1000 <= DAY  # a short one never shortens it

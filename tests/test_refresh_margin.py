@@ -106,7 +106,12 @@ async def test_requests_sharing_one_service_refresh_write_the_state_once(
     async with aiohttp.ClientSession() as http:
         oauth = OAuthClient(settings.auth.oauth2, "http://localhost/cb", lambda: http)
         identity = ServiceIdentity(
-            state, Refresher(oauth), frozenset([OPERATOR]), refresh_skew=30, login_url="/"
+            state,
+            Refresher(oauth),
+            frozenset([OPERATOR]),
+            refresh_skew=30,
+            login_url="/",
+            revoker=oauth,
         )
         await asyncio.sleep(2.2)  # past half the token's life: due
         answers = await asyncio.gather(*(identity.credentials() for _ in range(50)))

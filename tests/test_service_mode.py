@@ -23,7 +23,7 @@ from proxy.server import handler_args
 from tests.conftest import CLIENT_ID, CLIENT_SECRET
 from tests.support.idp import RunningIdP, browser_login
 from tests.support.processes import free_port
-from tests.support.scripted_browser import ScriptedBrowser
+from tests.support.scripted_browser import NAVIGATION, ScriptedBrowser
 from tests.support.upstream import VERIFIER, create_upstream_app
 
 # 8 s tokens, 4 s skew: a refresh is due 4 s after it was issued, the token still valid
@@ -187,3 +187,65 @@ async def test_disallowed_subject_cannot_become_the_identity(
     assert status == 503
     assert answer["error"] == "service_identity_missing"
     assert stack.upstream.app[VERIFIER].accepted == 0
+
+
+async def test_operator_routes_refuse_web_pages_when_host_or_origin_is_foreign(
+    service_stack: Callable[..., Awaitable[ServiceStack]],
+) -> None:
+    stack = await service_stack()
+    port = stack.proxy.port
+    rebound = {"Host": f"evil.example:{port}", "Sec-Fetch-Site": "same-origin"}
+    cross_site = {**NAVIGATION, "Sec-Fetch-Site": "cross-site"}
+    foreign_origin = {"Origin": "https://evil.example"}
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as client:
+        for path, headers in [
+            ("/oauth2/service", rebound),  # a DNS-rebinding page reading the status
+            ("/oauth2/start", rebound),
+            ("/oauth2/start", cross_site),  # a link or frame on another site
+            ("/oauth2/start", foreign_origin),
+            ("/oauth2/service", foreign_origin),
+        ]:
+            url = f"{stack.public_url}{path}"
+            async with client.get(url, headers=headers, allow_redirects=False) as resp:
+                assert resp.status == 403, (path, headers)
+                assert (await resp.json())["error"] == "cross_site_request"
+        typed = {**NAVIGATION, "Sec-Fetch-Site": "none"}  # the operator types the URL
+        url = f"{stack.public_url}/oauth2/start"
+        async with client.get(url, headers=typed, allow_redirects=False) as resp:
+            assert resp.status == 302
+        async with client.get(f"{stack.public_url}/oauth2/service") as resp:  # curl
+            assert resp.status == 200
+    assert stack.idp.stats()["authorization"] == 0  # no refused start reached the IdP
+
+
+async def test_replaced_identity_grant_is_revoked_at_the_idp(
+    service_stack: Callable[..., Awaitable[ServiceStack]],
+) -> None:
+    backup = "backup@example.com"
+    stack = await service_stack(
+        {"SIPGATE_PROXY_AUTH__SERVICE__ALLOWED_SUBJECTS": f"[{OPERATOR}, {backup}]"}
+    )
+    async with ScriptedBrowser() as first, ScriptedBrowser() as second:
+        assert (await first.sign_in(stack.public_url, OPERATOR))[0] == 200
+        assert (await second.sign_in(stack.public_url, backup))[0] == 200
+        assert stack.idp.stats().get("revocation", {}) == {"success": 1}
+        assert [g["sub"] for g in stack.idp.grants()] == [backup]
+        # the same person again, in the same IdP session: the same grant, kept
+        assert (await second.sign_in(stack.public_url, backup))[0] == 200
+    assert stack.idp.stats().get("revocation", {}) == {"success": 1}
+    assert [g["sub"] for g in stack.idp.grants()] == [backup]
+    status, body = await call_api(stack)
+    assert (status, body["jwt_sub"]) == (200, backup)
+
+
+async def test_refused_sign_in_grant_is_revoked_at_the_idp(
+    service_stack: Callable[..., Awaitable[ServiceStack]],
+) -> None:
+    stack = await service_stack()
+    async with ScriptedBrowser() as operator, ScriptedBrowser() as mallory:
+        assert (await operator.sign_in(stack.public_url, OPERATOR))[0] == 200
+        assert (await mallory.sign_in(stack.public_url, "mallory@example.com"))[0] == 403
+    assert stack.idp.stats().get("revocation", {}) == {"success": 1}
+    assert [g["sub"] for g in stack.idp.grants()] == [OPERATOR]
+    status, body = await call_api(stack)
+    assert (status, body["jwt_sub"]) == (200, OPERATOR)

@@ -177,14 +177,18 @@ async def hangup(request: web.Request) -> web.StreamResponse:
 
 
 async def cors(request: web.Request) -> web.Response:
-    """An upstream that reflects any Origin with credentials: the proxy must not pass it."""
-    return web.json_response(
+    """An upstream that reflects any Origin with credentials: the proxy must not pass it.
+    Its ``Vary`` (``?vary=``, default ``Accept-Encoding``) must survive."""
+    response = web.json_response(
         {"cors": True},
         headers={
             "Access-Control-Allow-Origin": request.headers.get("Origin", "*"),
             "Access-Control-Allow-Credentials": "true",
         },
     )
+    for value in request.query.getall("vary", ["Accept-Encoding"]):
+        response.headers.add("Vary", value)
+    return response
 
 
 def create_upstream_app(jwks_url: str | None = None) -> web.Application:
