@@ -428,7 +428,11 @@ function providerConfiguration() {
           if (accessMinBytes && size() < accessMinBytes) {
             p.test_padding = '';
             const missing = accessMinBytes - size();
-            if (missing > 0) p.test_padding = 'x'.repeat(Math.ceil((missing * 3) / 4));
+            const chars = Math.ceil((missing * 3) / 4);
+            // "random": as incompressible as a token full of roles and groups
+            if (missing > 0 && cfg.access_token_padding === 'random') {
+              p.test_padding = crypto.randomBytes(chars).toString('base64url').slice(0, chars);
+            } else if (missing > 0) p.test_padding = 'x'.repeat(chars);
           }
         },
       },
