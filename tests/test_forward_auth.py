@@ -24,7 +24,7 @@ from tests.support.idp import RunningIdP
 from tests.support.nginx import auth_request_site, error_log, nginx, nginx_available, readme_block
 from tests.support.processes import free_port
 from tests.support.scripted_browser import ScriptedBrowser
-from tests.support.traefik import create_traefik_app, traefik_config
+from tests.support.traefik import SEEN, create_traefik_app, traefik_config
 from tests.support.upstream import VERIFIER, create_upstream_app
 
 ServerFactory = Callable[..., Awaitable[TestServer]]
@@ -205,7 +205,7 @@ async def test_traefik_recipe_keeps_the_session_and_never_sends_it_upstream(
         status, _, _, _ = await browser.request("POST", f"{front}/v2/sessions/sms", cross)
     assert seen == [(200, 2), (404, 2), (402, 2)]
     assert status == 403
-    for headers in traefik.app["seen"]:
+    for headers in traefik.app[SEEN]:
         sent = " ".join(f"{k}: {v}" for k, v in headers.items())
         assert COOKIE not in sent  # neither Cookie nor Set-Cookie: the seal stays here
         assert headers["Authorization"].startswith("Bearer ")

@@ -49,6 +49,9 @@ def traefik_config(text: str, address: str) -> dict[str, Any]:
     return config
 
 
+SEEN: web.AppKey[list[CIMultiDict[str]]] = web.AppKey("seen", list)
+
+
 def _cookie_name(set_cookie: str) -> str:
     return set_cookie.split("=", 1)[0].strip()
 
@@ -102,7 +105,7 @@ def create_traefik_app(config: Mapping[str, Any], router: str, upstream: str) ->
                 return out
 
     app = web.Application()
-    app["seen"] = seen
+    app[SEEN] = seen
     app.router.add_route("*", "/{tail:.*}", handle)
     return app
 
