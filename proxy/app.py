@@ -108,11 +108,7 @@ def create_app(settings: Settings) -> web.Application:
         _wire_service(app, settings, clients)
     else:
         _wire_oauth2(app, settings, clients)
-    app.router.add_get(
-        f"{settings.auth.oauth2.path_prefix}/auth",
-        forward_auth_handler(app[AUTHENTICATOR]),
-        name="forward_auth",
-    )
+    _wire_forward_auth(app, settings)
     proxy = _proxy(app[AUTHENTICATOR], clients)
     app.router.add_route("*", "/{tail:.*}", proxy)
     layers = app[LAYERS]
@@ -130,6 +126,22 @@ def create_management_app(main: web.Application) -> web.Application:
     for register in main[MANAGEMENT_ROUTES]:
         register(app.router)
     return app
+
+
+def _wire_forward_auth(app: web.Application, settings: Settings) -> None:
+    path, forward_auth = f"{settings.auth.oauth2.path_prefix}/auth", settings.forward_auth
+    authenticator = app[AUTHENTICATOR]
+    # Always routed on the main listener: when off or served elsewhere, a clear 404
+    # rather than a request proxied upstream.
+    handler = forward_auth_handler(authenticator, forward_auth, "main")
+    app.router.add_get(path, handler, name="forward_auth")
+    if forward_auth.enabled and forward_auth.listener == "management":
+
+        def register(router: web.UrlDispatcher) -> None:
+            handler = forward_auth_handler(authenticator, forward_auth, "management")
+            router.add_get(path, handler, name="forward_auth")
+
+        app[MANAGEMENT_ROUTES].append(register)
 
 
 def _headless_guard(app: web.Application, settings: Settings) -> HeadlessClientGuard:

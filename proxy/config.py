@@ -216,6 +216,24 @@ class Management(_Section):
     listen: Listen | None = None
 
 
+HeaderName = Annotated[str, Pattern(r"^[A-Za-z0-9-]{1,64}$")]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ForwardAuth(_Section):
+    # /oauth2/auth hands out the Bearer (or the PAT): off unless a front proxy needs it.
+    enabled: bool = False
+    # Peers that may ask; a front proxy on the same host is a loopback peer.
+    allowed_networks: list[IPNetwork] = field(
+        default_factory=lambda: [ipaddress.ip_network(n) for n in LOOPBACK_NETWORKS]
+    )
+    listener: Literal["main", "management"] = "main"
+    # Where the front proxy puts the original request's method and URI; nginx's by default
+    # (Traefik: X-Forwarded-Method / X-Forwarded-Uri). No other header is read.
+    method_header: HeaderName = "X-Original-Method"
+    uri_header: HeaderName = "X-Original-URI"
+
+
 @dataclass(frozen=True, kw_only=True)
 class Log(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
@@ -231,6 +249,7 @@ class Settings(_Section):
     session: Session = field(default_factory=Session)
     server: Server = field(default_factory=Server)
     management: Management = field(default_factory=Management)
+    forward_auth: ForwardAuth = field(default_factory=ForwardAuth)
     log: Log = field(default_factory=Log)
 
     @property
@@ -456,6 +475,12 @@ def _cross_checks(settings: Settings) -> Iterator[Problem]:
                 "auth.service.state_file",
                 "required in service mode unless session.store is redis",
             )
+    forward_auth = settings.forward_auth
+    if forward_auth.listener == "management" and settings.management.listen is None:
+        yield Problem(
+            "forward_auth.listener",
+            "management needs management.listen (a second listener for probes and metrics)",
+        )
     if settings.session.store == "redis":
         url = settings.session.redis_url
         if url is None:

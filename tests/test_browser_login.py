@@ -72,9 +72,9 @@ async def test_browser_logs_in_refreshes_and_signs_out_when_cookie_name_is_host_
         {
             "SIPGATE_PROXY_SESSION__COOKIE_NAME": name,
             "SIPGATE_PROXY_SESSION__COOKIE_SECURE": "true",
-            "SIPGATE_PROXY_AUTH__OAUTH2__REFRESH_SKEW": "29",  # due a second after login
+            "SIPGATE_PROXY_AUTH__OAUTH2__REFRESH_SKEW": "4",  # due 4 s after login
         },
-        access_ttl=30,
+        access_ttl=8,
     )
 
     async def own_cookies() -> list[dict[str, object]]:
@@ -94,7 +94,7 @@ async def test_browser_logs_in_refreshes_and_signs_out_when_cookie_name_is_host_
     assert (session["name"], session["path"], session["secure"]) == (f"{name}_0", "/", True)
     assert not str(session["domain"]).startswith(".")  # host-only
 
-    await asyncio.sleep(1.2)  # within the skew now: the next call refreshes
+    await asyncio.sleep(4.2)  # within the skew now: the next call refreshes
     status = await page.evaluate("fetch('/v2/history').then(r => r.status)")
     assert status == 200
     assert stack.idp.token_calls("refresh_token", "success") == 1

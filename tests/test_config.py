@@ -298,3 +298,44 @@ def test_plain_http_upstream_is_accepted_when_insecure_http_is_allowed() -> None
     assert settings.upstream.allow_insecure_http is True
     https = config.load(None, {**PAT, "SIPGATE_PROXY_UPSTREAM__URL": "https://api.internal"})
     assert https.upstream.allow_insecure_http is False
+
+
+def test_forward_auth_is_off_by_default_and_set_from_the_environment() -> None:
+    assert config.load(None, PAT).forward_auth.enabled is False
+    settings = config.load(
+        None,
+        {
+            **PAT,
+            "SIPGATE_PROXY_FORWARD_AUTH__ENABLED": "true",
+            "SIPGATE_PROXY_FORWARD_AUTH__ALLOWED_NETWORKS": "[10.0.0.0/8]",
+            "SIPGATE_PROXY_FORWARD_AUTH__URI_HEADER": "X-Forwarded-Uri",
+        },
+    )
+    forward_auth = settings.forward_auth
+    assert forward_auth.enabled is True
+    assert [str(n) for n in forward_auth.allowed_networks] == ["10.0.0.0/8"]
+    assert (forward_auth.method_header, forward_auth.uri_header) == (
+        "X-Original-Method",
+        "X-Forwarded-Uri",
+    )
+
+
+def test_forward_auth_problems_name_their_keys() -> None:
+    found = problems(
+        env={
+            **PAT,
+            "SIPGATE_PROXY_FORWARD_AUTH__ENABLED": "maybe",
+            "SIPGATE_PROXY_FORWARD_AUTH__ALLOWED_NETWORKS": "[10.0.0.1/8]",
+            "SIPGATE_PROXY_FORWARD_AUTH__METHOD_HEADER": "X Original",
+        }
+    )
+    assert [p.split(":")[0] for p in found] == [
+        "forward_auth.enabled",
+        "forward_auth.allowed_networks.0",
+        "forward_auth.method_header",
+    ]
+    found = problems(env={**PAT, "SIPGATE_PROXY_FORWARD_AUTH__LISTENER": "management"})
+    assert found == [
+        "forward_auth.listener: management needs management.listen "
+        "(a second listener for probes and metrics)"
+    ]

@@ -161,6 +161,7 @@ async def oauth_proxy(
         "SIPGATE_PROXY_AUTH__OAUTH2__CLIENT_ID": CLIENT_ID,
         "SIPGATE_PROXY_AUTH__OAUTH2__CLIENT_SECRET": CLIENT_SECRET,
         **SESSION_KEYS,
+        "SIPGATE_PROXY_FORWARD_AUTH__ENABLED": "true",  # some tests ask /oauth2/auth too
         **env,
     }
     settings = config.load(None, environ)

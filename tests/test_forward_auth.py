@@ -1,59 +1,344 @@
-"""/oauth2/auth behind a real nginx auth_request, configured as README shows."""
+"""/oauth2/auth: who may ask (only the front proxy), what it answers, and the nginx and
+Traefik recipes of README run across refreshes."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import aiohttp
+import pytest
+from aiohttp.test_utils import TestServer
 
-from tests.conftest import ProxyFactory, StackFactory, require
-from tests.support.nginx import AUTH_REQUEST_SITE, nginx, nginx_available
+from proxy import config
+from proxy.app import create_app, create_management_app
+from proxy.keys import generate_key
+from proxy.server import handler_args
+from tests.conftest import CLIENT_ID, CLIENT_SECRET, ProxyFactory, StackFactory, require
+from tests.support.idp import RunningIdP
+from tests.support.nginx import auth_request_site, error_log, nginx, nginx_available, readme_block
 from tests.support.processes import free_port
 from tests.support.scripted_browser import ScriptedBrowser
+from tests.support.traefik import SEEN, create_traefik_app, traefik_config
+from tests.support.upstream import VERIFIER, create_upstream_app
+
+ServerFactory = Callable[..., Awaitable[TestServer]]
+ENABLED = {"SIPGATE_PROXY_FORWARD_AUTH__ENABLED": "true"}
+COOKIE = "sipgate_proxy"
+# What a browser's fetch() of a same-origin API adds; the recipes must not pass it on.
+FETCH = {"Sec-Fetch-Site": "same-origin", "Sec-Fetch-Mode": "cors", "Sec-Fetch-Dest": "empty"}
+REFRESH_DUE = 4.2  # access_ttl 8, refresh_skew 4: after this, every request refreshes
 
 
-async def test_nginx_auth_request_injects_the_session_bearer(
-    oauth_stack: StackFactory, tmp_path: Path
+@dataclass
+class Peers:
+    idp: RunningIdP
+    upstream: TestServer
+    public_url: str
+    proxy: TestServer
+    management: TestServer | None
+    start_replica: Callable[[], Awaitable[TestServer]]
+
+    @property
+    def proxy_url(self) -> str:
+        return str(self.proxy.make_url("")).rstrip("/")
+
+
+@pytest.fixture
+def peers(
+    aiohttp_server: ServerFactory, idp_factory: Callable[..., RunningIdP], tmp_path: Path
+) -> Callable[..., Awaitable[Peers]]:
+    """IdP with 30 s access tokens, an upstream that verifies them, the proxy (and its
+    management listener when configured); ``start_replica`` starts another proxy with the
+    same settings and keys: a fresh process with no grace cache, as a minute later."""
+
+    async def start(
+        env: dict[str, str] | None = None, config_text: str | None = None, **idp_options: Any
+    ) -> Peers:
+        port = free_port()
+        public_url = f"http://localhost:{port}"
+        idp = idp_factory(f"{public_url}/oauth2/callback", access_ttl=8, **idp_options)
+        upstream = await aiohttp_server(create_upstream_app(jwks_url=idp.jwks_uri))
+        await upstream.app[VERIFIER].keys()
+        environ = {
+            "SIPGATE_PROXY_PUBLIC_URL": public_url,
+            "SIPGATE_PROXY_UPSTREAM__URL": str(upstream.make_url("")).rstrip("/"),
+            "SIPGATE_PROXY_AUTH__OAUTH2__ISSUER": idp.issuer,
+            "SIPGATE_PROXY_AUTH__OAUTH2__CLIENT_ID": CLIENT_ID,
+            "SIPGATE_PROXY_AUTH__OAUTH2__CLIENT_SECRET": CLIENT_SECRET,
+            "SIPGATE_PROXY_AUTH__OAUTH2__REFRESH_SKEW": "4",
+            "SIPGATE_PROXY_SESSION__KEYS": f"[{generate_key()}]",
+            **(env or {}),
+        }
+        path = None
+        if config_text is not None:
+            path = tmp_path / "proxy.yaml"
+            path.write_text(config_text)
+        settings = config.load(path, environ)
+
+        async def serve(port: int, first: bool = False) -> tuple[TestServer, TestServer | None]:
+            app = create_app(settings)
+            main = await aiohttp_server(app, port=port, **handler_args(settings))
+            management = None
+            if settings.management.listen is not None:
+                at = settings.management.listen.port if first else free_port()
+                management = await aiohttp_server(create_management_app(app), port=at)
+            return main, management
+
+        proxy, management = await serve(port, first=True)
+
+        async def replica() -> TestServer:
+            return (await serve(free_port()))[0]
+
+        return Peers(idp, upstream, public_url, proxy, management, replica)
+
+    return start
+
+
+def session_of(jar: dict[str, str]) -> str:
+    return "; ".join(f"{k}={v}" for k, v in sorted(jar.items()) if k.startswith(COOKIE + "_"))
+
+
+async def refreshing_requests(browser: ScriptedBrowser, front: str) -> list[tuple[int, int]]:
+    """Three requests, each due for a refresh, whose API answers are 200, 404 and 402;
+    (status, Set-Cookie count) of each."""
+    seen = []
+    for path in ("/v2/account", "/__test/status/404", "/__test/status/402"):
+        await asyncio.sleep(REFRESH_DUE)
+        status, _, _, set_cookies = await browser.request("GET", front + path, headers=FETCH)
+        seen.append((status, len(set_cookies)))
+    return seen
+
+
+async def assert_session_works_on_a_fresh_replica(peers: Peers, jar: dict[str, str]) -> None:
+    """The jar's session, refreshed by a proxy that has never seen it (no grace cache): a
+    stale refresh token would be an invalid_grant now, and end the login."""
+    replica = await peers.start_replica()
+    await asyncio.sleep(REFRESH_DUE)
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as client:
+        headers = {"Cookie": session_of(jar), "Accept": "application/json"}
+        async with client.get(replica.make_url("/v2/account"), headers=headers) as resp:
+            assert resp.status == 200, await resp.text()
+            assert json.loads(await resp.text())["jwt_sub"] == "nina"
+    assert peers.idp.token_calls("refresh_token", "invalid_grant") == 0
+
+
+# --- the recipes, run ------------------------------------------------------------------------
+
+# (token sizes, proxy settings, cookies): sipgate-sized tokens with an id_token fit one
+# cookie of 2.9 KB; a 3 KB access token full of roles needs two.
+BIG_TOKENS: dict[str, Any] = {"access_token_min_bytes": 5000, "access_token_padding": "random"}
+SESSIONS = {
+    "one-cookie-with-idp-logout": (
+        {},
+        {
+            "SIPGATE_PROXY_AUTH__OAUTH2__SCOPES": "[all, openid]",
+            "SIPGATE_PROXY_AUTH__OAUTH2__IDP_LOGOUT": "true",
+        },
+        1,
+    ),
+    "two-cookies": (BIG_TOKENS, {}, 2),
+}
+
+
+@pytest.mark.parametrize("session", SESSIONS, ids=list(SESSIONS))
+async def test_nginx_recipe_keeps_the_session_when_refreshes_meet_200_404_and_402(
+    peers: Callable[..., Awaitable[Peers]], tmp_path: Path, session: str
 ) -> None:
     require(*nginx_available())
-    stack = await oauth_stack()
-    port = free_port()
-    site = AUTH_REQUEST_SITE.format(
-        upstream=str(stack.upstream.make_url("")).rstrip("/"), proxy=stack.public_url
-    )
+    idp_options, env, chunks = SESSIONS[session]
+    stack = await peers({**ENABLED, **env}, **idp_options)
+    port, work = free_port(), tmp_path / "nginx"
+    site = auth_request_site(str(stack.upstream.make_url("")).rstrip("/"), stack.proxy_url)
     async with ScriptedBrowser() as browser:
         await browser.login(stack.public_url, "nina", "/")
-        cookie = browser.jar(stack.public_url)
-        with nginx(tmp_path / "nginx", port, site):
-            front = f"http://127.0.0.1:{port}"
-            async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as client:
-                headers = {"Cookie": "; ".join(f"{k}={v}" for k, v in cookie.items())}
-                async with client.get(f"{front}/v2/account?via=nginx", headers=headers) as r:
-                    assert r.status == 200
-                    echoed = json.loads(await r.text())
-                async with client.get(f"{front}/v2/account") as r:
-                    assert r.status == 401  # no session: nginx answers the auth's 401
-                cross = {**headers, "Origin": "https://evil.example"}
-                async with client.post(f"{front}/v2/sessions/sms", headers=cross) as r:
-                    assert r.status == 403  # CSRF checked on the original method
-    assert echoed["jwt_sub"] == "nina"
-    assert echoed["raw_path"] == "/v2/account?via=nginx"
-    assert stack.verifier.accepted == 1
+        front = f"http://127.0.0.1:{port}"
+        jar = browser.jar(front)
+        jar.update(browser.jar(stack.public_url))
+        assert len(jar) == chunks
+        stack.idp.reset_stats()
+        with nginx(work, port, site):
+            seen = await refreshing_requests(browser, front)
+            cross = {"Origin": "https://evil.example", "Sec-Fetch-Site": "cross-site"}
+            status, _, _, _ = await browser.request("POST", f"{front}/v2/sessions/sms", cross)
+            log = error_log(work)
+    assert seen == [(200, chunks), (404, chunks), (402, chunks)], log[-2000:]
+    assert status == 403  # the CSRF check saw the browser's Origin, renamed by the recipe
+    assert "too big header" not in log
+    assert stack.idp.token_calls("refresh_token", "success") == 3
+    assert stack.idp.token_calls("refresh_token", "invalid_grant") == 0
+    assert len(jar) == chunks
+    await assert_session_works_on_a_fresh_replica(stack, jar)
 
 
-async def test_forward_auth_answers_202_with_header_or_401(make_proxy: ProxyFactory) -> None:
+async def test_traefik_recipe_keeps_the_session_and_never_sends_it_upstream(
+    peers: Callable[..., Awaitable[Peers]], aiohttp_server: ServerFactory
+) -> None:
+    """Traefik's documented ForwardAuth behaviour, emulated (tests/support/traefik.py),
+    with README's dynamic configuration and README's proxy settings."""
+    management = free_port()
+    proxy_settings = readme_block("yaml", 1).replace("9090", str(management))
+    stack = await peers(
+        {"SIPGATE_PROXY_MANAGEMENT__LISTEN__PORT": str(management)},
+        config_text=proxy_settings,
+        **BIG_TOKENS,
+    )
+    assert stack.management is not None
+    assert stack.management.port == management
+    dynamic = traefik_config(readme_block("yaml", 0), f"http://127.0.0.1:{management}/oauth2/auth")
+    traefik = await aiohttp_server(
+        create_traefik_app(dynamic, "sipgate-api", str(stack.upstream.make_url("")).rstrip("/"))
+    )
+    front = str(traefik.make_url("")).rstrip("/")
+    async with ScriptedBrowser() as browser:
+        await browser.login(stack.public_url, "nina", "/")
+        jar = browser.jar(front)
+        jar.update(browser.jar(stack.public_url))
+        stack.idp.reset_stats()
+        seen = await refreshing_requests(browser, front)
+        cross = {"Origin": "https://evil.example", "Sec-Fetch-Site": "cross-site"}
+        status, _, _, _ = await browser.request("POST", f"{front}/v2/sessions/sms", cross)
+    assert seen == [(200, 2), (404, 2), (402, 2)]
+    assert status == 403
+    for headers in traefik.app[SEEN]:
+        sent = " ".join(f"{k}: {v}" for k, v in headers.items())
+        assert COOKIE not in sent  # neither Cookie nor Set-Cookie: the seal stays here
+        assert headers["Authorization"].startswith("Bearer ")
+    assert stack.idp.token_calls("refresh_token", "invalid_grant") == 0
+    await assert_session_works_on_a_fresh_replica(stack, jar)
+
+
+# --- who may ask ---------------------------------------------------------------------------
+
+
+async def test_forward_auth_is_not_served_when_disabled(make_proxy: ProxyFactory) -> None:
     proxy = await make_proxy()
+    async with aiohttp.ClientSession() as client:
+        async with client.get(proxy.make_url("/oauth2/auth")) as resp:
+            assert resp.status == 404
+            assert "Authorization" not in resp.headers
+            body = await resp.json()
+    assert body["error"] == "forward_auth_disabled"
+    assert "forward_auth.enabled" in body["message"]
+
+
+async def test_forward_auth_answers_202_with_header_when_enabled(
+    make_proxy: ProxyFactory,
+) -> None:
+    proxy = await make_proxy(ENABLED)
     async with aiohttp.ClientSession() as client:
         async with client.get(proxy.make_url("/oauth2/auth")) as resp:
             assert resp.status == 202
             assert resp.headers["Authorization"].startswith("Basic ")
+            assert resp.headers["Cache-Control"] == "no-store"
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Sec-Fetch-Site": "same-origin", "Sec-Fetch-Mode": "cors", "Sec-Fetch-Dest": "empty"},
+        {"Sec-Fetch-Mode": "no-cors"},
+        {"Origin": "http://127.0.0.1"},
+    ],
+    ids=["fetch", "no-cors", "origin"],
+)
+async def test_forward_auth_refuses_a_request_when_it_carries_browser_fetch_metadata(
+    make_proxy: ProxyFactory, headers: dict[str, str]
+) -> None:
+    """fetch('/oauth2/auth') from a page of the proxy's origin must not read the PAT."""
+    proxy = await make_proxy(ENABLED)
+    async with aiohttp.ClientSession() as client:
+        async with client.get(proxy.make_url("/oauth2/auth"), headers=headers) as resp:
+            assert resp.status == 403
+            assert "Authorization" not in resp.headers
+            body = await resp.json()
+    assert body["error"] == "forward_auth_refused"
+    assert next(iter(headers)) in body["message"]
+
+
+async def test_forward_auth_refuses_a_peer_when_outside_allowed_networks(
+    make_proxy: ProxyFactory,
+) -> None:
+    proxy = await make_proxy(
+        {**ENABLED, "SIPGATE_PROXY_FORWARD_AUTH__ALLOWED_NETWORKS": "[10.0.0.0/8]"}
+    )
+    async with aiohttp.ClientSession() as client:
+        async with client.get(proxy.make_url("/oauth2/auth")) as resp:
+            assert resp.status == 403
+            assert "Authorization" not in resp.headers
+            body = await resp.json()
+    assert body["error"] == "forward_auth_refused"
+    assert "forward_auth.allowed_networks" in body["message"]
+
+
+async def test_forward_auth_is_served_on_the_management_listener_only_when_configured(
+    make_proxy: ProxyFactory, aiohttp_server: ServerFactory
+) -> None:
+    env = {
+        **ENABLED,
+        "SIPGATE_PROXY_FORWARD_AUTH__LISTENER": "management",
+        "SIPGATE_PROXY_MANAGEMENT__LISTEN__PORT": str(free_port()),
+    }
+    main = await make_proxy(env)
+    management = await aiohttp_server(create_management_app(main.app))
+    # Another origin than every proxied page: the browser's metadata is the original's.
+    relayed = {"Sec-Fetch-Site": "same-origin", "Sec-Fetch-Mode": "cors"}
+    async with aiohttp.ClientSession() as client:
+        async with client.get(main.make_url("/oauth2/auth")) as resp:
+            assert resp.status == 404
+            assert "Authorization" not in resp.headers
+            assert "management" in (await resp.json())["message"]
+        async with client.get(management.make_url("/oauth2/auth"), headers=relayed) as resp:
+            assert resp.status == 202
+            assert resp.headers["Authorization"].startswith("Basic ")
+
+
+# --- what the original request was ----------------------------------------------------------
+
+
+async def test_forward_auth_ignores_x_forwarded_method_when_nginx_headers_are_configured(
+    oauth_stack: StackFactory,
+) -> None:
+    """nginx passes the client's own X-Forwarded-Method to the auth subrequest: a
+    cross-site POST claiming to be a GET must still meet the CSRF check."""
+    stack = await oauth_stack(ENABLED)
+    async with ScriptedBrowser() as browser:
+        await browser.login(stack.public_url, "nina", "/")
+        headers = {
+            "X-Original-Method": "POST",
+            "X-Original-URI": "/v2/sessions/sms",
+            "X-Forwarded-Method": "GET",
+            "X-Original-Origin": "https://evil.example",
+        }
+        status, _, body, _ = await browser.request(
+            "GET", f"{stack.public_url}/oauth2/auth", headers
+        )
+    assert status == 403, body
+
+
+async def test_forward_auth_falls_back_to_root_when_the_original_uri_is_unparseable(
+    oauth_stack: StackFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    stack = await oauth_stack(ENABLED)
+    async with aiohttp.ClientSession() as client:
+        headers = {"X-Original-URI": "//[::1]@", "X-Original-Method": "GET"}
+        with caplog.at_level(logging.INFO):
+            async with client.get(f"{stack.public_url}/oauth2/auth", headers=headers) as resp:
+                assert resp.status == 401
+                body = await resp.json()
+    assert body["login_url"] == f"{stack.public_url}/oauth2/start?rd=/"
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
 
 async def test_forward_auth_never_redirects(oauth_stack: StackFactory) -> None:
-    stack = await oauth_stack()
+    stack = await oauth_stack(ENABLED)
     async with aiohttp.ClientSession() as client:
-        headers = {"Accept": "text/html", "Sec-Fetch-Mode": "navigate", "X-Original-URI": "/v2/x"}
+        headers = {"Accept": "text/html", "X-Original-URI": "/v2/x"}
         async with client.get(
             f"{stack.public_url}/oauth2/auth", headers=headers, allow_redirects=False
         ) as resp:

@@ -431,12 +431,12 @@ function providerConfiguration() {
           if (minBytes && size() < minBytes) {
             p.test_padding = '';
             const missing = minBytes - size();
-            const length = Math.ceil((missing * 3) / 4);
-            if (missing > 0) {
-              p.test_padding = faults.access_token_bytes
-                ? crypto.randomBytes(length).toString('base64url').slice(0, length)
-                : 'x'.repeat(length);
-            }
+            const chars = Math.ceil((missing * 3) / 4);
+            // "random": as incompressible as a token full of roles and groups
+            const random = faults.access_token_bytes || cfg.access_token_padding === 'random';
+            if (missing > 0 && random) {
+              p.test_padding = crypto.randomBytes(chars).toString('base64url').slice(0, chars);
+            } else if (missing > 0) p.test_padding = 'x'.repeat(chars);
           }
         },
       },

@@ -103,6 +103,7 @@ class IdPConfig:
     audience: str = "https://api.sipgate.com"
     resource_scope: str = "all balance:read history:read"
     access_token_min_bytes: int = 1193
+    access_token_padding: Literal["repeat", "random"] = "repeat"
     refresh_token_bytes: int = 1141
     log_requests: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
@@ -131,6 +132,7 @@ class IdPConfig:
                 "grant": max(self.refresh_ttl, self.session_ttl) * 2,
             },
             "access_token_min_bytes": self.access_token_min_bytes,
+            "access_token_padding": self.access_token_padding,
             "refresh_token_bytes": self.refresh_token_bytes,
             "state_file": str(state_file),
             "log_requests": self.log_requests,

@@ -1,7 +1,9 @@
-"""Debian's nginx in front of the proxy's forward-auth endpoint, as README shows it."""
+"""Debian's nginx in front of the proxy's forward-auth endpoint, configured with the very
+text README shows: the recipe is read from README, so the two cannot drift apart."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -11,25 +13,28 @@ from pathlib import Path
 from tests.support.processes import wait_for_port
 
 NGINX = "/usr/sbin/nginx"
+README = Path(__file__).resolve().parents[2] / "README.md"
+FORWARD_AUTH_SECTION = "### Forward auth for nginx and Traefik"
+# The addresses README's recipes use, replaced by the test's own.
+README_UPSTREAM = "https://api.sipgate.com"
+README_PROXY = "http://127.0.0.1:8080"
 
-AUTH_REQUEST_SITE = """
-    location / {{
-        auth_request /_sipgate_auth;
-        auth_request_set $sipgate_authorization $upstream_http_authorization;
-        auth_request_set $sipgate_cookie $upstream_http_set_cookie;
-        add_header Set-Cookie $sipgate_cookie;
-        proxy_set_header Authorization $sipgate_authorization;
-        proxy_pass {upstream};
-    }}
-    location = /_sipgate_auth {{
-        internal;
-        proxy_pass {proxy}/oauth2/auth;
-        proxy_pass_request_body off;
-        proxy_set_header Content-Length "";
-        proxy_set_header X-Original-URI $request_uri;
-        proxy_set_header X-Original-Method $request_method;
-    }}
-"""
+
+def readme_block(language: str, nth: int = 0) -> str:
+    """The ``nth`` fenced block in ``language`` of README's forward-auth section."""
+    text = README.read_text(encoding="utf-8")
+    section = text[text.index(FORWARD_AUTH_SECTION) :]
+    section = section[: section.find("\n## ", 1)]
+    blocks = re.findall(rf"^```{language}\n(.*?)^```$", section, re.MULTILINE | re.DOTALL)
+    return str(blocks[nth])
+
+
+def auth_request_site(upstream: str, proxy: str) -> str:
+    """README's nginx recipe, pointed at this test's upstream and proxy."""
+    site = readme_block("nginx")
+    assert README_UPSTREAM in site, "README recipe changed shape"
+    assert README_PROXY in site, "README recipe changed shape"
+    return site.replace(README_UPSTREAM, upstream).replace(README_PROXY, proxy)
 
 
 def nginx_available() -> tuple[bool, str]:
@@ -74,3 +79,8 @@ http {{
         finally:
             process.terminate()
             process.wait(timeout=10)
+
+
+def error_log(work: Path) -> str:
+    path = work / "error.log"
+    return path.read_text(errors="replace") if path.exists() else ""
