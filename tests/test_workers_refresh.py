@@ -7,6 +7,10 @@ the second grant replays the refresh token and the IdP ends the login.
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import ExitStack
@@ -21,7 +25,7 @@ from aiohttp.test_utils import TestServer
 from proxy.keys import generate_key
 from tests.conftest import CLIENT_ID, CLIENT_SECRET
 from tests.support.idp import RunningIdP
-from tests.support.processes import free_port, running
+from tests.support.processes import ROOT, free_port, running
 from tests.support.scripted_browser import ScriptedBrowser
 from tests.support.upstream import VERIFIER, create_upstream_app
 from tests.test_operations import _wait_for_listeners
@@ -37,6 +41,8 @@ class Workers:
     port: int
     pids: set[int]
     log: Path
+    supervisor: subprocess.Popen[bytes]
+    runtime_dir: Path
 
     def grants(self, outcome: str | None = "success") -> int:
         return self.idp.token_calls("refresh_token", outcome)
@@ -67,12 +73,14 @@ def two_workers(
             "SIPGATE_PROXY_SESSION__STORE": "cookie",
             "SIPGATE_PROXY_SESSION__KEYS": f"[{generate_key()}]",
             "SIPGATE_PROXY_SERVER__WORKERS": "2",
+            "SIPGATE_PROXY_SERVER__RUNTIME_DIR": str(tmp_path / "run"),
         }
         log = tmp_path / "proxy.log"
+        (tmp_path / "run").mkdir()
         proxy = stack.enter_context(running(["-m", "proxy"], port, env, log=log))
         pids = _wait_for_listeners(proxy.pid, port, 2)
         assert len(pids) == 2
-        return Workers(idp, url, port, pids, log)
+        return Workers(idp, url, port, pids, log, proxy, tmp_path / "run")
 
     yield start
     stack.close()
@@ -130,3 +138,32 @@ async def test_two_workers_refresh_one_expired_session_once_per_expiry(
     rejected = workers.grants("invalid_grant")
     figures = f"grants {grants_per_round}, non-200 {failures_per_round}, invalid_grant {rejected}"
     assert (grants_per_round, failures_per_round, rejected) == ([1] * 5, [0] * 5, 0), figures
+    (private,) = workers.runtime_dir.iterdir()  # the workers' directory, theirs alone
+    assert private.stat().st_mode & 0o777 == 0o700
+    assert all(b"eyJ" not in f.read_bytes() for f in private.iterdir())  # no JWT in clear
+    workers.supervisor.send_signal(signal.SIGTERM)
+    assert workers.supervisor.wait(timeout=20) == 0
+    assert list(workers.runtime_dir.iterdir()) == []  # removed with the workers
+
+
+def test_supervisor_stops_at_start_when_the_runtime_dir_is_unusable(tmp_path: Path) -> None:
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("")
+    env = {
+        "SIPGATE_PROXY_LISTEN__PORT": str(free_port()),
+        "SIPGATE_PROXY_AUTH__OAUTH2__ISSUER": "http://127.0.0.1:9/auth/realms/sipgate-apps",
+        "SIPGATE_PROXY_AUTH__OAUTH2__CLIENT_ID": CLIENT_ID,
+        "SIPGATE_PROXY_AUTH__OAUTH2__CLIENT_SECRET": CLIENT_SECRET,
+        "SIPGATE_PROXY_SESSION__KEYS": f"[{generate_key()}]",
+        "SIPGATE_PROXY_SERVER__WORKERS": "2",
+        "SIPGATE_PROXY_SERVER__RUNTIME_DIR": str(not_a_dir),
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "proxy"],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT), **env},
+        capture_output=True,
+        timeout=30,
+    )
+    assert result.returncode == 2
+    assert b"server.runtime_dir" in result.stderr
