@@ -107,27 +107,23 @@ class FileRefreshCoordination:
         """An open descriptor of the file at ``k`` holding its lock; whether we waited."""
         deadline = time.monotonic() + self._wait_timeout
         delay, waited = 0.005, False
-        fd = self._open(k)
         while True:
+            fd = self._open(k)
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    os.close(fd)
-                    raise RefreshFailed(
-                        Outcome.TRANSIENT, "another worker's refresh took too long"
-                    ) from None
-                waited = True
-                await asyncio.sleep(delay)
-                delay = min(delay * 1.5, 0.05)
-                continue
-            except BaseException:
+                while not _try_lock(fd):
+                    if time.monotonic() > deadline:
+                        raise RefreshFailed(
+                            Outcome.TRANSIENT, "another worker's refresh took too long"
+                        )
+                    waited = True
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 1.5, 0.05)
+                if self._still_at_path(fd, k):
+                    return fd, waited
+            except BaseException:  # cancelled while waiting, too
                 os.close(fd)
                 raise
-            if self._still_at_path(fd, k):
-                return fd, waited
             os.close(fd)  # swept while we waited for it: lock the file now at the path
-            fd = self._open(k)
 
     def _open(self, k: str) -> int:
         path = self._directory / k
@@ -152,16 +148,16 @@ class FileRefreshCoordination:
 
     def _read(self, k: str, fd: int | None = None) -> _Record | None:
         """The outcome at ``k`` while it is valid; None if there is none or it does not open."""
-        if fd is None:
-            try:
-                fd = os.open(self._directory / k, os.O_RDONLY | _FLAGS)
-            except FileNotFoundError:
-                return None
-            try:
-                return self._parse(k, os.pread(fd, _MAX_FILE, 0))
-            finally:
-                os.close(fd)
-        return self._parse(k, os.pread(fd, _MAX_FILE, 0))
+        if fd is not None:
+            return self._parse(k, os.pread(fd, _MAX_FILE, 0))
+        try:
+            fd = os.open(self._directory / k, os.O_RDONLY | _FLAGS)
+        except FileNotFoundError:
+            return None
+        try:
+            return self._read(k, fd)
+        finally:
+            os.close(fd)
 
     def _parse(self, k: str, sealed: bytes) -> _Record | None:
         plaintext = self._keys.open(sealed, context("refresh-outcome", k)) if sealed else None
@@ -231,8 +227,9 @@ class FileRefreshCoordination:
         removed = 0
         with os.scandir(self._directory) as entries:
             for entry in entries:
-                if entry.is_file(follow_symlinks=False) and entry.stat().st_mtime < oldest:
-                    removed += self._remove_if_idle(entry.name)
+                with contextlib.suppress(FileNotFoundError):  # the other worker's sweep
+                    if entry.is_file(follow_symlinks=False) and entry.stat().st_mtime < oldest:
+                        removed += self._remove_if_idle(entry.name)
         return removed
 
     def _remove_if_idle(self, name: str) -> int:
@@ -241,12 +238,19 @@ class FileRefreshCoordination:
         except FileNotFoundError:
             return 0
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if not _try_lock(fd):
+                return 0  # a refresh is running
             if self._read(name, fd) is not None or not self._still_at_path(fd, name):
                 return 0
             os.unlink(self._directory / name)  # a worker that opened it meanwhile starts over
             return 1
-        except BlockingIOError:
-            return 0  # a refresh is running
         finally:
             os.close(fd)
+
+
+def _try_lock(fd: int) -> bool:
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True

@@ -4,6 +4,7 @@ stand for two workers; the IdP's exchange is replaced at the ``Exchange`` bounda
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import os
 import signal
 import sys
@@ -184,3 +185,34 @@ async def test_sweep_removes_expired_files_only_when_idle(tmp_path: Path) -> Non
     now[0] += 120
     assert coordination.sweep() == 1
     assert os.listdir(tmp_path) == []
+
+
+def hold_lock(path: Path) -> int:
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    return fd
+
+
+async def test_waiter_starts_over_when_its_file_was_swept_meanwhile(tmp_path: Path) -> None:
+    path = tmp_path / DIGEST.hex()
+    holder = hold_lock(path)
+    idp = IdP()
+    waiting = asyncio.create_task(worker(tmp_path).coordinate(DIGEST, idp.exchange, OLD))
+    await asyncio.sleep(0.1)
+    os.unlink(path)  # what a sweep does, under the lock
+    os.close(holder)
+    assert await asyncio.wait_for(waiting, 5) == (NEW, Outcome.OK)
+    assert await worker(tmp_path).coordinate(DIGEST, idp.exchange, OLD) == (NEW, Outcome.GRACE)
+    assert idp.calls == 1  # the result went to the file now at the path
+
+
+async def test_no_descriptor_leaks_when_a_waiter_is_cancelled(tmp_path: Path) -> None:
+    holder = hold_lock(tmp_path / DIGEST.hex())
+    before = len(os.listdir("/proc/self/fd"))
+    waiting = asyncio.create_task(worker(tmp_path).coordinate(DIGEST, IdP().exchange, OLD))
+    await asyncio.sleep(0.1)
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    assert len(os.listdir("/proc/self/fd")) == before
+    os.close(holder)
