@@ -9,6 +9,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -91,7 +92,9 @@ class Layers:
 LAYERS = web.AppKey("layers", Layers)
 
 
-def create_app(settings: Settings) -> web.Application:
+def create_app(settings: Settings, workers_dir: Path | None = None) -> web.Application:
+    """``workers_dir``: the private directory the workers of one proxy share (set by the
+    supervisor with ``server.workers`` > 1): cookie-store refreshes coordinate there."""
     metrics = Metrics()
     app = web.Application()
     clients = HttpClients()
@@ -107,7 +110,7 @@ def create_app(settings: Settings) -> web.Application:
     elif settings.auth.mode == "service":
         _wire_service(app, settings, clients)
     else:
-        _wire_oauth2(app, settings, clients)
+        _wire_oauth2(app, settings, clients, workers_dir)
     _wire_forward_auth(app, settings)
     proxy = _proxy(app[AUTHENTICATOR], clients)
     app.router.add_route("*", "/{tail:.*}", proxy)
@@ -238,12 +241,14 @@ def _close_on_cleanup(app: web.Application, client: Any) -> None:
     app.on_cleanup.append(close)
 
 
-def _wire_oauth2(app: web.Application, settings: Settings, clients: HttpClients) -> None:
+def _wire_oauth2(
+    app: web.Application, settings: Settings, clients: HttpClients, workers_dir: Path | None
+) -> None:
     oauth2, session = settings.auth.oauth2, settings.session
     keys = KeyRing(session_keys([k.get_secret_value() for k in session.keys], settings.is_local))
     prefix = oauth2.path_prefix
     oauth = OAuthClient(oauth2, settings.public_url + prefix + "/callback", clients.idp_session)
-    storage, coordination = _session_store(app, settings, keys)
+    storage, coordination = _session_store(app, settings, keys, workers_dir)
     name = session.cookie_name
     flows = LoginFlows(keys, name, flow_attributes(name, settings.cookie_secure, prefix))
     origins = OriginPolicy(settings.public_url, session.allowed_origins)
@@ -268,14 +273,19 @@ def _wire_oauth2(app: web.Application, settings: Settings, clients: HttpClients)
 
 
 def _session_store(
-    app: web.Application, settings: Settings, keys: KeyRing
+    app: web.Application, settings: Settings, keys: KeyRing, workers_dir: Path | None
 ) -> tuple[SessionStore, Coordination | None]:
     session = settings.session
     if session.store == "cookie":
         store = CookieSessionStore(
             keys, session.cookie_name, settings.cookie_secure, session.max_lifetime
         )
-        return store, None
+        if workers_dir is None:
+            return store, None  # one process: the refresher's own single flight suffices
+        from proxy.file_refresh import FileRefreshCoordination
+
+        wait = settings.auth.oauth2.timeout + 2  # the holder's exchange is bounded by it
+        return store, FileRefreshCoordination(workers_dir, keys, wait_timeout=wait)
     assert session.redis_url is not None  # config guarantees it
     from proxy import redis_store  # imported here: see _wire_service
     from proxy.redis_refresh import RedisRefreshCoordination

@@ -207,6 +207,9 @@ class Server(_Section):
     max_field_size: Annotated[int, Limits(ge=8190)] = 65536
     shutdown_timeout: Annotated[float, Limits(ge=0)] = 30.0
     workers: Annotated[int, Limits(ge=1, le=64)] = 1
+    # With workers > 1: where the supervisor makes the workers' private directory
+    # (refresh locks); None: the system's temporary directory ($TMPDIR, else /tmp).
+    runtime_dir: Path | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -3,7 +3,9 @@
 SIGTERM (what Kubernetes sends before it kills a pod): readiness turns off, the
 listeners close, requests in flight get ``server.shutdown_timeout`` seconds to finish,
 then the process exits 0. With ``server.workers: N`` a supervisor starts N processes that
-each bind the port with SO_REUSEPORT, and passes SIGTERM on to them.
+each bind the port with SO_REUSEPORT, and passes SIGTERM on to them. With the cookie
+store it first makes a private directory (0700) in which the workers coordinate their
+refreshes (proxy.file_refresh), and removes it once they are gone.
 """
 
 from __future__ import annotations
@@ -12,8 +14,11 @@ import asyncio
 import dataclasses
 import gc
 import logging
+import shutil
 import signal
 import sys
+import tempfile
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -60,8 +65,10 @@ def with_session_key(settings: Settings) -> Settings:
     return dataclasses.replace(settings, session=session)
 
 
-async def serve(settings: Settings, reuse_port: bool = False) -> None:
-    app = create_app(settings)
+async def serve(
+    settings: Settings, reuse_port: bool = False, workers_dir: Path | None = None
+) -> None:
+    app = create_app(settings, workers_dir)
     runners = [_runner(app, settings)]
     management = settings.management.listen
     if management is not None:
@@ -122,13 +129,39 @@ def _use_uvloop() -> None:
 
 
 def supervise(settings: Settings) -> int:
+    try:
+        workers_dir = _make_workers_dir(settings)
+    except OSError as err:
+        log.error(
+            "server.runtime_dir: cannot create the workers' directory in %s (%s); set "
+            "server.runtime_dir to a writable directory or server.workers to 1",
+            settings.server.runtime_dir or tempfile.gettempdir(),
+            err.strerror or type(err).__name__,
+        )
+        return 2
+    try:
+        return _supervise(settings, workers_dir)
+    finally:
+        if workers_dir is not None:
+            shutil.rmtree(workers_dir, ignore_errors=True)
+
+
+def _make_workers_dir(settings: Settings) -> Path | None:
+    """The cookie store's refreshes need a place all workers see; Redis has its own."""
+    if settings.auth.mode != "oauth2" or settings.session.store != "cookie":
+        return None
+    parent = settings.server.runtime_dir
+    return Path(tempfile.mkdtemp(prefix="sipgate-proxy-", dir=parent))  # mode 0700
+
+
+def _supervise(settings: Settings, workers_dir: Path | None) -> int:
     import multiprocessing  # imported here: one worker serves in this process, without it
 
     # fork: workers share the parent's imported code pages (10 instead of 43 MB each)
     # and start in a second; no loop or thread exists yet in the parent.
     context = multiprocessing.get_context("fork")
     workers = [
-        context.Process(target=_worker, args=(settings,), name=f"worker-{n}")
+        context.Process(target=_worker, args=(settings, workers_dir), name=f"worker-{n}")
         for n in range(settings.server.workers)
     ]
     # Frozen before the fork: the workers' collections then never write to the shared
@@ -137,12 +170,6 @@ def supervise(settings: Settings) -> int:
     for worker in workers:
         worker.start()
     log.info("started %d workers sharing port %d", len(workers), settings.listen.port)
-    if settings.auth.mode == "oauth2":
-        log.warning(
-            "with several workers, refreshes of one session are single-flight per worker "
-            "only: two workers may refresh the same session at once, and an IdP that "
-            "rotates refresh tokens then ends that login"
-        )
 
     def forward(signum: int, _frame: object) -> None:
         for worker in workers:
@@ -164,8 +191,8 @@ def supervise(settings: Settings) -> int:
     return 1 if failed else 0
 
 
-def _worker(settings: Settings) -> None:
+def _worker(settings: Settings, workers_dir: Path | None) -> None:
     log_setup.setup(settings.log.level, settings.log.format)
     _use_uvloop()
-    asyncio.run(serve(settings, reuse_port=True))
+    asyncio.run(serve(settings, reuse_port=True, workers_dir=workers_dir))
     sys.exit(0)
