@@ -107,20 +107,13 @@ class Forwarder:
         self._forwarded_proto, self._forwarded_host = public.scheme, public.netloc
 
     async def forward(self, request: web.Request, credentials: Credentials) -> web.StreamResponse:
-        try:
-            return await self._forward(request, credentials)
-        except ProxyError as err:
-            # Tokens refreshed for this request must reach the browser even on an error
-            # page: otherwise it keeps the rotated-out refresh token and, once the grace
-            # window is over, replays it (and the IdP ends the whole login).
-            err.set_cookies = (*err.set_cookies, *credentials.set_cookies)
-            raise
-
-    async def _forward(self, request: web.Request, credentials: Credentials) -> web.StreamResponse:
         url = self._target.url_for(request.raw_path)
         headers = self._upstream_headers(request, credentials)
         body = self._request_body(request)
-        upstream = await self._send(request, url, headers, body)
+        try:
+            upstream = await self._send(request, url, headers, body)
+        except ProxyError as err:
+            raise _with_cookies(err, credentials) from None
         try:
             if upstream.status == 401 and body is None and credentials.reauthorize is not None:
                 retry = await credentials.reauthorize()
@@ -132,8 +125,7 @@ class Forwarder:
                     upstream = await self._send(request, url, headers, None)
             return await self._relay(request, upstream, credentials)
         except ProxyError as err:
-            err.set_cookies = (*err.set_cookies, *credentials.set_cookies)  # the retry's
-            raise
+            raise _with_cookies(err, credentials) from None  # the retry's, if it retried
         finally:
             upstream.release()
 
@@ -335,6 +327,14 @@ def _small_body(request: web.Request, upstream: aiohttp.ClientResponse) -> bool:
         and request.method != "HEAD"
         and upstream.status not in _NO_BODY_STATUSES
     )
+
+
+def _with_cookies(err: ProxyError, credentials: Credentials) -> ProxyError:
+    """Tokens refreshed for this request must reach the browser even on an error page:
+    otherwise it keeps the rotated-out refresh token and, once the grace window is over,
+    replays it (and the IdP ends the whole login). Once, for the credentials last used."""
+    err.set_cookies = (*err.set_cookies, *credentials.set_cookies)
+    return err
 
 
 def _copy_headers(

@@ -288,3 +288,19 @@ async def test_grace_copy_comes_with_its_cookie_when_skew_is_below_five_seconds(
     without_cookie = [c for _, c in results if not any(v.startswith("sipgate_proxy_0=") for v in c)]
     assert len(without_cookie) == 0
     assert refresh_grants(stack, "invalid_grant") == 0
+
+
+async def test_refreshed_cookie_is_set_once_when_the_upstream_answer_breaks_off(
+    oauth_stack: StackFactory,
+) -> None:
+    stack = await oauth_stack({"SIPGATE_PROXY_AUTH__OAUTH2__REFRESH_SKEW": "4"}, access_ttl=8)
+    async with ScriptedBrowser() as browser:
+        await logged_in(stack, browser, "nora")
+        await asyncio.sleep(DUE)
+        status, _, _, cookies = await browser.request(
+            "GET", f"{stack.public_url}/__test/truncated", headers=JSON
+        )
+    assert status == 502
+    assert refresh_grants(stack) == 1
+    assert any(c.startswith("sipgate_proxy_0=") for c in cookies)
+    assert len(cookies) == len(set(cookies))  # each Set-Cookie line once

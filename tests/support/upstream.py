@@ -89,6 +89,17 @@ async def stall_mid_body(request: web.Request) -> web.StreamResponse:
     return response
 
 
+async def truncated(request: web.Request) -> web.StreamResponse:
+    """A small answer whose body stops halfway: the connection closes after 500 of 1000."""
+    response = web.StreamResponse()
+    response.content_length = 1000
+    await response.prepare(request)
+    await response.write(b"z" * 500)
+    assert request.transport is not None
+    request.transport.close()
+    return response
+
+
 async def status(request: web.Request) -> web.Response:
     code = int(request.match_info["code"])
     return web.Response(status=code, text=json.dumps({"status": code}))
@@ -201,6 +212,7 @@ def create_upstream_app(jwks_url: str | None = None) -> web.Application:
     app.router.add_get("/__test/slow", slow)
     app.router.add_get("/__test/slow_stream", slow_stream)
     app.router.add_get("/__test/stall", stall_mid_body)
+    app.router.add_get("/__test/truncated", truncated)
     app.router.add_route("*", "/__test/status/{code}", status)
     app.router.add_get("/__test/cookies", cookies)
     app.router.add_get("/__test/cors", cors)
