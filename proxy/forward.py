@@ -19,7 +19,6 @@ from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from proxy import request_state as state
-from proxy import splice
 from proxy.config import Upstream
 from proxy.credentials import Credentials
 from proxy.errors import BodyTooLarge, ProxyError, UpstreamTimeout, UpstreamUnreachable
@@ -169,20 +168,13 @@ class Forwarder:
             response.content_length = upstream.content_length
         await response.prepare(request)
         try:
-            if await self._splice_body(request, upstream, response):
-                await response.write_eof()
-                return response
             # iter_any: whatever arrived, at once; fixed-size chunks cost half the speed
             async for chunk in upstream.content.iter_any():
                 await response.write(chunk)
         except (ConnectionResetError, aiohttp.ClientConnectionResetError):
             upstream.close()  # client went away: drop the upstream connection too
             return response
-        except splice.SinkFailed:
-            upstream.close()
-            _abort(request)  # gone, or failing mid-body: either way never reused
-            return response
-        except (TimeoutError, aiohttp.ClientError, splice.SourceFailed):
+        except (TimeoutError, aiohttp.ClientError):
             # Headers are out: the only honest signal left is to cut the connection,
             # so the client cannot take a truncated body for a complete one.
             log.warning("upstream failed mid-response; closing client connection")
@@ -191,46 +183,6 @@ class Forwarder:
             return response
         await response.write_eof()
         return response
-
-    async def _splice_body(
-        self, request: web.Request, upstream: aiohttp.ClientResponse, response: web.StreamResponse
-    ) -> bool:
-        """Move a large body of known length kernel-side (splice.py) when both sockets
-        are cleartext; False (nothing taken) when it does not apply."""
-        length = upstream.content_length
-        connection = upstream.connection
-        if length is None or length < splice.MIN_BYTES or connection is None:
-            return False
-        protocol, body = connection.protocol, upstream.content
-        source = splice.cleartext_socket_fd(connection.transport)
-        sink = splice.cleartext_socket_fd(request.transport)
-        if protocol is None or source is None or sink is None or body.is_eof():
-            return False
-        try:
-            channel = splice.Channel(source, sink)  # before any await: the fds are theirs
-        except OSError:
-            return False  # out of descriptors, say: copy
-        with channel:
-            head, ours = splice.take_over(body, protocol)
-            if head:
-                await response.write(head)
-            transport = request.transport
-            if (
-                not ours
-                or connection.transport is None
-                or connection.transport.is_closing()
-                or transport is None
-                or transport.is_closing()
-                or transport.get_write_buffer_size()  # spliced bytes would overtake these
-            ):
-                if ours:
-                    protocol.resume_reading()
-                return False  # the copying path goes on from here (and sees any error)
-            try:
-                await splice.relay(channel, length - len(head), self._settings.read_timeout)
-            finally:
-                upstream.close()  # its parser never saw the spliced bytes: never reuse it
-        return True
 
     async def _relay_whole(
         self, request: web.Request, upstream: aiohttp.ClientResponse, credentials: Credentials
