@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ from aiohttp.typedefs import Middleware
 from proxy import observe
 from proxy import request_state as state
 from proxy.browser_session import BrowserSessionAuth
-from proxy.config import Settings
+from proxy.config import Settings, Upstream
 from proxy.cookie_store import CookieSessionStore
 from proxy.credentials import Authenticator
 from proxy.csrf import OriginPolicy, vary_with_origin
@@ -300,6 +301,14 @@ def _session_store(
     return redis_sessions, coordination
 
 
+def _upstream_tls(upstream: Upstream) -> ssl.SSLContext | bool:
+    """The configured CA bundle replaces the system's roots (as nginx's
+    proxy_ssl_trusted_certificate does); without one, aiohttp's default verification."""
+    if upstream.ca_file is None:
+        return True
+    return ssl.create_default_context(cafile=str(upstream.ca_file))
+
+
 def _open_clients(
     settings: Settings, clients: HttpClients
 ) -> Callable[[web.Application], AsyncIterator[None]]:
@@ -311,7 +320,9 @@ def _open_clients(
         )
         async with (
             aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=0, enable_cleanup_closed=True),
+                connector=aiohttp.TCPConnector(
+                    limit=0, enable_cleanup_closed=True, ssl=_upstream_tls(settings.upstream)
+                ),
                 timeout=upstream_timeout,
                 auto_decompress=False,
                 cookie_jar=aiohttp.DummyCookieJar(),  # upstream cookies belong to the client

@@ -18,6 +18,7 @@ import dataclasses
 import ipaddress
 import os
 import re
+import ssl
 import typing
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -145,6 +146,7 @@ class Upstream(_Section):
     max_body_size: Annotated[int, Limits(ge=0)] = 64 * 1024 * 1024
     forward_cookies: bool = False
     allow_insecure_http: bool = False  # plain http to a host that is not loopback
+    ca_file: Path | None = None  # PEM bundle trusted for https instead of the system's roots
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -506,6 +508,22 @@ def _upstream_checks(upstream: Upstream) -> Iterator[Problem]:
             "not loopback: use https, or set upstream.allow_insecure_http: true "
             f"({env_name('upstream.allow_insecure_http')}=true) for a trusted network",
         )
+    if upstream.ca_file is not None:
+        problem = upstream_ca_problem(upstream.ca_file)
+        if problem:
+            yield Problem("upstream.ca_file", problem)
+
+
+def upstream_ca_problem(path: Path) -> str | None:
+    """Why the CA bundle cannot be used, or None: loaded once here so a bad file stops
+    the start with its key named instead of failing every request."""
+    try:
+        ssl.create_default_context(cafile=str(path))
+    except ssl.SSLError:  # before OSError, its base class
+        return f"{str(path)!r} holds no PEM certificate"
+    except OSError as err:
+        return f"cannot read {str(path)!r}: {err.strerror or err}"
+    return None
 
 
 def _oauth2_checks(settings: Settings) -> Iterator[Problem]:

@@ -149,6 +149,10 @@ class Forwarder:
             )
         except (aiohttp.ServerTimeoutError, TimeoutError):
             raise _upstream_failed(request, timeout=True) from None
+        except aiohttp.ClientSSLError as err:
+            # the one upstream failure an operator fixes in config: say which one it is
+            log.warning("upstream TLS handshake failed: %s", err.__cause__ or err)
+            raise _upstream_failed(request, timeout=False) from None
         except aiohttp.ClientError:
             if body is not None and body.too_large:
                 raise BodyTooLarge() from None
