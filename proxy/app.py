@@ -19,34 +19,34 @@ import aiohttp_session
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from proxy import observe
 from proxy import request_state as state
-from proxy.browser_session import BrowserSessionAuth
-from proxy.config import Settings, Upstream
-from proxy.cookie_store import CookieSessionStore
-from proxy.credentials import Authenticator
-from proxy.csrf import OriginPolicy, vary_with_origin
-from proxy.errors import ProxyError, StoreUnavailable, json_error
-from proxy.forward import Forwarder
-from proxy.forward_auth import forward_auth_handler
-from proxy.health import Health
-from proxy.keys import decode_key, session_keys
-from proxy.login import LoginRoutes
-from proxy.login_flow import LoginFlows, flow_attributes
-from proxy.metrics import Metrics
-from proxy.oauth import OAuthClient
-from proxy.observe import add_request_id, observer
-from proxy.pat import (
+from proxy.auth.browser_session import BrowserSessionAuth
+from proxy.auth.personal_access_token import (
     LOOPBACK_NAMES,
     ClientNetworks,
     HeadlessClientGuard,
     PersonalAccessTokenAuth,
     host_name,
 )
-from proxy.redirects import login_url
-from proxy.refresh import Coordination, Refresher
-from proxy.sealing import KeyRing
-from proxy.session import SessionStorage, SessionStore
+from proxy.auth.protocol import Authenticator
+from proxy.config import Settings, Upstream
+from proxy.crypto.keys import decode_key, session_keys
+from proxy.crypto.sealing import KeyRing
+from proxy.errors import ProxyError, StoreUnavailable, json_error
+from proxy.http.forward_auth import forward_auth_handler
+from proxy.http.origin import OriginPolicy, vary_with_origin
+from proxy.login.flow_cookie import LoginFlows, flow_attributes
+from proxy.login.redirects import login_url
+from proxy.login.routes import LoginRoutes
+from proxy.oauth.client import OAuthClient
+from proxy.ops import observe
+from proxy.ops.health import Health
+from proxy.ops.metrics import Metrics
+from proxy.ops.observe import add_request_id, observer
+from proxy.refresh.single_flight import Coordination, Refresher
+from proxy.session.aiohttp_adapter import SessionStorage, SessionStore
+from proxy.session.cookie_backend import CookieSessionStore
+from proxy.upstream.forwarder import Forwarder
 
 log = logging.getLogger(__name__)
 
@@ -164,10 +164,10 @@ def _wire_personal_access_token(app: web.Application, settings: Settings) -> Non
 
 def _wire_service(app: web.Application, settings: Settings, clients: HttpClients) -> None:
     # Imported here: a cookie-store proxy never loads the Redis client (-6.6 MB RSS).
-    from proxy import redis_store
-    from proxy.redis_refresh import RedisRefreshCoordination
-    from proxy.service_identity import FileState, IdentityState, RedisState, ServiceIdentity
-    from proxy.service_routes import ServiceAuth, login_completion, register_operator_routes
+    from proxy.auth.service import ServiceAuth, login_completion, register_operator_routes
+    from proxy.auth.service_identity import FileState, IdentityState, RedisState, ServiceIdentity
+    from proxy.refresh.redis import RedisRefreshCoordination
+    from proxy.session import redis_backend as redis_store
 
     oauth2, service = settings.auth.oauth2, settings.auth.service
     keys = KeyRing([decode_key(k.get_secret_value()) for k in settings.session.keys])
@@ -283,13 +283,13 @@ def _session_store(
         )
         if workers_dir is None:
             return store, None  # one process: the refresher's own single flight suffices
-        from proxy.file_refresh import FileRefreshCoordination
+        from proxy.refresh.file import FileRefreshCoordination
 
         wait = settings.auth.oauth2.timeout + 2  # the holder's exchange is bounded by it
         return store, FileRefreshCoordination(workers_dir, keys, wait_timeout=wait)
     assert session.redis_url is not None  # config guarantees it
-    from proxy import redis_store  # imported here: see _wire_service
-    from proxy.redis_refresh import RedisRefreshCoordination
+    from proxy.refresh.redis import RedisRefreshCoordination
+    from proxy.session import redis_backend as redis_store  # imported here: see _wire_service
 
     client = redis_store.connect(session.redis_url.get_secret_value())
     redis_sessions = redis_store.RedisSessionStore(

@@ -7,7 +7,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from proxy import config, keys, log
+from proxy import config
+from proxy.crypto import keys
+from proxy.ops import log
 
 EXIT_CONFIG = 2
 
@@ -62,9 +64,9 @@ def _end_sessions(settings: config.Settings, subject: str) -> int:
         return EXIT_CONFIG
     import asyncio
 
-    from proxy import redis_store
+    from proxy.crypto.sealing import KeyRing
     from proxy.errors import StoreUnavailable
-    from proxy.sealing import KeyRing
+    from proxy.session import redis_backend as redis_store
 
     async def end() -> int:
         client = redis_store.connect(settings.session.redis_url.get_secret_value())  # type: ignore[union-attr]

@@ -23,10 +23,10 @@ from typing import Any
 
 from aiohttp import web
 
-from proxy import log as log_setup
 from proxy.app import CLIENTS, create_app, create_management_app
 from proxy.config import Secret, Settings
-from proxy.keys import generate_key
+from proxy.crypto.keys import generate_key
+from proxy.ops import log as log_setup
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from proxy import config
-from proxy.keys import generate_key
+from proxy.crypto.keys import generate_key
 
 PAT = {
     "SIPGATE_PROXY_AUTH__MODE": "personal_access_token",

@@ -35,11 +35,11 @@ from aiohttp.test_utils import TestServer
 
 from proxy import config
 from proxy.app import create_app
-from proxy.cookie_store import CookieSessionStore
-from proxy.redis_store import RedisSessionStore, connect
-from proxy.sealing import KeyRing
+from proxy.crypto.sealing import KeyRing
+from proxy.oauth.tokens import TokenSet
 from proxy.server import handler_args
-from proxy.tokens import TokenSet
+from proxy.session.cookie_backend import CookieSessionStore
+from proxy.session.redis_backend import RedisSessionStore, connect
 from tests.conftest import CLIENT_ID, CLIENT_SECRET, ProxyFactory, require
 from tests.support.idp import RunningIdP, idp_available, start_idp
 from tests.support.processes import free_port

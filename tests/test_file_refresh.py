@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from proxy.file_refresh import FileRefreshCoordination
-from proxy.keys import decode_key, generate_key
-from proxy.refresh import Outcome, RefreshFailed
-from proxy.sealing import KeyRing
-from proxy.tokens import Clock, TokenSet
+from proxy.crypto.keys import decode_key, generate_key
+from proxy.crypto.sealing import KeyRing
+from proxy.oauth.tokens import Clock, TokenSet
+from proxy.refresh.file import FileRefreshCoordination
+from proxy.refresh.single_flight import Outcome, RefreshFailed
 
 KEY = b"\x01" * 32
 OLD = TokenSet("old-access", "old-refresh-token-0123456789", 0, 1e12, subject="alice")

@@ -30,19 +30,20 @@ from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 from yarl import URL
 
-from proxy import b64, session_codec
-from proxy.cookie_chunks import MAX_CHUNKS, CookieAttributes, own_cookies, read_chunks
-from proxy.cookie_store import CookieSessionStore
-from proxy.csrf import SAFE_METHODS, OriginPolicy, normalise_origin
+from proxy.auth.personal_access_token import host_name
+from proxy.crypto import b64
+from proxy.crypto.sealing import KeyRing
 from proxy.errors import BadRequestTarget
-from proxy.login_flow import LoginFlows
-from proxy.navigation import is_browser_navigation
-from proxy.pat import host_name
-from proxy.redirects import login_url, safe_return_path
-from proxy.sealing import KeyRing
-from proxy.session_codec import MalformedSession, StoredSession
-from proxy.target import UpstreamTarget, path_and_query
-from proxy.tokens import TokenSet
+from proxy.http.navigation import is_browser_navigation
+from proxy.http.origin import SAFE_METHODS, OriginPolicy, normalise_origin
+from proxy.login.flow_cookie import LoginFlows
+from proxy.login.redirects import login_url, safe_return_path
+from proxy.oauth.tokens import TokenSet
+from proxy.session import codec as session_codec
+from proxy.session.codec import MalformedSession, StoredSession
+from proxy.session.cookie_backend import CookieSessionStore
+from proxy.session.cookie_chunks import MAX_CHUNKS, CookieAttributes, own_cookies, read_chunks
+from proxy.upstream.target import UpstreamTarget, path_and_query
 from tests.conftest import PAT_ENV
 from tests.support.processes import free_port, running
 

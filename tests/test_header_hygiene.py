@@ -31,7 +31,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from proxy.tokens import TokenSet
+from proxy.oauth.tokens import TokenSet
 from tests.conftest import ProxyFactory
 from tests.support.processes import free_port
 from tests.support.upstream import create_upstream_app

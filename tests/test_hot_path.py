@@ -24,10 +24,11 @@ from prometheus_client import (
     generate_latest,
 )
 
-from proxy import config, observe
+from proxy import config
 from proxy import request_state as state
 from proxy.app import create_app
-from proxy.metrics import (
+from proxy.ops import observe
+from proxy.ops.metrics import (
     COOKIE_BUCKETS,
     LATENCY_BUCKETS,
     LocklessCounter,

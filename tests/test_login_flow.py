@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from proxy.cookie_chunks import CookieAttributes
-from proxy.login_flow import FLOW_LIFETIME, MAX_FLOWS, LoginFlows
-from proxy.sealing import KeyRing
+from proxy.crypto.sealing import KeyRing
+from proxy.login.flow_cookie import FLOW_LIFETIME, MAX_FLOWS, LoginFlows
+from proxy.session.cookie_chunks import CookieAttributes
 
 NOW = 1_800_000_000.0
 

@@ -8,13 +8,13 @@ import hashlib
 import pytest
 
 from proxy.config import OAuth2
-from proxy.oauth import (
+from proxy.oauth.client import (
     issuer_of,
     keycloak_endpoints,
     pkce_challenge,
     realm_of,
 )
-from proxy.tokens import MalformedTokenResponse, TokenSet
+from proxy.oauth.tokens import MalformedTokenResponse, TokenSet
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,7 @@ import logging
 
 import pytest
 
-from proxy.tokens import MAX_TOKEN_SET_BYTES
+from proxy.oauth.tokens import MAX_TOKEN_SET_BYTES
 from tests.conftest import StackFactory
 from tests.support.scripted_browser import NAVIGATION, ScriptedBrowser
 
@@ -63,10 +63,10 @@ async def test_refresh_with_oversized_token_answer_keeps_the_session(
 def test_the_token_set_limit_fits_the_cookie_store_even_uncompressed() -> None:
     import secrets
 
-    from proxy.cookie_store import CookieSessionStore
-    from proxy.keys import decode_key, generate_key
-    from proxy.sealing import KeyRing
-    from proxy.tokens import TokenSet
+    from proxy.crypto.keys import decode_key, generate_key
+    from proxy.crypto.sealing import KeyRing
+    from proxy.oauth.tokens import TokenSet
+    from proxy.session.cookie_backend import CookieSessionStore
 
     store = CookieSessionStore(KeyRing([decode_key(generate_key())]), "sipgate_proxy", True, 1e6)
     third = MAX_TOKEN_SET_BYTES // 3

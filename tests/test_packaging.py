@@ -37,8 +37,8 @@ from aiohttp.test_utils import TestServer
 from packaging.requirements import Requirement
 
 from proxy import config as proxy_config
-from proxy.keys import generate_key
-from proxy.metrics import Metrics
+from proxy.crypto.keys import generate_key
+from proxy.ops.metrics import Metrics
 from tests.conftest import require
 from tests.support.processes import free_port
 

@@ -7,7 +7,7 @@ import ipaddress
 
 import aiohttp
 
-from proxy.pat import ClientNetworks, basic_authorization
+from proxy.auth.personal_access_token import ClientNetworks, basic_authorization
 from tests.conftest import PAT_ENV, ProxyFactory
 from tests.test_forward import get_json, header_values
 

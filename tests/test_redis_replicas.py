@@ -14,7 +14,7 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
-from proxy.keys import generate_key
+from proxy.crypto.keys import generate_key
 from tests.conftest import CLIENT_ID, CLIENT_SECRET
 from tests.support.idp import RunningIdP
 from tests.support.processes import free_port, running

@@ -11,10 +11,10 @@ from collections.abc import AsyncIterator
 import pytest
 import redis.asyncio as redis
 
+from proxy.crypto.sealing import KeyRing
 from proxy.errors import StoreUnavailable
-from proxy.redis_store import RedisSessionStore, connect
-from proxy.sealing import KeyRing
-from proxy.tokens import TokenSet
+from proxy.oauth.tokens import TokenSet
+from proxy.session.redis_backend import RedisSessionStore, connect
 from tests.support.redis_server import RedisServer
 from tests.test_session_cookie import NOW, as_jar, sipgate_tokens
 

@@ -12,12 +12,12 @@ from pathlib import Path
 import aiohttp
 
 from proxy import config
-from proxy.keys import decode_key, generate_key
-from proxy.oauth import OAuthClient
-from proxy.refresh import Refresher
-from proxy.sealing import KeyRing
-from proxy.service_identity import FileState, ServiceIdentity
-from proxy.session_codec import StoredSession
+from proxy.auth.service_identity import FileState, ServiceIdentity
+from proxy.crypto.keys import decode_key, generate_key
+from proxy.crypto.sealing import KeyRing
+from proxy.oauth.client import OAuthClient
+from proxy.refresh.single_flight import Refresher
+from proxy.session.codec import StoredSession
 from tests.conftest import CLIENT_ID, CLIENT_SECRET, StackFactory
 from tests.support.scripted_browser import ScriptedBrowser
 from tests.test_service_mode import OPERATOR, ServiceStack, service_stack

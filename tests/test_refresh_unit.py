@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from proxy.refresh import Outcome, Refresher, RefreshFailed
-from proxy.tokens import TokenSet
+from proxy.oauth.tokens import TokenSet
+from proxy.refresh.single_flight import Outcome, Refresher, RefreshFailed
 
 
 class SurprisingIdP:

@@ -18,7 +18,7 @@ from aiohttp.test_utils import TestServer
 
 from proxy import config
 from proxy.app import create_app
-from proxy.keys import generate_key
+from proxy.crypto.keys import generate_key
 from proxy.server import handler_args
 from tests.conftest import CLIENT_ID, CLIENT_SECRET
 from tests.support.idp import RunningIdP, browser_login

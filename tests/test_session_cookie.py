@@ -9,12 +9,17 @@ from pathlib import Path
 
 import pytest
 
-from proxy import session_codec
-from proxy.cookie_chunks import MAX_SET_COOKIE_BYTES, CookieAttributes, read_chunks, write_chunks
-from proxy.cookie_store import CookieSessionStore
-from proxy.sealing import KeyRing
-from proxy.session_codec import StoredSession
-from proxy.tokens import TokenSet
+from proxy.crypto.sealing import KeyRing
+from proxy.oauth.tokens import TokenSet
+from proxy.session import codec as session_codec
+from proxy.session.codec import StoredSession
+from proxy.session.cookie_backend import CookieSessionStore
+from proxy.session.cookie_chunks import (
+    MAX_SET_COOKIE_BYTES,
+    CookieAttributes,
+    read_chunks,
+    write_chunks,
+)
 
 NOW = 1_800_000_000.0
 # sipgate's sample token response from its authentication docs (real Keycloak tokens

@@ -7,11 +7,11 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from proxy.cookie_store import CookieSessionStore
-from proxy.redis_store import RedisSessionStore, connect
-from proxy.sealing import KeyRing
-from proxy.session import SessionStore
-from proxy.tokens import TokenSet
+from proxy.crypto.sealing import KeyRing
+from proxy.oauth.tokens import TokenSet
+from proxy.session.aiohttp_adapter import SessionStore
+from proxy.session.cookie_backend import CookieSessionStore
+from proxy.session.redis_backend import RedisSessionStore, connect
 from tests.support.redis_server import RedisServer
 from tests.test_session_cookie import NOW, as_jar, sipgate_tokens
 

@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from proxy import config
-from proxy.keys import generate_key
+from proxy.crypto.keys import generate_key
 from tests.support.processes import ROOT, free_port
 
 # Runs in a fresh interpreter: serve as `python -m proxy` does, and once /readyz answers
@@ -54,10 +54,10 @@ NOT_LOADED = (
     "multiprocessing",
     "jwt",
     "redis",
-    "proxy.redis_store",
-    "proxy.redis_refresh",
-    "proxy.service_identity",
-    "proxy.service_routes",
+    "proxy.session.redis_backend",
+    "proxy.refresh.redis",
+    "proxy.auth.service_identity",
+    "proxy.auth.service",
 )
 
 MODES = {

@@ -1,7 +1,7 @@
 import pytest
 
 from proxy.errors import BadRequestTarget
-from proxy.target import UpstreamTarget, path_and_query
+from proxy.upstream.target import UpstreamTarget, path_and_query
 
 
 @pytest.mark.parametrize(

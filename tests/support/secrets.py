@@ -8,7 +8,7 @@ import logging
 import traceback
 from pathlib import Path
 
-from proxy.log import JsonFormatter
+from proxy.ops.log import JsonFormatter
 
 MIN_LENGTH = 12
 

@@ -20,7 +20,7 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from proxy import request_state as state
-from proxy.metrics import Metrics
+from proxy.ops.metrics import Metrics
 
 log = logging.getLogger("proxy.access")
 

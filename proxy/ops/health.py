@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from aiohttp import web
 
-from proxy.metrics import CONTENT_TYPE, Metrics
+from proxy.ops.metrics import CONTENT_TYPE, Metrics
 
 
 class Health:

@@ -34,11 +34,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from proxy import session_codec
-from proxy.refresh import Exchange, Outcome, RefreshFailed
-from proxy.sealing import KeyRing, context
-from proxy.session_codec import MalformedSession, StoredSession
-from proxy.tokens import Clock, TokenSet
+from proxy.crypto.sealing import KeyRing, context
+from proxy.oauth.tokens import Clock, TokenSet
+from proxy.refresh.single_flight import Exchange, Outcome, RefreshFailed
+from proxy.session import codec as session_codec
+from proxy.session.codec import MalformedSession, StoredSession
 
 log = logging.getLogger(__name__)
 

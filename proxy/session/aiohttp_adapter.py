@@ -20,9 +20,9 @@ import aiohttp_session
 from aiohttp import web
 from aiohttp.web_exceptions import NotAppKeyWarning
 
-from proxy.cookie_chunks import own_cookies
-from proxy.session_codec import StoredSession
-from proxy.tokens import TokenSet
+from proxy.oauth.tokens import TokenSet
+from proxy.session.codec import StoredSession
+from proxy.session.cookie_chunks import own_cookies
 
 log = logging.getLogger(__name__)
 

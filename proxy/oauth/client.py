@@ -20,8 +20,8 @@ from urllib.parse import quote, urlencode
 
 import aiohttp
 
-from proxy import b64
 from proxy.config import OAuth2
+from proxy.crypto import b64
 
 SIPGATE_LOGIN = "https://login.sipgate.com/auth/realms/{realm}"
 # Codes after which the grant is gone for good: the user has to log in again.

@@ -27,15 +27,15 @@ from typing import Any, Protocol
 
 import redis.asyncio as redis
 
-from proxy import session_codec
-from proxy.credentials import Credentials
+from proxy.auth.protocol import Credentials
+from proxy.crypto.sealing import KeyRing, context
 from proxy.errors import IdPUnavailable, ProxyError
-from proxy.oauth import OAuthError
-from proxy.redis_store import call
-from proxy.refresh import Refresher, RefreshFailed
-from proxy.sealing import KeyRing, context
-from proxy.session_codec import StoredSession
-from proxy.tokens import Clock, TokenSet, unverified_claim
+from proxy.oauth.client import OAuthError
+from proxy.oauth.tokens import Clock, TokenSet, unverified_claim
+from proxy.refresh.single_flight import Refresher, RefreshFailed
+from proxy.session import codec as session_codec
+from proxy.session.codec import StoredSession
+from proxy.session.redis_backend import call
 
 log = logging.getLogger(__name__)
 

@@ -19,10 +19,10 @@ from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from proxy import request_state as state
+from proxy.auth.protocol import Credentials
 from proxy.config import Upstream
-from proxy.credentials import Credentials
 from proxy.errors import BodyTooLarge, ProxyError, UpstreamTimeout, UpstreamUnreachable
-from proxy.target import UpstreamTarget
+from proxy.upstream.target import UpstreamTarget
 
 log = logging.getLogger(__name__)
 

@@ -27,18 +27,19 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
-from proxy import b64, session_codec
-from proxy.cookie_chunks import (
+from proxy.crypto import b64
+from proxy.crypto.sealing import KeyRing, context
+from proxy.errors import StoreUnavailable
+from proxy.oauth.tokens import Clock, TokenSet
+from proxy.session import codec as session_codec
+from proxy.session.codec import StoredSession
+from proxy.session.cookie_chunks import (
     CookieAttributes,
     expire_chunks,
     has_chunks,
     read_chunks,
     write_chunks,
 )
-from proxy.errors import StoreUnavailable
-from proxy.sealing import KeyRing, context
-from proxy.session_codec import StoredSession
-from proxy.tokens import Clock, TokenSet
 
 log = logging.getLogger(__name__)
 

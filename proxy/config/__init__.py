@@ -27,9 +27,9 @@ from types import UnionType
 from typing import Annotated, Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
-from proxy.cookie_chunks import secure_prefix
-from proxy.csrf import normalise_origin
-from proxy.keys import InvalidKey, decode_key
+from proxy.crypto.keys import InvalidKey, decode_key
+from proxy.http.origin import normalise_origin
+from proxy.session.cookie_chunks import secure_prefix
 
 ENV_PREFIX = "SIPGATE_PROXY_"
 LOOPBACK_NETWORKS = ["127.0.0.0/8", "::1/128"]

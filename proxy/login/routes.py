@@ -16,15 +16,15 @@ import aiohttp_session
 from aiohttp import web
 
 from proxy import request_state as rs
-from proxy.cookie_chunks import own_cookies
-from proxy.csrf import OriginPolicy
 from proxy.errors import CrossSiteRefused, json_error
-from proxy.id_token import InvalidIdToken, verify
-from proxy.login_flow import LoginFlow, LoginFlows
-from proxy.oauth import IdPUnavailable, OAuthClient, TokenError, pkce_challenge
-from proxy.redirects import login_url, safe_return_path
-from proxy.session import CREATED_KEY, TOKENS_KEY, SessionStore
-from proxy.tokens import Clock, MalformedTokenResponse, TokenSet, TokenSetTooLarge
+from proxy.http.origin import OriginPolicy
+from proxy.login.flow_cookie import LoginFlow, LoginFlows
+from proxy.login.redirects import login_url, safe_return_path
+from proxy.oauth.client import IdPUnavailable, OAuthClient, TokenError, pkce_challenge
+from proxy.oauth.id_token import InvalidIdToken, verify
+from proxy.oauth.tokens import Clock, MalformedTokenResponse, TokenSet, TokenSetTooLarge
+from proxy.session.aiohttp_adapter import CREATED_KEY, TOKENS_KEY, SessionStore
+from proxy.session.cookie_chunks import own_cookies
 
 log = logging.getLogger(__name__)
 

@@ -14,9 +14,9 @@ import struct
 import zlib
 from dataclasses import dataclass
 
-from proxy import b64
-from proxy.sealing import KeyRing
-from proxy.tokens import TokenSet
+from proxy.crypto import b64
+from proxy.crypto.sealing import KeyRing
+from proxy.oauth.tokens import TokenSet
 
 FORMAT = b"\x01"
 MAX_PLAINTEXT = 64 * 1024  # refuse to inflate beyond this: no decompression bombs

@@ -11,8 +11,12 @@ import time
 from collections import OrderedDict
 from collections.abc import Mapping
 
-from proxy import b64, session_codec
-from proxy.cookie_chunks import (
+from proxy.crypto import b64
+from proxy.crypto.sealing import KeyRing, context
+from proxy.oauth.tokens import Clock, TokenSet
+from proxy.session import codec as session_codec
+from proxy.session.codec import StoredSession
+from proxy.session.cookie_chunks import (
     MAX_CHUNKS,
     CookieAttributes,
     expire_chunks,
@@ -20,9 +24,6 @@ from proxy.cookie_chunks import (
     read_chunks,
     write_chunks,
 )
-from proxy.sealing import KeyRing, context
-from proxy.session_codec import StoredSession
-from proxy.tokens import Clock, TokenSet
 
 CLOCK_SKEW = 60.0  # seconds a cookie's seal time may lie in the future (clock drift)
 MAX_COOKIE_TEXT = MAX_CHUNKS * 4096

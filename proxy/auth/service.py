@@ -9,11 +9,11 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from proxy import request_state as rs
-from proxy.credentials import Credentials
-from proxy.login import LoginRoutes, html_page
-from proxy.pat import HeadlessClientGuard
-from proxy.service_identity import ServiceIdentity
-from proxy.tokens import TokenSet
+from proxy.auth.personal_access_token import HeadlessClientGuard
+from proxy.auth.protocol import Credentials
+from proxy.auth.service_identity import ServiceIdentity
+from proxy.login.routes import LoginRoutes, html_page
+from proxy.oauth.tokens import TokenSet
 
 
 class ServiceAuth:

@@ -30,10 +30,10 @@ from typing import Literal
 from aiohttp import web
 from multidict import CIMultiDict
 
+from proxy.auth.personal_access_token import ClientNetworks
+from proxy.auth.protocol import Authenticator
 from proxy.config import ForwardAuth
-from proxy.credentials import Authenticator
 from proxy.errors import ProxyError, Unauthenticated, json_error
-from proxy.pat import ClientNetworks
 
 log = logging.getLogger(__name__)
 

@@ -8,10 +8,10 @@ from collections.abc import Sequence
 
 from aiohttp import web
 
+from proxy.auth.protocol import Credentials
 from proxy.config import PersonalAccessToken
-from proxy.credentials import Credentials
-from proxy.csrf import OriginPolicy
 from proxy.errors import ClientNotAllowed, CrossSiteRefused
+from proxy.http.origin import OriginPolicy
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 

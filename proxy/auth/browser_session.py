@@ -16,16 +16,16 @@ import time
 from aiohttp import web
 
 from proxy import request_state as state
-from proxy.cookie_chunks import own_cookies
-from proxy.credentials import Credentials
-from proxy.csrf import OriginPolicy
+from proxy.auth.protocol import Credentials
 from proxy.errors import CrossSiteRefused, IdPUnavailable, Unauthenticated
-from proxy.navigation import is_browser_navigation
-from proxy.redirects import login_url
-from proxy.refresh import Outcome, Refresher, RefreshFailed
-from proxy.session import SessionStore, session_cookie_bytes
-from proxy.session_codec import StoredSession
-from proxy.tokens import Clock, TokenSet
+from proxy.http.navigation import is_browser_navigation
+from proxy.http.origin import OriginPolicy
+from proxy.login.redirects import login_url
+from proxy.oauth.tokens import Clock, TokenSet
+from proxy.refresh.single_flight import Outcome, Refresher, RefreshFailed
+from proxy.session.aiohttp_adapter import SessionStore, session_cookie_bytes
+from proxy.session.codec import StoredSession
+from proxy.session.cookie_chunks import own_cookies
 
 log = logging.getLogger(__name__)
 

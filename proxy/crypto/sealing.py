@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from proxy.keys import key_id
+from proxy.crypto.keys import key_id
 
 VERSION = b"\x01"
 NONCE_BYTES = 12

@@ -20,13 +20,13 @@ import time
 
 import redis.asyncio as redis
 
-from proxy import session_codec
+from proxy.crypto.sealing import KeyRing, context
 from proxy.errors import StoreUnavailable
-from proxy.redis_store import call
-from proxy.refresh import Exchange, Outcome, RefreshFailed
-from proxy.sealing import KeyRing, context
-from proxy.session_codec import StoredSession
-from proxy.tokens import TokenSet
+from proxy.oauth.tokens import TokenSet
+from proxy.refresh.single_flight import Exchange, Outcome, RefreshFailed
+from proxy.session import codec as session_codec
+from proxy.session.codec import StoredSession
+from proxy.session.redis_backend import call
 
 log = logging.getLogger(__name__)
 

@@ -24,8 +24,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from proxy.oauth import IdPTimeout, IdPUnavailable, OAuthClient, TokenError
-from proxy.tokens import Clock, MalformedTokenResponse, TokenSet
+from proxy.oauth.client import IdPTimeout, IdPUnavailable, OAuthClient, TokenError
+from proxy.oauth.tokens import Clock, MalformedTokenResponse, TokenSet
 
 log = logging.getLogger(__name__)
 
