@@ -83,9 +83,7 @@ def constructor_parameters(path: Path) -> list[tuple[str, int]]:
     for node in ast.walk(tree):
         if not isinstance(node, ast.ClassDef):
             continue
-        init = [
-            f for f in node.body if isinstance(f, ast.FunctionDef) and f.name == "__init__"
-        ]
+        init = [f for f in node.body if isinstance(f, ast.FunctionDef) and f.name == "__init__"]
         if init:
             found.append((f"{module_name(path)}.{node.name}", _parameter_count(init[0])))
     return found
