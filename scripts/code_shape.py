@@ -121,6 +121,45 @@ def upward_imports(path: Path) -> list[str]:
     return wrong
 
 
+def _runtime_imports(tree: ast.Module) -> list[str]:
+    """Module-level imports, without those under ``if TYPE_CHECKING:`` (never run)."""
+    found: list[str] = []
+    for node in tree.body:
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            continue
+        for inner in ast.walk(node):
+            if isinstance(inner, ast.ImportFrom) and inner.module and inner.level == 0:
+                found += [inner.module] + [f"{inner.module}.{a.name}" for a in inner.names]
+            elif isinstance(inner, ast.Import):
+                found += [a.name for a in inner.names]
+    return found
+
+
+def import_cycles() -> list[list[str]]:
+    """Cycles among the package's modules through imports that run at import time."""
+    names = {module_name(p).removesuffix(".__init__"): p for p in modules()}
+    graph = {
+        name: sorted({t for t in _runtime_imports(ast.parse(path.read_text())) if t in names})
+        for name, path in names.items()
+    }
+    cycles: list[list[str]] = []
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+
+    def visit(node: str, path: list[str]) -> None:
+        state[node] = 1
+        for target in graph[node]:
+            if state.get(target) == 1:
+                cycles.append([*path[path.index(target) :], target])
+            elif target not in state:
+                visit(target, [*path, target])
+        state[node] = 2
+
+    for name in graph:
+        if name not in state:
+            visit(name, [name])
+    return cycles
+
+
 def main() -> int:
     paths = modules()
     lengths = {module_name(p): len(p.read_text().splitlines()) for p in paths}
@@ -140,6 +179,7 @@ def main() -> int:
     print(f"constructors over 5 parameters: {wide or 'none'}")
     upward = [w for p in paths for w in upward_imports(p)]
     print(f"imports against the layers: {upward or 'none'}")
+    print(f"import cycles: {import_cycles() or 'none'}")
     return 0
 
 
