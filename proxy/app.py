@@ -33,6 +33,7 @@ from proxy.config import Settings, Upstream
 from proxy.crypto.keys import decode_key, session_keys
 from proxy.crypto.sealing import KeyRing
 from proxy.errors import ProxyError, StoreUnavailable, json_error
+from proxy.http.cookies import write_cookies
 from proxy.http.forward_auth import forward_auth_handler
 from proxy.http.origin import OriginPolicy, vary_with_origin
 from proxy.login.flow_cookie import LoginFlows, flow_attributes
@@ -126,6 +127,7 @@ def create_management_app(main: web.Application) -> web.Application:
     (and, in service mode, the operator's sign-in and status endpoints)."""
     app = web.Application(middlewares=[observer(main[METRICS]), _errors_as_json])
     app.on_response_prepare.append(add_request_id)
+    app.on_response_prepare.append(_write_cookies)
     main[HEALTH].register(app.router, with_metrics=True)
     for register in main[MANAGEMENT_ROUTES]:
         register(app.router)
@@ -444,6 +446,10 @@ async def _cors_preflight(request: web.Request, handler: Handler) -> web.StreamR
     return await handler(request)
 
 
+async def _write_cookies(request: web.Request, response: web.StreamResponse) -> None:
+    write_cookies(request, response)
+
+
 def _answer_headers(
     origins: OriginPolicy | None,
 ) -> Callable[[web.Request, web.StreamResponse], Awaitable[None]]:
@@ -452,6 +458,7 @@ def _answer_headers(
 
     async def answer_headers(request: web.Request, response: web.StreamResponse) -> None:
         observe.name_response(request, response)
+        write_cookies(request, response)
         if origins is not None:
             _cors_headers(origins, request, response)
 

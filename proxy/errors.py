@@ -1,15 +1,24 @@
-"""The proxy's own errors, each with its HTTP status and a stable machine-readable code.
+"""The proxy's own errors: the one tree of everything it answers itself, each class with
+its HTTP status and a stable machine-readable code (the JSON body's ``error``).
 
-    ProxyError                  (any error the proxy answers itself, JSON body)
-    ├── BadRequestTarget        400  request target the proxy will not forward
-    ├── Unauthenticated         401  no valid session (a browser navigation gets 302)
-    ├── ClientNotAllowed        403  client address outside allowed_client_networks
-    ├── CrossSiteRefused        403  unsafe method from a foreign origin (CSRF)
-    ├── BodyTooLarge            413  request body above upstream.max_body_size
-    ├── UpstreamUnreachable     502  connection refused, reset or closed early
-    ├── IdPUnavailable          503  token expired and the IdP cannot refresh it now
-    ├── StoreUnavailable        503  the session store (Redis) cannot be reached
-    └── UpstreamTimeout         504  connect or read timeout
+    ProxyError                      500  internal_error
+    ├── BadRequestTarget            400  bad_request: a target the proxy will not forward
+    ├── Unauthenticated             401  unauthenticated: no valid session
+    │                                    (a browser navigation gets 302 to the login)
+    ├── ClientNotAllowed            403  client_not_allowed: outside allowed_client_networks
+    ├── CrossSiteRefused            403  cross_site_request: unsafe method, foreign origin
+    ├── BodyTooLarge                413  body_too_large: above upstream.max_body_size
+    ├── UpstreamUnreachable         502  bad_gateway: refused, reset, TLS or closed early
+    ├── ServiceUnavailable          503  (base: every 503 carries Retry-After)
+    │   ├── IdPUnavailable               idp_unavailable: the token needs the IdP, it is away
+    │   ├── StoreUnavailable             session_store_unavailable: Redis cannot be reached
+    │   └── ServiceIdentityMissing       service_identity_missing: an operator must sign in
+    └── UpstreamTimeout             504  gateway_timeout: connect or read timeout
+
+OAuth protocol failures are not in this tree: ``proxy.oauth.client`` raises its own, and
+the authenticators translate them into these (one boundary, ``auth/``). An error is never
+changed after it is raised; cookies that must reach the client whatever the answer live
+in the request (``request_state.set_cookies``), not on the error.
 
 Messages are fixed strings: they never contain request data, tokens or secrets.
 """
@@ -26,19 +35,13 @@ class ProxyError(Exception):
     code = "internal_error"
     message = "internal error"
 
-    def __init__(self, message: str | None = None, set_cookies: tuple[str, ...] = ()) -> None:
+    def __init__(self, message: str | None = None) -> None:
         super().__init__(message or self.message)
         if message:
             self.message = message
-        self.set_cookies = set_cookies  # e.g. expiring a session that is no longer valid
 
     def to_response(self) -> web.Response:
-        return self._with_cookies(json_error(self.status, self.code, self.message))
-
-    def _with_cookies(self, response: web.Response) -> web.Response:
-        for cookie in self.set_cookies:
-            response.headers.add("Set-Cookie", cookie)
-        return response
+        return json_error(self.status, self.code, self.message)
 
 
 class BadRequestTarget(ProxyError):
@@ -52,18 +55,23 @@ class Unauthenticated(ProxyError):
     code = "unauthenticated"
     message = "no valid session: log in first"
 
-    def __init__(self, login_url: str, navigation: bool, set_cookies: tuple[str, ...]) -> None:
-        super().__init__(set_cookies=set_cookies)
+    def __init__(self, login_url: str, navigation: bool) -> None:
+        super().__init__()
         self.login_url = login_url
         self.navigation = navigation
 
     def to_response(self) -> web.Response:
-        if self.navigation:
-            response = web.Response(status=302, headers={"Location": self.login_url})
-        else:
-            response = json_error(self.status, self.code, self.message, login_url=self.login_url)
+        if not self.navigation:
+            return self.api_response()
+        response = web.Response(status=302, headers={"Location": self.login_url})
         response.headers["Cache-Control"] = "no-store"
-        return self._with_cookies(response)
+        return response
+
+    def api_response(self) -> web.Response:
+        """The 401 whatever asked (forward-auth answers nginx, never a browser)."""
+        response = json_error(self.status, self.code, self.message, login_url=self.login_url)
+        response.headers["Cache-Control"] = "no-store"
+        return response
 
 
 class CrossSiteRefused(ProxyError):
@@ -90,10 +98,12 @@ class UpstreamUnreachable(ProxyError):
     message = "the upstream API could not be reached"
 
 
-class IdPUnavailable(ProxyError):
+class ServiceUnavailable(ProxyError):
+    """A peer the proxy needs is away for now: the client may retry after a while."""
+
     status = 503
-    code = "idp_unavailable"
-    message = "the login service cannot renew the session right now; retry shortly"
+    code = "service_unavailable"
+    message = "retry shortly"
     retry_after = 5
 
     def to_response(self) -> web.Response:
@@ -102,9 +112,19 @@ class IdPUnavailable(ProxyError):
         return response
 
 
-class StoreUnavailable(IdPUnavailable):
+class IdPUnavailable(ServiceUnavailable):
+    code = "idp_unavailable"
+    message = "the login service cannot renew the session right now; retry shortly"
+
+
+class StoreUnavailable(ServiceUnavailable):
     code = "session_store_unavailable"
     message = "sessions cannot be read right now; retry shortly"
+
+
+class ServiceIdentityMissing(ServiceUnavailable):
+    code = "service_identity_missing"
+    message = "no usable service identity: an operator must sign in"
 
 
 class UpstreamTimeout(ProxyError):

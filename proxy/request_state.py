@@ -6,6 +6,8 @@ for the access log line and the metrics.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from aiohttp import web
 
 REQUEST_ID = web.RequestKey("request_id", str)
@@ -18,3 +20,19 @@ UPSTREAM_ERROR = web.RequestKey("upstream_error", str)  # timeout | unreachable
 SESSION_COOKIE_BYTES = web.RequestKey("session_cookie_bytes", int)
 LOGIN_OUTCOME = web.RequestKey("login_outcome", str)
 STORE_ERROR = web.RequestKey("store_error", bool)
+# The Set-Cookie lines this request's answer carries, by what they hold ("session",
+# "login_flow"): whatever the answer turns out to be (proxied, streamed, an error page,
+# a redirect), one response hook writes them, once (http/cookies.py).
+SET_COOKIES = web.RequestKey("set_cookies", dict[str, tuple[str, ...]])
+
+
+def set_cookies(request: web.Request, holding: str, lines: Iterable[str]) -> None:
+    """The cookies that store ``holding`` for this answer: a later decision about the same
+    thing (a refresh after an upstream 401) replaces the earlier one, never adds to it."""
+    if SET_COOKIES not in request:
+        request[SET_COOKIES] = {}
+    request[SET_COOKIES][holding] = tuple(lines)
+
+
+def cookies_to_set(request: web.Request) -> list[str]:
+    return [line for lines in request.get(SET_COOKIES, {}).values() for line in lines]

@@ -243,6 +243,7 @@ async def test_refreshed_cookies_survive_an_upstream_error(oauth_stack: StackFac
     assert refresh_grants(stack) == 1
     # the rotated refresh token reached the browser anyway: it will not replay the old one
     assert any(c.startswith("sipgate_proxy_0=") and "Max-Age=0" not in c for c in cookies)
+    assert len(cookies) == len(set(cookies))  # each Set-Cookie line once (issue 14)
 
 
 async def test_slow_idp_is_not_asked_again_right_after_a_timeout(
@@ -303,3 +304,29 @@ async def test_refreshed_cookie_is_set_once_when_the_upstream_answer_breaks_off(
     assert refresh_grants(stack) == 1
     assert any(c.startswith("sipgate_proxy_0=") for c in cookies)
     assert len(cookies) == len(set(cookies))  # each Set-Cookie line once
+
+
+async def test_a_refresh_then_a_retry_then_a_502_sets_each_cookie_once(
+    oauth_stack: StackFactory,
+) -> None:
+    # Due on arrival (refresh 1), the upstream answers 401 (forced refresh 2), the retry's
+    # answer breaks off (502): the page carries the newest session cookies, each name once.
+    stack = await oauth_stack({"SIPGATE_PROXY_AUTH__OAUTH2__REFRESH_SKEW": "4"}, access_ttl=8)
+    async with ScriptedBrowser() as browser:
+        await logged_in(stack, browser, "olga")
+        await asyncio.sleep(DUE)
+        stack.verifier.reject_next = 1
+        status, _, _, cookies = await browser.request(
+            "GET", f"{stack.public_url}/v2/__test/truncated", headers=JSON
+        )
+        assert status == 502
+        assert refresh_grants(stack) == 2
+        names = [c.split("=", 1)[0] for c in cookies]
+        assert "sipgate_proxy_0" in names
+        assert len(names) == len(set(names))
+        # the cookie it set holds the second refresh's tokens: the session goes on
+        status, _, body, _ = await browser.request(
+            "GET", f"{stack.public_url}/v2/account", headers=JSON
+        )
+        assert status == 200
+    assert stack.idp.token_calls("refresh_token", "invalid_grant") == 0

@@ -3,7 +3,7 @@
 no session          → Unauthenticated (302 to login for a navigation, else 401)
 unsafe cross-site   → CrossSiteRefused (403)
 access token fresh  → Bearer
-near expiry         → single-flight refresh; new cookies ride on the same response
+near expiry         → single-flight refresh; the answer carries the new cookies
   grant gone        → session cleared, Unauthenticated
   IdP unavailable   → the current token while it is valid, else IdPUnavailable (503)
 """
@@ -16,7 +16,6 @@ import time
 from aiohttp import web
 
 from proxy import request_state as state
-from proxy.auth.protocol import Credentials
 from proxy.errors import CrossSiteRefused, IdPUnavailable, Unauthenticated
 from proxy.http.navigation import is_browser_navigation
 from proxy.http.origin import OriginPolicy
@@ -26,6 +25,7 @@ from proxy.refresh.single_flight import Outcome, Refresher, RefreshFailed
 from proxy.session.aiohttp_adapter import SessionStore, session_cookie_bytes
 from proxy.session.codec import StoredSession
 from proxy.session.cookie_chunks import own_cookies
+from proxy.upstream.credentials import Credentials
 
 log = logging.getLogger(__name__)
 
@@ -62,44 +62,34 @@ class BrowserSessionAuth:
         ):
             raise CrossSiteRefused()
         request[state.SUBJECT] = stored.tokens.subject
-        tokens, cookies = await self._fresh(request, stored, force=False)
-        return self._credentials(request, stored, tokens, cookies)
+        tokens = await self._fresh(request, stored, force=False)
+        return self._credentials(request, stored, tokens)
 
     def _credentials(
-        self,
-        request: web.Request,
-        stored: StoredSession,
-        tokens: TokenSet,
-        cookies: tuple[str, ...],
+        self, request: web.Request, stored: StoredSession, tokens: TokenSet
     ) -> Credentials:
         async def after_upstream_401() -> Credentials | None:
             # The upstream says the token is bad although it looked valid: one forced
             # refresh through the same single-flight path, then one retry.
             try:
-                fresh, new_cookies = await self._fresh(
+                fresh = await self._fresh(
                     request, StoredSession(tokens, stored.created, stored.sealed_at), force=True
                 )
             except (Unauthenticated, IdPUnavailable):
                 return None
-            return self._credentials(request, stored, fresh, new_cookies)
+            return self._credentials(request, stored, fresh)
 
-        return Credentials(
-            authorization=f"Bearer {tokens.access_token}",
-            set_cookies=cookies,
-            reauthorize=after_upstream_401,
-        )
+        return Credentials(f"Bearer {tokens.access_token}", reauthorize=after_upstream_401)
 
-    async def _fresh(
-        self, request: web.Request, stored: StoredSession, force: bool
-    ) -> tuple[TokenSet, tuple[str, ...]]:
-        """The token set to use and, whenever it is not the one in the request's cookie,
-        the cookies that store it: every answer that used other tokens carries them."""
+    async def _fresh(self, request: web.Request, stored: StoredSession, force: bool) -> TokenSet:
+        """The token set to use; whenever it is not the one in the request's cookie, the
+        answer (whatever it turns out to be) carries the cookies that store it."""
         fresh = await self._usable_tokens(request, stored.tokens, force)
-        if fresh is stored.tokens:
-            return fresh, ()
-        cookies = await self._storage.save(fresh, stored.created, self._cookies(request))
-        request[state.SESSION_COOKIE_BYTES] = session_cookie_bytes(cookies)
-        return fresh, tuple(cookies)
+        if fresh is not stored.tokens:
+            cookies = await self._storage.save(fresh, stored.created, self._cookies(request))
+            request[state.SESSION_COOKIE_BYTES] = session_cookie_bytes(cookies)
+            state.set_cookies(request, "session", cookies)
+        return fresh
 
     async def _usable_tokens(
         self, request: web.Request, tokens: TokenSet, force: bool, again: bool = True
@@ -136,8 +126,7 @@ class BrowserSessionAuth:
         navigation = is_browser_navigation(
             request.method, request.headers.get("Accept"), request.headers.get("Sec-Fetch-Mode")
         )
+        state.set_cookies(request, "session", await self._storage.clear(self._cookies(request)))
         return Unauthenticated(
-            login_url=login_url(self._public_url, self._prefix, request.raw_path),
-            navigation=navigation,
-            set_cookies=tuple(await self._storage.clear(self._cookies(request))),
+            login_url(self._public_url, self._prefix, request.raw_path), navigation
         )

@@ -8,10 +8,10 @@ from collections.abc import Sequence
 
 from aiohttp import web
 
-from proxy.auth.protocol import Credentials
 from proxy.config import PersonalAccessToken
 from proxy.errors import ClientNotAllowed, CrossSiteRefused
 from proxy.http.origin import OriginPolicy
+from proxy.upstream.credentials import Credentials
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 

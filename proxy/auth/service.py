@@ -10,10 +10,10 @@ from aiohttp import web
 
 from proxy import request_state as rs
 from proxy.auth.personal_access_token import HeadlessClientGuard
-from proxy.auth.protocol import Credentials
 from proxy.auth.service_identity import ServiceIdentity
 from proxy.login.routes import LoginRoutes, html_page
 from proxy.oauth.tokens import TokenSet
+from proxy.upstream.credentials import Credentials
 
 
 class ServiceAuth:

@@ -27,7 +27,6 @@ from typing import Any, Protocol
 
 import redis.asyncio as redis
 
-from proxy.auth.protocol import Credentials
 from proxy.crypto.sealing import KeyRing, context
 from proxy.errors import IdPUnavailable, ProxyError
 from proxy.oauth.client import OAuthError
@@ -36,6 +35,7 @@ from proxy.refresh.single_flight import Refresher, RefreshFailed
 from proxy.session import codec as session_codec
 from proxy.session.codec import StoredSession
 from proxy.session.redis_backend import call
+from proxy.upstream.credentials import Credentials
 
 log = logging.getLogger(__name__)
 

@@ -34,6 +34,7 @@ from proxy.auth.personal_access_token import ClientNetworks
 from proxy.auth.protocol import Authenticator
 from proxy.config import ForwardAuth
 from proxy.errors import ProxyError, Unauthenticated, json_error
+from proxy.request_state import SET_COOKIES, cookies_to_set
 
 log = logging.getLogger(__name__)
 
@@ -72,27 +73,37 @@ def forward_auth_handler(
                 )
         original = _original_request(request, settings, browser_metadata_refused)
         try:
-            credentials = await authenticator.authenticate(original)
-        except Unauthenticated as err:
-            err.navigation = False
-            return err.to_response()
-        except ProxyError as err:
-            return err.to_response()
-        response = web.Response(status=202, headers={"Authorization": credentials.authorization})
-        response.headers["Cache-Control"] = "no-store"
-        for cookie in credentials.set_cookies:
-            response.headers.add("Set-Cookie", cookie)
-        for slot, cookie in enumerate(credentials.set_cookies[:COOKIE_SLOTS]):
-            response.headers[SLOT_HEADER.format(slot)] = cookie
-        if len(credentials.set_cookies) > COOKIE_SLOTS:
-            log.warning(
-                "forward-auth: the session needs %d cookies, front proxies pass %d",
-                len(credentials.set_cookies),
-                COOKIE_SLOTS,
-            )
-        return response
+            return await _verdict(authenticator, original)
+        finally:  # a clone has its own state: the cookies it decided belong to this answer
+            if SET_COOKIES in original:
+                request[SET_COOKIES] = original[SET_COOKIES]
 
     return forward_auth
+
+
+async def _verdict(authenticator: Authenticator, original: web.Request) -> web.Response:
+    try:
+        credentials = await authenticator.authenticate(original)
+    except Unauthenticated as err:
+        return err.api_response()
+    except ProxyError as err:
+        return err.to_response()
+    response = web.Response(status=202, headers={"Authorization": credentials.authorization})
+    response.headers["Cache-Control"] = "no-store"
+    _cookie_slots(response, cookies_to_set(original))
+    return response
+
+
+def _cookie_slots(response: web.Response, cookies: list[str]) -> None:
+    """Set-Cookie itself is written by the response hook; nginx needs one header each."""
+    for slot, cookie in enumerate(cookies[:COOKIE_SLOTS]):
+        response.headers[SLOT_HEADER.format(slot)] = cookie
+    if len(cookies) > COOKIE_SLOTS:
+        log.warning(
+            "forward-auth: the session needs %d cookies, front proxies pass %d",
+            len(cookies),
+            COOKIE_SLOTS,
+        )
 
 
 def _answer(status: int, error: str, message: str) -> Handler:

@@ -74,55 +74,60 @@ class LoginRoutes:
             target = await self._oauth.authorize_url(flow.state, challenge, flow.nonce)
         except IdPUnavailable:
             return self._page(503, "The sipgate login is not reachable right now.", return_path)
-        response = web.Response(status=302, headers={"Location": target})
-        _add_cookies(response, cookies)
-        return response
+        rs.set_cookies(request, "login_flow", cookies)
+        return web.Response(status=302, headers={"Location": target})
 
     async def callback(self, request: web.Request) -> web.Response:
         query, cookies = request.query, self._cookies(request)
         state = query.get("state", "")
-        if "error" in query:
+        refused = "error" in query
+        retry = self._flows.peek_return_path(state, cookies) if refused else "/"
+        flow, expire = self._flows.finish(state, cookies)  # an attempt is used up either way
+        rs.set_cookies(request, "login_flow", expire)
+        if refused:
             request[rs.LOGIN_OUTCOME] = "idp_error"
-            retry = self._flows.peek_return_path(state, cookies)
-            _, expire = self._flows.finish(state, cookies)
-            log.info("login refused by the IdP: %s", _short(query.get("error", "")))
-            page = self._page(
+            log.info("login refused by the IdP: %s", _short(query["error"]))
+            return self._page(
                 403, f"The login was not completed ({_short(query['error'])}).", retry
             )
-            return _add_cookies(page, expire)
-        flow, expire = self._flows.finish(state, cookies)
         if flow is None or not query.get("code"):
             request[rs.LOGIN_OUTCOME] = "invalid_state"
             log.info("login callback with an unknown, used or expired state")
-            page = self._page(400, "This login attempt has expired or was already used.", "/")
-            return _add_cookies(page, expire)
+            return self._page(400, "This login attempt has expired or was already used.", "/")
         try:
             tokens = await self._redeem(query["code"], flow)
-        except TokenSetTooLarge as err:
-            request[rs.LOGIN_OUTCOME] = "rejected"
-            log.warning("login failed: %s", err)  # sizes only, never the tokens
-            message = "The sipgate login returned more than a session can hold."
-            return _add_cookies(self._page(502, message, flow.return_path), expire)
-        except (IdPUnavailable, MalformedTokenResponse):
-            request[rs.LOGIN_OUTCOME] = "idp_unavailable"
-            log.warning("login failed: the IdP did not answer the code exchange")
-            page = self._page(502, "The sipgate login did not answer.", flow.return_path)
-            return _add_cookies(page, expire)
-        except (TokenError, InvalidIdToken) as err:
-            request[rs.LOGIN_OUTCOME] = "rejected"
-            log.warning("login failed: %s", err)
-            page = self._page(403, "The login could not be completed.", flow.return_path)
-            return _add_cookies(page, expire)
+        except _EXCHANGE_FAILURES as err:
+            return self._failed_exchange(request, err, flow.return_path)
         request[rs.SUBJECT] = tokens.subject
         if self.complete is not None:  # service mode: the login becomes the proxy's identity
-            return _add_cookies(await self.complete(request, tokens), expire)
+            return await self.complete(request, tokens)
+        return await self._new_session(request, tokens, flow.return_path)
+
+    async def _new_session(
+        self, request: web.Request, tokens: TokenSet, return_path: str
+    ) -> web.Response:
         session = await aiohttp_session.new_session(request)
         session[TOKENS_KEY] = tokens
         session[CREATED_KEY] = self._clock()
         request[rs.LOGIN_OUTCOME] = "ok"
         log.info("login ok")
-        response = web.Response(status=302, headers={"Location": flow.return_path})
-        return _add_cookies(response, expire)
+        return web.Response(status=302, headers={"Location": return_path})
+
+    def _failed_exchange(
+        self, request: web.Request, err: Exception, return_path: str
+    ) -> web.Response:
+        if isinstance(err, TokenSetTooLarge):
+            request[rs.LOGIN_OUTCOME] = "rejected"
+            log.warning("login failed: %s", err)  # sizes only, never the tokens
+            message = "The sipgate login returned more than a session can hold."
+            return self._page(502, message, return_path)
+        if isinstance(err, (IdPUnavailable, MalformedTokenResponse)):
+            request[rs.LOGIN_OUTCOME] = "idp_unavailable"
+            log.warning("login failed: the IdP did not answer the code exchange")
+            return self._page(502, "The sipgate login did not answer.", return_path)
+        request[rs.LOGIN_OUTCOME] = "rejected"
+        log.warning("login failed: %s", err)
+        return self._page(403, "The login could not be completed.", return_path)
 
     async def sign_out(self, request: web.Request) -> web.Response:
         origin, site = request.headers.get("Origin"), request.headers.get("Sec-Fetch-Site")
@@ -228,10 +233,14 @@ def html_page(status: int, title: str, body: str) -> web.Response:
     )
 
 
-def _add_cookies(response: web.Response, cookies: list[str]) -> web.Response:
-    for cookie in cookies:
-        response.headers.add("Set-Cookie", cookie)
-    return response
+# The code exchange's failures, each ending on a page (_failed_exchange).
+_EXCHANGE_FAILURES = (
+    TokenSetTooLarge,
+    IdPUnavailable,
+    MalformedTokenResponse,
+    TokenError,
+    InvalidIdToken,
+)
 
 
 def _short(text: str) -> str:

@@ -21,6 +21,7 @@ from aiohttp import web
 from aiohttp.web_exceptions import NotAppKeyWarning
 
 from proxy.oauth.tokens import TokenSet
+from proxy.request_state import set_cookies
 from proxy.session.codec import StoredSession
 from proxy.session.cookie_chunks import own_cookies
 
@@ -94,8 +95,7 @@ class SessionStorage(aiohttp_session.AbstractStorage):
         else:
             created = float(session.get(CREATED_KEY, self._clock()))
             headers = await self.store.save(tokens, created, cookies, session.new)
-        for header in headers:
-            response.headers.add("Set-Cookie", header)
+        set_cookies(request, "session", headers)
 
     def _cookies(self, request: web.Request) -> dict[str, str]:
         return own_cookies(request.headers.getall("Cookie", ()), self.store.cookie_name)

@@ -19,9 +19,9 @@ from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from proxy import request_state as state
-from proxy.auth.protocol import Credentials
 from proxy.config import Upstream
 from proxy.errors import BodyTooLarge, ProxyError, UpstreamTimeout, UpstreamUnreachable
+from proxy.upstream.credentials import Credentials
 from proxy.upstream.target import UpstreamTarget
 
 log = logging.getLogger(__name__)
@@ -109,22 +109,16 @@ class Forwarder:
         url = self._target.url_for(request.raw_path)
         headers = self._upstream_headers(request, credentials)
         body = self._request_body(request)
-        try:
-            upstream = await self._send(request, url, headers, body)
-        except ProxyError as err:
-            raise _with_cookies(err, credentials) from None
+        upstream = await self._send(request, url, headers, body)
         try:
             if upstream.status == 401 and body is None and credentials.reauthorize is not None:
                 retry = await credentials.reauthorize()
                 if retry is not None:
                     upstream.release()
-                    credentials = retry
                     headers["Authorization"] = retry.authorization
                     request[state.UPSTREAM_401_RETRIED] = True
                     upstream = await self._send(request, url, headers, None)
-            return await self._relay(request, upstream, credentials)
-        except ProxyError as err:
-            raise _with_cookies(err, credentials) from None  # the retry's, if it retried
+            return await self._relay(request, upstream)
         finally:
             upstream.release()
 
@@ -162,12 +156,12 @@ class Forwarder:
         return upstream
 
     async def _relay(
-        self, request: web.Request, upstream: aiohttp.ClientResponse, credentials: Credentials
+        self, request: web.Request, upstream: aiohttp.ClientResponse
     ) -> web.StreamResponse:
         if _small_body(request, upstream):
-            return await self._relay_whole(request, upstream, credentials)
+            return await self._relay_whole(request, upstream)
         response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
-        _copy_headers(upstream, credentials, response)
+        response.headers.extend(_response_headers(upstream))
         if upstream.content_length is not None:
             response.content_length = upstream.content_length
         await response.prepare(request)
@@ -189,7 +183,7 @@ class Forwarder:
         return response
 
     async def _relay_whole(
-        self, request: web.Request, upstream: aiohttp.ClientResponse, credentials: Credentials
+        self, request: web.Request, upstream: aiohttp.ClientResponse
     ) -> web.Response:
         """A small answer of known length, read whole and sent in one write together with
         its headers (a streamed answer costs a second send(): 1 of 4 syscalls per request
@@ -202,7 +196,7 @@ class Forwarder:
             # Nothing is sent yet, so a short body becomes an honest 502, not a cut.
             raise _upstream_failed(request, timeout=False) from None
         response = web.Response(status=upstream.status, reason=upstream.reason, body=body)
-        _copy_headers(upstream, credentials, response)
+        response.headers.extend(_response_headers(upstream))
         return response
 
     def _request_body(self, request: web.Request) -> _CountedBody | None:
@@ -283,22 +277,6 @@ def _small_body(request: web.Request, upstream: aiohttp.ClientResponse) -> bool:
         and request.method != "HEAD"
         and upstream.status not in _NO_BODY_STATUSES
     )
-
-
-def _with_cookies(err: ProxyError, credentials: Credentials) -> ProxyError:
-    """Tokens refreshed for this request must reach the browser even on an error page:
-    otherwise it keeps the rotated-out refresh token and, once the grace window is over,
-    replays it (and the IdP ends the whole login). Once, for the credentials last used."""
-    err.set_cookies = (*err.set_cookies, *credentials.set_cookies)
-    return err
-
-
-def _copy_headers(
-    upstream: aiohttp.ClientResponse, credentials: Credentials, response: web.StreamResponse
-) -> None:
-    response.headers.extend(_response_headers(upstream))
-    for cookie in credentials.set_cookies:
-        response.headers.add("Set-Cookie", cookie)
 
 
 def _response_headers(upstream: aiohttp.ClientResponse) -> CIMultiDict[str]:

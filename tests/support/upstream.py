@@ -213,6 +213,7 @@ def create_upstream_app(jwks_url: str | None = None) -> web.Application:
     app.router.add_get("/__test/slow_stream", slow_stream)
     app.router.add_get("/__test/stall", stall_mid_body)
     app.router.add_get("/__test/truncated", truncated)
+    app.router.add_get("/v2/__test/truncated", truncated)  # behind the token check
     app.router.add_route("*", "/__test/status/{code}", status)
     app.router.add_get("/__test/cookies", cookies)
     app.router.add_get("/__test/cors", cors)
