@@ -21,6 +21,7 @@ from aiohttp.typedefs import Middleware
 
 from proxy import request_state as state
 from proxy.auth.browser_session import BrowserSessionAuth
+from proxy.auth.origin import OriginPolicy, vary_with_origin
 from proxy.auth.personal_access_token import (
     LOOPBACK_NAMES,
     ClientNetworks,
@@ -29,15 +30,14 @@ from proxy.auth.personal_access_token import (
     host_name,
 )
 from proxy.auth.protocol import Authenticator
+from proxy.auth.redirects import login_url
 from proxy.config import Settings, Upstream
 from proxy.crypto.keys import decode_key, session_keys
 from proxy.crypto.sealing import KeyRing
 from proxy.errors import ProxyError, StoreUnavailable, json_error
 from proxy.http.cookies import write_cookies
 from proxy.http.forward_auth import forward_auth_handler
-from proxy.http.origin import OriginPolicy, vary_with_origin
 from proxy.login.flow_cookie import LoginFlows, flow_attributes
-from proxy.login.redirects import login_url
 from proxy.login.routes import LoginRoutes
 from proxy.oauth.client import OAuthClient
 from proxy.ops import observe

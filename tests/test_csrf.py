@@ -10,7 +10,7 @@ from multidict import CIMultiDictProxy
 
 from proxy import config
 from proxy.app import create_app
-from proxy.http.origin import SAFE_METHODS, OriginPolicy, normalise_origin, vary_with_origin
+from proxy.auth.origin import SAFE_METHODS, OriginPolicy, normalise_origin, vary_with_origin
 from tests.conftest import ProxyFactory
 
 OWN = "https://proxy.example"

@@ -30,14 +30,14 @@ from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 from yarl import URL
 
+from proxy.auth.navigation import is_browser_navigation
+from proxy.auth.origin import SAFE_METHODS, OriginPolicy, normalise_origin
 from proxy.auth.personal_access_token import host_name
+from proxy.auth.redirects import login_url, safe_return_path
 from proxy.crypto import b64
 from proxy.crypto.sealing import KeyRing
 from proxy.errors import BadRequestTarget
-from proxy.http.navigation import is_browser_navigation
-from proxy.http.origin import SAFE_METHODS, OriginPolicy, normalise_origin
 from proxy.login.flow_cookie import LoginFlows
-from proxy.login.redirects import login_url, safe_return_path
 from proxy.oauth.tokens import TokenSet
 from proxy.session import codec as session_codec
 from proxy.session.codec import MalformedSession, StoredSession

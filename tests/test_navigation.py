@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from proxy.http.navigation import MAX_ACCEPT_LENGTH, is_browser_navigation
+from proxy.auth.navigation import MAX_ACCEPT_LENGTH, is_browser_navigation
 
 CHROME_NAVIGATE = (
     "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,"

@@ -4,7 +4,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from proxy.login.redirects import MAX_LENGTH, login_url, safe_return_path
+from proxy.auth.redirects import MAX_LENGTH, login_url, safe_return_path
 
 HOSTILE = [
     None,

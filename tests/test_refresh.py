@@ -325,7 +325,7 @@ async def test_a_refresh_then_a_retry_then_a_502_sets_each_cookie_once(
         assert "sipgate_proxy_0" in names
         assert len(names) == len(set(names))
         # the cookie it set holds the second refresh's tokens: the session goes on
-        status, _, body, _ = await browser.request(
+        status, _, _, _ = await browser.request(
             "GET", f"{stack.public_url}/v2/account", headers=JSON
         )
         assert status == 200

@@ -16,10 +16,10 @@ import time
 from aiohttp import web
 
 from proxy import request_state as state
+from proxy.auth.navigation import is_browser_navigation
+from proxy.auth.origin import OriginPolicy
+from proxy.auth.redirects import login_url
 from proxy.errors import CrossSiteRefused, IdPUnavailable, Unauthenticated
-from proxy.http.navigation import is_browser_navigation
-from proxy.http.origin import OriginPolicy
-from proxy.login.redirects import login_url
 from proxy.oauth.tokens import Clock, TokenSet
 from proxy.refresh.single_flight import Outcome, Refresher, RefreshFailed
 from proxy.session.aiohttp_adapter import SessionStore, session_cookie_bytes

@@ -8,9 +8,9 @@ from collections.abc import Sequence
 
 from aiohttp import web
 
+from proxy.auth.origin import OriginPolicy
 from proxy.config import PersonalAccessToken
 from proxy.errors import ClientNotAllowed, CrossSiteRefused
-from proxy.http.origin import OriginPolicy
 from proxy.upstream.credentials import Credentials
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network

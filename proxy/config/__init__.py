@@ -27,8 +27,8 @@ from types import UnionType
 from typing import Annotated, Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
+from proxy.auth.origin import normalise_origin
 from proxy.crypto.keys import InvalidKey, decode_key
-from proxy.http.origin import normalise_origin
 from proxy.session.cookie_chunks import secure_prefix
 
 ENV_PREFIX = "SIPGATE_PROXY_"
