@@ -25,11 +25,11 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from proxy.clock import Clock
 from proxy.crypto import b64
 from proxy.crypto.sealing import HEADER_BYTES, TAG_BYTES, KeyRing, context
 from proxy.login import redirects
 from proxy.oauth.client import pkce_verifier
-from proxy.oauth.tokens import Clock
 from proxy.session.cookie_chunks import CookieAttributes, host_only
 
 FLOW_LIFETIME = 600  # seconds a user has to complete the IdP's login form

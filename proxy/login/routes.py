@@ -16,13 +16,14 @@ import aiohttp_session
 from aiohttp import web
 
 from proxy import request_state as rs
+from proxy.clock import Clock
 from proxy.errors import CrossSiteRefused, json_error
 from proxy.http.origin import OriginPolicy
 from proxy.login.flow_cookie import LoginFlow, LoginFlows
 from proxy.login.redirects import login_url, safe_return_path
 from proxy.oauth.client import IdPUnavailable, OAuthClient, TokenError, pkce_challenge
 from proxy.oauth.id_token import InvalidIdToken, verify
-from proxy.oauth.tokens import Clock, MalformedTokenResponse, TokenSet, TokenSetTooLarge
+from proxy.oauth.tokens import MalformedTokenResponse, TokenSet, TokenSetTooLarge
 from proxy.session.aiohttp_adapter import CREATED_KEY, TOKENS_KEY, SessionStore
 from proxy.session.cookie_chunks import own_cookies
 

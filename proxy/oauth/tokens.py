@@ -6,12 +6,9 @@ import base64
 import json
 import math
 import re
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
-
-Clock = Callable[[], float]
 
 # sipgate's refresh tokens live 30 days; used when an IdP does not say.
 DEFAULT_REFRESH_LIFETIME = 30 * 24 * 3600
@@ -151,7 +148,3 @@ def unverified_claim(jwt: str, claim: str) -> str:
     value = payload.get(claim) if isinstance(payload, dict) else None
     # printable: a JSON escape can produce a lone surrogate, which nothing can encode
     return value if isinstance(value, str) and value.isprintable() else ""
-
-
-def system_clock() -> float:
-    return time.time()

@@ -24,8 +24,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from proxy.clock import Clock
 from proxy.oauth.client import IdPTimeout, IdPUnavailable, OAuthClient, TokenError
-from proxy.oauth.tokens import Clock, MalformedTokenResponse, TokenSet
+from proxy.oauth.tokens import MalformedTokenResponse, TokenSet
 
 log = logging.getLogger(__name__)
 
