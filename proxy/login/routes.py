@@ -21,9 +21,11 @@ from proxy.errors import CrossSiteRefused, json_error
 from proxy.http.origin import OriginPolicy
 from proxy.login.flow_cookie import LoginFlow, LoginFlows
 from proxy.login.redirects import login_url, safe_return_path
-from proxy.oauth.client import IdPUnavailable, OAuthClient, TokenError, pkce_challenge
-from proxy.oauth.id_token import InvalidIdToken, verify
-from proxy.oauth.tokens import MalformedTokenResponse, TokenSet, TokenSetTooLarge
+from proxy.oauth.client import OAuthClient
+from proxy.oauth.errors import InvalidIdToken, NoUsableAnswer, TokenError, TokenSetTooLarge
+from proxy.oauth.id_token import verify
+from proxy.oauth.pkce import pkce_challenge
+from proxy.oauth.tokens import TokenSet
 from proxy.session.aiohttp_adapter import CREATED_KEY, TOKENS_KEY, SessionStore
 from proxy.session.cookie_chunks import own_cookies
 
@@ -73,7 +75,7 @@ class LoginRoutes:
         challenge = pkce_challenge(flow.verifier) if flow.verifier else None
         try:
             target = await self._oauth.authorize_url(flow.state, challenge, flow.nonce)
-        except IdPUnavailable:
+        except NoUsableAnswer:
             return self._page(503, "The sipgate login is not reachable right now.", return_path)
         response = web.Response(status=302, headers={"Location": target})
         _add_cookies(response, cookies)
@@ -104,7 +106,7 @@ class LoginRoutes:
             log.warning("login failed: %s", err)  # sizes only, never the tokens
             message = "The sipgate login returned more than a session can hold."
             return _add_cookies(self._page(502, message, flow.return_path), expire)
-        except (IdPUnavailable, MalformedTokenResponse):
+        except NoUsableAnswer:  # MalformedTokenResponse too
             request[rs.LOGIN_OUTCOME] = "idp_unavailable"
             log.warning("login failed: the IdP did not answer the code exchange")
             page = self._page(502, "The sipgate login did not answer.", flow.return_path)
@@ -189,7 +191,7 @@ class LoginRoutes:
                 return await self._oauth.end_session_url(
                     self._public_url + return_path, tokens.id_token
                 )
-        except IdPUnavailable:
+        except NoUsableAnswer:
             log.warning("sign-out: the IdP is unreachable; cookies cleared anyway")
         return None
 
