@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from proxy.clock import Clock
 from proxy.crypto.keys import decode_key, generate_key
 from proxy.crypto.sealing import KeyRing
-from proxy.oauth.tokens import Clock, TokenSet
+from proxy.oauth.tokens import TokenSet
 from proxy.refresh.file import FileRefreshCoordination
 from proxy.refresh.single_flight import Outcome, RefreshFailed
 

@@ -8,13 +8,10 @@ import hashlib
 import pytest
 
 from proxy.config import OAuth2
-from proxy.oauth.client import (
-    issuer_of,
-    keycloak_endpoints,
-    pkce_challenge,
-    realm_of,
-)
-from proxy.oauth.tokens import MalformedTokenResponse, TokenSet
+from proxy.oauth.endpoints import issuer_of, keycloak_endpoints, realm_of
+from proxy.oauth.errors import MalformedTokenResponse
+from proxy.oauth.pkce import pkce_challenge
+from proxy.oauth.tokens import TokenSet
 
 
 @pytest.mark.parametrize(

@@ -19,8 +19,9 @@ from proxy import request_state as state
 from proxy.auth.navigation import is_browser_navigation
 from proxy.auth.origin import OriginPolicy
 from proxy.auth.redirects import login_url
+from proxy.clock import Clock
 from proxy.errors import CrossSiteRefused, IdPUnavailable, Unauthenticated
-from proxy.oauth.tokens import Clock, TokenSet
+from proxy.oauth.tokens import TokenSet
 from proxy.refresh.single_flight import Outcome, Refresher, RefreshFailed
 from proxy.session.aiohttp_adapter import SessionStore, session_cookie_bytes
 from proxy.session.codec import StoredSession

@@ -27,10 +27,11 @@ from typing import Any, Protocol
 
 import redis.asyncio as redis
 
+from proxy.clock import Clock
 from proxy.crypto.sealing import KeyRing, context
 from proxy.errors import IdPUnavailable, ProxyError
-from proxy.oauth.client import OAuthError
-from proxy.oauth.tokens import Clock, TokenSet, unverified_claim
+from proxy.oauth.errors import OAuthError
+from proxy.oauth.tokens import TokenSet, unverified_claim
 from proxy.refresh.single_flight import Refresher, RefreshFailed
 from proxy.session import codec as session_codec
 from proxy.session.codec import StoredSession

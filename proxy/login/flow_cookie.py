@@ -26,10 +26,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from proxy.auth import redirects
+from proxy.clock import Clock
 from proxy.crypto import b64
 from proxy.crypto.sealing import HEADER_BYTES, TAG_BYTES, KeyRing, context
-from proxy.oauth.client import pkce_verifier
-from proxy.oauth.tokens import Clock
+from proxy.oauth.pkce import pkce_verifier
 from proxy.session.cookie_chunks import CookieAttributes, host_only
 
 FLOW_LIFETIME = 600  # seconds a user has to complete the IdP's login form

@@ -18,11 +18,14 @@ from aiohttp import web
 from proxy import request_state as rs
 from proxy.auth.origin import OriginPolicy
 from proxy.auth.redirects import login_url, safe_return_path
+from proxy.clock import Clock
 from proxy.errors import CrossSiteRefused, json_error
 from proxy.login.flow_cookie import LoginFlow, LoginFlows
-from proxy.oauth.client import IdPUnavailable, OAuthClient, TokenError, pkce_challenge
-from proxy.oauth.id_token import InvalidIdToken, verify
-from proxy.oauth.tokens import Clock, MalformedTokenResponse, TokenSet, TokenSetTooLarge
+from proxy.oauth.client import OAuthClient
+from proxy.oauth.errors import InvalidIdToken, NoUsableAnswer, TokenError, TokenSetTooLarge
+from proxy.oauth.id_token import verify
+from proxy.oauth.pkce import pkce_challenge
+from proxy.oauth.tokens import TokenSet
 from proxy.session.aiohttp_adapter import CREATED_KEY, TOKENS_KEY, SessionStore
 from proxy.session.cookie_chunks import own_cookies
 
@@ -72,7 +75,7 @@ class LoginRoutes:
         challenge = pkce_challenge(flow.verifier) if flow.verifier else None
         try:
             target = await self._oauth.authorize_url(flow.state, challenge, flow.nonce)
-        except IdPUnavailable:
+        except NoUsableAnswer:
             return self._page(503, "The sipgate login is not reachable right now.", return_path)
         rs.set_cookies(request, "login_flow", cookies)
         return web.Response(status=302, headers={"Location": target})
@@ -121,7 +124,7 @@ class LoginRoutes:
             log.warning("login failed: %s", err)  # sizes only, never the tokens
             message = "The sipgate login returned more than a session can hold."
             return self._page(502, message, return_path)
-        if isinstance(err, (IdPUnavailable, MalformedTokenResponse)):
+        if isinstance(err, NoUsableAnswer):
             request[rs.LOGIN_OUTCOME] = "idp_unavailable"
             log.warning("login failed: the IdP did not answer the code exchange")
             return self._page(502, "The sipgate login did not answer.", return_path)
@@ -193,7 +196,7 @@ class LoginRoutes:
                 return await self._oauth.end_session_url(
                     self._public_url + return_path, tokens.id_token
                 )
-        except IdPUnavailable:
+        except NoUsableAnswer:
             log.warning("sign-out: the IdP is unreachable; cookies cleared anyway")
         return None
 
@@ -236,8 +239,7 @@ def html_page(status: int, title: str, body: str) -> web.Response:
 # The code exchange's failures, each ending on a page (_failed_exchange).
 _EXCHANGE_FAILURES = (
     TokenSetTooLarge,
-    IdPUnavailable,
-    MalformedTokenResponse,
+    NoUsableAnswer,  # MalformedTokenResponse too
     TokenError,
     InvalidIdToken,
 )

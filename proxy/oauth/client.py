@@ -1,119 +1,20 @@
 """The OAuth2 client side of sipgate's Keycloak: authorize URL, code exchange, refresh,
 revocation, end-session, JWKS. Knows HTTP and the protocol; knows nothing of cookies.
-
-    OAuthError
-    ├── TokenError        the IdP answered {"error": …}; ``code`` decides, never the text
-    └── IdPUnavailable    network error, 5xx or an answer that is not the protocol
-        └── IdPTimeout    no answer in time: the IdP may still have acted on the request
-"""
+Its failures are the tree in proxy/oauth/errors.py."""
 
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
-import secrets
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlencode
 
 import aiohttp
 
 from proxy.config import OAuth2
-from proxy.crypto import b64
-
-SIPGATE_LOGIN = "https://login.sipgate.com/auth/realms/{realm}"
-# Codes after which the grant is gone for good: the user has to log in again.
-FATAL_CODES = frozenset({"invalid_grant", "invalid_client", "unauthorized_client"})
-
-
-class OAuthError(Exception):
-    pass
-
-
-class TokenError(OAuthError):
-    def __init__(self, code: str, status: int) -> None:
-        super().__init__(f"token endpoint error {code} (HTTP {status})")
-        self.code = code
-        self.status = status
-
-    @property
-    def fatal(self) -> bool:
-        return self.code in FATAL_CODES
-
-
-class IdPUnavailable(OAuthError):
-    pass
-
-
-class IdPTimeout(IdPUnavailable):
-    pass
-
-
-@dataclass(frozen=True)
-class Endpoints:
-    issuer: str
-    authorization: str
-    token: str
-    jwks: str
-    revocation: str | None
-    end_session: str | None
-    legacy_logout: str | None  # Keycloak's POST …/logout with refresh_token
-
-
-def realm_of(settings: OAuth2) -> str:
-    """sipgate's newer client ids end in ':<realm>'; that suffix wins over config."""
-    if settings.client_id and ":" in settings.client_id:
-        suffix = settings.client_id.rsplit(":", 1)[1]
-        if suffix and all(c.isalnum() or c in "._-" for c in suffix):
-            return suffix
-    return settings.realm
-
-
-def issuer_of(settings: OAuth2) -> str:
-    return (settings.issuer or SIPGATE_LOGIN.format(realm=realm_of(settings))).rstrip("/")
-
-
-def keycloak_endpoints(issuer: str) -> Endpoints:
-    base = f"{issuer}/protocol/openid-connect"
-    return Endpoints(
-        issuer=issuer,
-        authorization=f"{base}/auth",
-        token=f"{base}/token",
-        jwks=f"{base}/certs",
-        revocation=f"{base}/revoke",
-        end_session=f"{base}/logout",
-        legacy_logout=f"{base}/logout",
-    )
-
-
-def endpoints_from_discovery(issuer: str, document: dict[str, Any]) -> Endpoints:
-    if document.get("issuer", "").rstrip("/") != issuer:
-        raise IdPUnavailable("discovery document names another issuer")
-    try:
-        return Endpoints(
-            issuer=issuer,
-            authorization=str(document["authorization_endpoint"]),
-            token=str(document["token_endpoint"]),
-            jwks=str(document["jwks_uri"]),
-            revocation=document.get("revocation_endpoint"),
-            end_session=document.get("end_session_endpoint"),
-            legacy_logout=None,
-        )
-    except KeyError as missing:
-        raise IdPUnavailable(f"discovery document lacks {missing}") from None
-
-
-def pkce_verifier() -> str:
-    """A PKCE code verifier (RFC 7636 §4.1): 64 unreserved characters."""
-    return secrets.token_urlsafe(48)
-
-
-def pkce_challenge(verifier: str) -> str:
-    """The S256 code challenge for a verifier (RFC 7636 §4.2)."""
-    digest = hashlib.sha256(verifier.encode("ascii")).digest()
-    return b64.encode(digest)
+from proxy.oauth.endpoints import Endpoints, endpoints_from_discovery, issuer_of, keycloak_endpoints
+from proxy.oauth.errors import BadAnswer, IdPTimeout, IdPUnreachable, TokenError
 
 
 class OAuthClient:
@@ -220,13 +121,13 @@ class OAuthClient:
         except (aiohttp.ServerTimeoutError, TimeoutError):
             raise IdPTimeout("token endpoint did not answer in time") from None
         except aiohttp.ClientError:
-            raise IdPUnavailable("token endpoint unreachable") from None
+            raise IdPUnreachable("token endpoint unreachable") from None
         document = _json_object(text)
         if status == 200 and document is not None:
             return document
         if 400 <= status < 500 and document is not None and isinstance(document.get("error"), str):
             raise TokenError(document["error"], status)
-        raise IdPUnavailable(f"token endpoint answered HTTP {status}")
+        raise BadAnswer(f"token endpoint answered HTTP {status}")
 
     async def _post_status(self, url: str, form: dict[str, str]) -> int:
         body, headers = self._authenticated(form)
@@ -235,17 +136,17 @@ class OAuthClient:
                 await _read_text(response)
                 return response.status
         except (aiohttp.ClientError, TimeoutError):
-            raise IdPUnavailable("IdP unreachable") from None
+            raise IdPUnreachable("IdP unreachable") from None
 
     async def _get_json(self, url: str) -> dict[str, Any]:
         try:
             async with self._http().get(url, headers={"Accept": "application/json"}) as response:
                 status, text = response.status, await _read_text(response)
         except (aiohttp.ClientError, TimeoutError):
-            raise IdPUnavailable("IdP unreachable") from None
+            raise IdPUnreachable("IdP unreachable") from None
         document = _json_object(text)
         if status != 200 or document is None:
-            raise IdPUnavailable(f"IdP answered HTTP {status}")
+            raise BadAnswer(f"IdP answered HTTP {status}")
         return document
 
 
@@ -257,12 +158,12 @@ async def _read_text(response: aiohttp.ClientResponse) -> str:
     valid UTF-8. Read to the end: a token answer arrives in several TCP segments or TLS
     records, and one read returns only what has arrived so far."""
     if (response.content_length or 0) > MAX_IDP_RESPONSE:
-        raise IdPUnavailable("IdP answer too large")
+        raise BadAnswer("IdP answer too large")
     data = bytearray()
     async for piece in response.content.iter_any():
         data += piece
         if len(data) > MAX_IDP_RESPONSE:
-            raise IdPUnavailable("IdP answer too large")
+            raise BadAnswer("IdP answer too large")
     return data.decode("utf-8", "replace")
 
 

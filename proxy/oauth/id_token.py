@@ -6,12 +6,10 @@ from __future__ import annotations
 import hmac
 from typing import Any
 
+from proxy.oauth.errors import InvalidIdToken
+
 ALLOWED_ALGORITHMS = ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384"]
 LEEWAY = 60
-
-
-class InvalidIdToken(ValueError):
-    pass
 
 
 def verify(

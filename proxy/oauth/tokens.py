@@ -6,12 +6,11 @@ import base64
 import json
 import math
 import re
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-Clock = Callable[[], float]
+from proxy.oauth.errors import MalformedTokenResponse, TokenSetTooLarge
 
 # sipgate's refresh tokens live 30 days; used when an IdP does not say.
 DEFAULT_REFRESH_LIFETIME = 30 * 24 * 3600
@@ -21,14 +20,6 @@ DEFAULT_REFRESH_LIFETIME = 30 * 24 * 3600
 # times sipgate's 3.3 KB, and even incompressible it seals into 6 cookies of < 4 KB
 # (the cookie store's limit is 8), far inside every store's field limits.
 MAX_TOKEN_SET_BYTES = 16 * 1024
-
-
-class MalformedTokenResponse(ValueError):
-    pass
-
-
-class TokenSetTooLarge(MalformedTokenResponse):
-    """An answer whose tokens no session can hold: refused, never half-stored."""
 
 
 _B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")  # RFC 6750 §2.1: what a Bearer header carries
@@ -91,40 +82,54 @@ class TokenSet:
         keep_id_token: bool = False,
     ) -> TokenSet:
         """Build from a token endpoint answer; ``previous`` fills what a refresh leaves out."""
-        access = _checked(body.get("access_token"), _B64TOKEN, "access_token")
-        if access is None:
-            raise MalformedTokenResponse("no access_token")
-        if str(body.get("token_type", "bearer")).lower() != "bearer":
-            raise MalformedTokenResponse("token_type is not bearer")
-        refresh = _checked(body.get("refresh_token"), _VSCHAR, "refresh_token")
-        expires_in = _seconds(body.get("expires_in"), default=300)
-        refresh_in = _seconds(body.get("refresh_expires_in"), default=DEFAULT_REFRESH_LIFETIME)
-        # A refresh that does not rotate keeps the old refresh token and its lifetime.
-        if refresh is None and previous is not None:
-            refresh = previous.refresh_token
-            refresh_at = previous.refresh_expires_at
-        else:
-            refresh_at = now + refresh_in if refresh_in > 0 else now + DEFAULT_REFRESH_LIFETIME
+        access = _access_token(body)
+        refresh, refresh_at = _refresh_token(body, now, previous)
+        expires_at = now + _seconds(body.get("expires_in"), default=300)
         scope = _checked(body.get("scope"), _VSCHAR, "scope")
         id_token = _checked(body.get("id_token"), _B64TOKEN, "id_token") if keep_id_token else None
-        size = sum(len(t or "") for t in (access, refresh, id_token, scope))
-        if size > MAX_TOKEN_SET_BYTES:
-            raise TokenSetTooLarge(
-                f"token answer of {size} bytes is more than a session holds ({MAX_TOKEN_SET_BYTES})"
-            )
+        _check_size(access, refresh, id_token, scope)
         return cls(
             access_token=access,
             refresh_token=refresh,
-            expires_at=now + expires_in,
+            expires_at=expires_at,
             refresh_expires_at=refresh_at,
-            scope=scope if isinstance(scope, str) else (previous.scope if previous else ""),
+            scope=scope if scope is not None else (previous.scope if previous else ""),
             subject=unverified_claim(access, "sub") or (previous.subject if previous else ""),
-            id_token=id_token if isinstance(id_token, str) else None,
+            id_token=id_token,
             issued_at=now,
         )
 
     def with_subject(self, subject: str) -> TokenSet:
         return replace(self, subject=subject)
+
+
+def _access_token(body: Mapping[str, Any]) -> str:
+    access = _checked(body.get("access_token"), _B64TOKEN, "access_token")
+    if access is None:
+        raise MalformedTokenResponse("no access_token")
+    if str(body.get("token_type", "bearer")).lower() != "bearer":
+        raise MalformedTokenResponse("token_type is not bearer")
+    return access
+
+
+def _refresh_token(
+    body: Mapping[str, Any], now: float, previous: TokenSet | None
+) -> tuple[str | None, float]:
+    """The refresh token and when it expires."""
+    refresh = _checked(body.get("refresh_token"), _VSCHAR, "refresh_token")
+    refresh_in = _seconds(body.get("refresh_expires_in"), default=DEFAULT_REFRESH_LIFETIME)
+    # A refresh that does not rotate keeps the old refresh token and its lifetime.
+    if refresh is None and previous is not None:
+        return previous.refresh_token, previous.refresh_expires_at
+    return refresh, now + (refresh_in if refresh_in > 0 else DEFAULT_REFRESH_LIFETIME)
+
+
+def _check_size(*tokens: str | None) -> None:
+    size = sum(len(t or "") for t in tokens)
+    if size > MAX_TOKEN_SET_BYTES:
+        raise TokenSetTooLarge(
+            f"token answer of {size} bytes is more than a session holds ({MAX_TOKEN_SET_BYTES})"
+        )
 
 
 def _seconds(value: object, default: float) -> float:
@@ -151,7 +156,3 @@ def unverified_claim(jwt: str, claim: str) -> str:
     value = payload.get(claim) if isinstance(payload, dict) else None
     # printable: a JSON escape can produce a lone surrogate, which nothing can encode
     return value if isinstance(value, str) and value.isprintable() else ""
-
-
-def system_clock() -> float:
-    return time.time()

@@ -34,8 +34,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from proxy.clock import Clock
 from proxy.crypto.sealing import KeyRing, context
-from proxy.oauth.tokens import Clock, TokenSet
+from proxy.oauth.tokens import TokenSet
 from proxy.refresh.single_flight import Exchange, Outcome, RefreshFailed
 from proxy.session import codec as session_codec
 from proxy.session.codec import MalformedSession, StoredSession

@@ -24,8 +24,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from proxy.oauth.client import IdPTimeout, IdPUnavailable, OAuthClient, TokenError
-from proxy.oauth.tokens import Clock, MalformedTokenResponse, TokenSet
+from proxy.clock import Clock
+from proxy.oauth.client import OAuthClient
+from proxy.oauth.errors import IdPTimeout, MalformedTokenResponse, NoUsableAnswer, TokenError
+from proxy.oauth.tokens import TokenSet
 
 log = logging.getLogger(__name__)
 
@@ -163,7 +165,7 @@ class Refresher:
         except MalformedTokenResponse as err:
             # The IdP answered 200 and has rotated the refresh token: not sent again soon.
             raise RefreshFailed(Outcome.TRANSIENT, type(err).__name__, timed_out=True) from None
-        except IdPUnavailable as err:
+        except NoUsableAnswer as err:
             raise RefreshFailed(Outcome.TRANSIENT, type(err).__name__) from None
 
     def _fail(

@@ -11,9 +11,10 @@ import time
 from collections import OrderedDict
 from collections.abc import Mapping
 
+from proxy.clock import Clock
 from proxy.crypto import b64
 from proxy.crypto.sealing import KeyRing, context
-from proxy.oauth.tokens import Clock, TokenSet
+from proxy.oauth.tokens import TokenSet
 from proxy.session import codec as session_codec
 from proxy.session.codec import StoredSession
 from proxy.session.cookie_chunks import (

@@ -27,10 +27,11 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
+from proxy.clock import Clock
 from proxy.crypto import b64
 from proxy.crypto.sealing import KeyRing, context
 from proxy.errors import StoreUnavailable
-from proxy.oauth.tokens import Clock, TokenSet
+from proxy.oauth.tokens import TokenSet
 from proxy.session import codec as session_codec
 from proxy.session.codec import StoredSession
 from proxy.session.cookie_chunks import (
