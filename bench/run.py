@@ -1,9 +1,10 @@
-"""`make bench`: the proxy against the direct path and Apache httpd + mod_auth_openidc.
+"""`make bench`: the proxy against the direct path and Apache httpd + mod_auth_openidc,
+from a cleartext upstream and from an HTTPS one (bench/tls_upstream.py, the real path).
 
 One run measures everything side by side on this machine and prints ratios (absolute
 figures from shared machines are not comparable between runs; ratios from one run are),
 then writes BENCHMARKS.md. Everything runs on loopback, every load step is bounded in
-time; the whole run takes about six minutes (plus at most a minute of waiting for the
+time; the whole run takes about nine minutes (plus at most a minute of waiting for the
 shared machine to go quiet). Raw output goes to bench/results/ (not committed).
 
     .venv/bin/python bench/run.py [--seconds 12] [--rounds 4] [--transfers 5] [--quick]
