@@ -64,7 +64,9 @@ def render(results: Results, elapsed: float, argv: list[str]) -> str:
         "pass-through (AES-GCM cookie → Bearer header, nothing else) as the floor. The "
         "upstream refuses any request without a JWT Bearer, so every counted answer proves "
         "the token was injected. Load: `wrk -t1` with the session cookie, same settings for "
-        "all; `hey` for the fixed rate."
+        "all; `hey` for the fixed rate. The same small GET and 1 GiB download from an "
+        'HTTPS upstream, the path every deployment runs: section "TLS upstream (the real '
+        'path)".'
     )
     add("")
 

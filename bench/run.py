@@ -22,6 +22,7 @@ import os
 import platform
 import secrets
 import shutil
+import ssl
 import statistics
 import subprocess
 import sys
@@ -120,6 +121,8 @@ def machine_facts() -> dict[str, str]:
             ["dpkg-query", "-W", "-f", "${Version}", "libapache2-mod-auth-openidc"]
         ),
         "wrk": _first_line(["wrk", "-v"]),
+        "OpenSSL (system; nginx, Apache, wrk, curl)": _first_line(["openssl", "version"]),
+        "OpenSSL (Python's ssl, the proxy)": ssl.OPENSSL_VERSION,
         "proxy commit": commit + (" + uncommitted changes in proxy/" if dirty != "?" else ""),
     }
 
