@@ -199,10 +199,18 @@ class Transfer:
 
 
 def curl_transfer(
-    base_url: str, header: str, direction: str, work: Path, record: bool = True
+    base_url: str,
+    header: str,
+    direction: str,
+    work: Path,
+    record: bool = True,
+    ca_file: Path | None = None,
 ) -> Transfer:
-    """GET /files/1g.bin or POST 1 GiB to /upload, streamed, discarding the answer."""
+    """GET /files/1g.bin or POST 1 GiB to /upload, streamed, discarding the answer; an
+    https ``base_url`` is verified against ``ca_file`` only."""
     common = ["curl", "-sS", "-o", "/dev/null", "--max-time", "120", "-H", header]
+    if ca_file is not None:
+        common += ["--cacert", str(ca_file)]
     if direction == "download":
         args = [*common, "-w", "%{http_code} %{size_download} %{time_total}"]
         args.append(f"{base_url}/files/{big_file(work).name}")

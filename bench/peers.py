@@ -1,5 +1,6 @@
-"""The processes a benchmark run starts: nginx (static upstream), the upload sink, the proxy
-(one or two workers), the bare aiohttp pass-through, Apache httpd + mod_auth_openidc.
+"""The processes a benchmark run starts: nginx (static upstream, over http and over https
+with a certificate from a private CA), the upload sink, the proxy (one or two workers),
+the bare aiohttp pass-through, Apache httpd + mod_auth_openidc.
 
 Everything listens on 127.0.0.1 on free ports, writes only under the run's work directory
 and is stopped by the ``ExitStack`` that started it.
@@ -25,6 +26,7 @@ import psutil
 
 from tests.support.processes import free_port as free_port  # re-exported for run.py
 from tests.support.processes import wait_for_port
+from tests.support.tls import LoopbackCertificates
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "bench"
@@ -141,7 +143,56 @@ def _tail(path: Path, lines: int = 30) -> str:
 def start_nginx(stack: contextlib.ExitStack, work: Path) -> Server:
     """Static upstream: the small JSON on every path, a 1 GiB file under /files/."""
     nginx_dir = work / "nginx"
-    files = nginx_dir / "files"
+    _write_big_file(nginx_dir / "files")
+    port = free_port()
+    config = nginx_dir / "nginx.conf"
+    config.write_text(_nginx_config(nginx_dir, f"listen 127.0.0.1:{port} backlog=4096;"))
+    return _spawn(stack, "nginx", [NGINX, "-c", str(config), "-p", str(nginx_dir)], port, work)
+
+
+@dataclass(frozen=True)
+class TlsUpstream:
+    """nginx over https, as api.sipgate.com is: its certificate is signed by a private CA
+    made for the run, which every client of it must be told to trust."""
+
+    server: Server
+    certificates: LoopbackCertificates
+
+    @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self.server.port}"
+
+    @property
+    def dns_url(self) -> str:
+        """The same server by its DNS name: mod_ssl checks a peer's name against DNS names
+        only, never against an IP address in the certificate (AH02411 otherwise)."""
+        return f"https://localhost:{self.server.port}"
+
+    @property
+    def ca_file(self) -> Path:
+        return self.certificates.ca_file
+
+
+def start_tls_nginx(
+    stack: contextlib.ExitStack, work: Path, certificates: LoopbackCertificates
+) -> TlsUpstream:
+    """The same answers and the same 1 GiB file as ``start_nginx``, over TLS."""
+    nginx_dir = work / "nginx-tls"
+    nginx_dir.mkdir(parents=True, exist_ok=True)
+    _write_big_file(work / "nginx" / "files")
+    port = free_port()
+    # TLS 1.2 and 1.3 only, as a public API offers; keep-alive makes handshakes rare.
+    listen = f"""listen 127.0.0.1:{port} ssl backlog=4096;
+        ssl_certificate {certificates.cert_file};
+        ssl_certificate_key {certificates.key_file};
+        ssl_protocols TLSv1.2 TLSv1.3;"""
+    config = nginx_dir / "nginx.conf"
+    config.write_text(_nginx_config(nginx_dir, listen, files_root=work / "nginx"))
+    args = [NGINX, "-c", str(config), "-p", str(nginx_dir)]
+    return TlsUpstream(_spawn(stack, "nginx-tls", args, port, work), certificates)
+
+
+def _write_big_file(files: Path) -> None:
     files.mkdir(parents=True, exist_ok=True)
     big = files / BIG_FILE_NAME
     # Written out, not sparse: reading a hole costs the kernel more than reading cached
@@ -151,10 +202,10 @@ def start_nginx(stack: contextlib.ExitStack, work: Path) -> Server:
         with open(big, "wb") as f:
             for _ in range(BIG_FILE_BYTES // len(block)):
                 f.write(block)
-    port = free_port()
-    config = nginx_dir / "nginx.conf"
-    config.write_text(
-        f"""
+
+
+def _nginx_config(nginx_dir: Path, listen: str, files_root: Path | None = None) -> str:
+    return f"""
 daemon off;
 master_process off;
 worker_processes 1;
@@ -174,14 +225,14 @@ http {{
     sendfile on;
     tcp_nopush on;
     server {{
-        listen 127.0.0.1:{port} backlog=4096;
+        {listen}
         location = /echo-authorization {{
             default_type text/plain;
             return 200 "$http_authorization";
         }}
         location /files/ {{
             if ($http_authorization !~ "{BEARER_PATTERN}") {{ return 401; }}
-            root {nginx_dir};
+            root {files_root or nginx_dir};
             default_type application/octet-stream;
         }}
         location / {{
@@ -194,8 +245,6 @@ http {{
     }}
 }}
 """
-    )
-    return _spawn(stack, "nginx", [NGINX, "-c", str(config), "-p", str(nginx_dir)], port, work)
 
 
 def big_file(work: Path) -> Path:
@@ -220,9 +269,13 @@ class ProxySettings:
     workers: int = 1
     refresh_skew: float = 30
     port: int = 0
+    ca_file: Path | None = None  # upstream.ca_file: the private CA of an https upstream
 
     def environment(self, port: int) -> dict[str, str]:
-        return {
+        trust = (
+            {} if self.ca_file is None else {"SIPGATE_PROXY_UPSTREAM__CA_FILE": str(self.ca_file)}
+        )
+        return trust | {
             "SIPGATE_PROXY_LISTEN__HOST": "127.0.0.1",
             "SIPGATE_PROXY_LISTEN__PORT": str(port),
             "SIPGATE_PROXY_PUBLIC_URL": f"http://127.0.0.1:{port}",
@@ -308,11 +361,11 @@ def start_bare(
     return _spawn(stack, f"bare-{processes}", args, port, work)
 
 
-def start_relay(stack: contextlib.ExitStack, work: Path, mode: str, upstream: Server) -> Server:
-    """A reference relay (bench/relays.py) in front of ``upstream``: no HTTP, no auth."""
+def start_relay(stack: contextlib.ExitStack, work: Path, upstream: Server) -> Server:
+    """The reference copy relay (bench/relays.py) in front of ``upstream``: no HTTP, no auth."""
     port = free_port()
-    args = [PYTHON, str(BENCH / "relays.py"), mode, str(port), str(upstream.port)]
-    return _spawn(stack, f"relay-{mode}-{upstream.name}", args, port, work)
+    args = [PYTHON, str(BENCH / "relays.py"), str(port), str(upstream.port)]
+    return _spawn(stack, f"relay-{upstream.name}", args, port, work)
 
 
 # ---------------------------------------------------------------------- Apache + mod_auth_openidc
@@ -349,6 +402,18 @@ class ApacheSettings:
     @property
     def redirect_uri(self) -> str:
         return self.public_url + REDIRECT_PATH
+
+
+def apache_tls_proxy(ca_file: Path) -> str:
+    """Directives for ``ApacheSettings.extra``: mod_proxy to an https upstream, verified
+    against ``ca_file`` only, as the proxy does with ``upstream.ca_file``."""
+    return f"""
+LoadModule ssl_module {APACHE_MODULES}/mod_ssl.so
+SSLProxyEngine on
+SSLProxyVerify require
+SSLProxyCACertificateFile {ca_file}
+SSLProxyCheckPeerName on
+"""
 
 
 def apache_available() -> tuple[bool, str]:

@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import shlex
-import statistics
 import time
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
-from bench import load, peers
+from bench import load, peers, report_tls
+from bench.report_format import (
+    fmt_ratio,
+    paired_ratio,
+    ratio,
+    small_get_table,
+    speed,
+    stream_ratio,
+)
+from bench.scenarios import FIXED_RATE
 
 if TYPE_CHECKING:
     from bench.run import Results
@@ -23,48 +31,6 @@ COLUMNS = (
 )
 
 
-def _ms(value: float) -> str:
-    return f"{value:.2f}"
-
-
-def _ratio(a: float | None, b: float | None) -> float | None:
-    if a is None or b is None or b == 0:
-        return None
-    return a / b
-
-
-def _speed(entry: dict[str, Any]) -> str:
-    if "mb_per_s" not in entry:
-        return "-"
-    return f"{entry['mb_per_s']:,.0f} ({entry.get('median_mb_per_s', entry['mb_per_s']):,.0f})"
-
-
-def _paired_ratio(streams: dict[str, Any], a: str, b: str, direction: str) -> float | None:
-    """The median over tries of a's MB/s / b's MB/s in the same try. The two transfers
-    of one try run seconds apart, so a burst of other work on the shared machine hits
-    both or neither: far steadier than comparing each path's best or median."""
-    first, second = streams.get(a, {}).get(direction), streams.get(b, {}).get(direction)
-    if not first or not second:
-        return None
-    pairs = zip(first["tries_mb_per_s"], second["tries_mb_per_s"], strict=False)
-    ratios = [x / y for x, y in pairs if y]
-    return statistics.median(ratios) if ratios else None
-
-
-def _stream_ratio(streams: dict[str, Any], a: str, b: str, direction: str) -> str:
-    first, second = streams.get(a, {}).get(direction), streams.get(b, {}).get(direction)
-    if not first or not second:
-        return "-"
-    paired = _paired_ratio(streams, a, b, direction)
-    best = _ratio(first["mb_per_s"], second["mb_per_s"])
-    median = _ratio(first["median_mb_per_s"], second["median_mb_per_s"])
-    return f"{_fmt_ratio(paired)} ({_fmt_ratio(best)} / {_fmt_ratio(median)})"
-
-
-def _fmt_ratio(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.2f}x"
-
-
 def _verdict(value: float | None, target: float, higher_is_better: bool) -> str:
     if value is None:
         return "not measured"
@@ -73,7 +39,7 @@ def _verdict(value: float | None, target: float, higher_is_better: bool) -> str:
 
 
 def render(results: Results, elapsed: float, argv: list[str]) -> str:
-    from bench.run import COPY_RELAY, FIXED_RATE, REFRESH_CONCURRENCY, SPLICE_RELAY, TARGETS
+    from bench.run import COPY_RELAY, REFRESH_CONCURRENCY, TARGETS
 
     t = results.targets
     lines: list[str] = []
@@ -98,7 +64,9 @@ def render(results: Results, elapsed: float, argv: list[str]) -> str:
         "pass-through (AES-GCM cookie → Bearer header, nothing else) as the floor. The "
         "upstream refuses any request without a JWT Bearer, so every counted answer proves "
         "the token was injected. Load: `wrk -t1` with the session cookie, same settings for "
-        "all; `hey` for the fixed rate."
+        "all; `hey` for the fixed rate. The same small GET and 1 GiB download from an "
+        'HTTPS upstream, the path every deployment runs: section "TLS upstream (the real '
+        'path)".'
     )
     add("")
 
@@ -129,31 +97,31 @@ def render(results: Results, elapsed: float, argv: list[str]) -> str:
 
     row(
         "throughput c50, proxy 2 workers / mod_auth_openidc",
-        _ratio(rps("w2"), rps("oidc")),
+        ratio(rps("w2"), rps("oidc")),
         TARGETS["w2_vs_oidc"],
         True,
     )
     row(
         "throughput c50, proxy 1 worker / mod_auth_openidc",
-        _ratio(rps("w1"), rps("oidc")),
+        ratio(rps("w1"), rps("oidc")),
         TARGETS["w1_vs_oidc"],
         True,
     )
     row(
         "CPU per request c50, proxy 1 worker / bare aiohttp",
-        _ratio(cpu("w1"), cpu("bare")),
+        ratio(cpu("w1"), cpu("bare")),
         TARGETS["cpu_vs_bare"],
         False,
     )
     row(
         "p99 latency c10, proxy 1 worker / mod_auth_openidc",
-        _ratio(p99("w1", "c10"), p99("oidc", "c10")),
+        ratio(p99("w1", "c10"), p99("oidc", "c10")),
         TARGETS["p99_c10_vs_oidc"],
         False,
     )
     row(
         "p99 latency c10, proxy 2 workers / mod_auth_openidc",
-        _ratio(p99("w2", "c10"), p99("oidc", "c10")),
+        ratio(p99("w2", "c10"), p99("oidc", "c10")),
         TARGETS["p99_c10_vs_oidc"],
         False,
     )
@@ -161,10 +129,17 @@ def render(results: Results, elapsed: float, argv: list[str]) -> str:
     for direction in ("download", "upload"):
         row(
             f"1 GiB {direction} MB/s, proxy / direct (median of per-try ratios)",
-            _paired_ratio(streams, "proxy, 1 worker", "direct", direction),
+            paired_ratio(streams, "proxy, 1 worker", "direct", direction),
             TARGETS["stream_vs_direct"],
             True,
         )
+    tls_streams = results.tls.transfers if results.tls is not None else {}
+    row(
+        "1 GiB download MB/s from the **TLS upstream**, proxy / direct (median of per-try ratios)",
+        paired_ratio(tls_streams, "proxy, 1 worker", "direct", "download"),
+        TARGETS["stream_vs_direct"],
+        True,
+    )
     for direction in ("download", "upload"):
         proxy = streams.get("proxy, 1 worker", {}).get(direction)
         row(
@@ -174,6 +149,14 @@ def render(results: Results, elapsed: float, argv: list[str]) -> str:
             False,
             " MB",
         )
+    tls_proxy = tls_streams.get("proxy, 1 worker", {}).get("download")
+    row(
+        "1 GiB download from the TLS upstream, proxy peak RSS growth",
+        tls_proxy and tls_proxy["rss_growth_mb"],
+        TARGETS["stream_rss_mb"],
+        False,
+        " MB",
+    )
     for label, values in results.idle_rss.items():
         row(
             f"idle RSS per worker, {label} (largest worker)",
@@ -211,61 +194,25 @@ def render(results: Results, elapsed: float, argv: list[str]) -> str:
         ("bare aiohttp 2 processes / mod_auth_openidc", "bare2", "oidc"),
     ):
         add(
-            f"| throughput, {label} | {_fmt_ratio(_ratio(rps(a), rps(b)))} | "
-            f"{_fmt_ratio(_ratio(rps(a, 'c10'), rps(b, 'c10')))} |"
+            f"| throughput, {label} | {fmt_ratio(ratio(rps(a), rps(b)))} | "
+            f"{fmt_ratio(ratio(rps(a, 'c10'), rps(b, 'c10')))} |"
         )
     add(
         f"| p99 at a fixed {FIXED_RATE} req/s, proxy 1 worker / mod_auth_openidc | "
-        f"{_fmt_ratio(_ratio(p99('w1', 'fixed'), p99('oidc', 'fixed')))} | |"
+        f"{fmt_ratio(ratio(p99('w1', 'fixed'), p99('oidc', 'fixed')))} | |"
     )
     for label, a, b in (
         ("proxy 1 worker / mod_auth_openidc", "w1", "oidc"),
         ("bare aiohttp 1 process / mod_auth_openidc", "bare", "oidc"),
         ("proxy 2 workers / bare aiohttp 2 processes", "w2", "bare2"),
     ):
-        add(f"| CPU per request (c50), {label} | {_fmt_ratio(_ratio(cpu(a), cpu(b)))} | |")
+        add(f"| CPU per request (c50), {label} | {fmt_ratio(ratio(cpu(a), cpu(b)))} | |")
     add("")
 
     # ------------------------------------------------------------------ absolute
     add("## Small GET: absolute figures")
     add("")
-    present = [(key, name) for key, name in COLUMNS if key in t]
-    add("| | " + " | ".join(name for _, name in present) + " |")
-    add("|---" * (len(present) + 1) + "|")
-
-    def line(label: str, cell: Any) -> None:
-        add(f"| {label} | " + " | ".join(cell(t[key]) for key, _ in present) + " |")
-
-    for run, title in (("c50", "wrk -c50"), ("c10", "wrk -c10")):
-        line(f"{title}: requests/s", lambda r, run=run: f"{getattr(r, run).rps:,.0f}")
-        line(
-            f"{title}: p50 / p99 ms",
-            lambda r, run=run: f"{_ms(getattr(r, run).p50_ms)} / {_ms(getattr(r, run).p99_ms)}",
-        )
-    line(
-        f"hey, fixed {FIXED_RATE} req/s: p50 / p99 ms",
-        lambda r: f"{_ms(r.fixed.p50_ms)} / {_ms(r.fixed.p99_ms)}",
-    )
-    line(
-        "server CPU µs per request (c50 / c10)",
-        lambda r: (
-            "-"
-            if r.c50.cpu_us_per_request is None
-            else f"{r.c50.cpu_us_per_request:.0f} / {r.c10.cpu_us_per_request or 0:.0f}"
-        ),
-    )
-
-    def errors(r: Any) -> str:
-        total: dict[str, int] = {}
-        for run in (r.c50, r.c10, r.fixed):
-            for key, value in run.error_detail.items():
-                total[key] = total.get(key, 0) + value
-        count = r.c50.errors + r.c10.errors + r.fixed.errors
-        detail = ", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in total.items())
-        return f"{count} ({detail})" if detail else str(count)
-
-    line("errors + non-2xx (all runs)", errors)
-    line("Cookie header bytes", lambda r: str(r.cookie_bytes) if r.cookie_bytes else "-")
+    lines.extend(small_get_table(t, COLUMNS))
     add("")
     add(
         "Server CPU is the user + system time of the server's processes (all workers; for "
@@ -290,7 +237,7 @@ def render(results: Results, elapsed: float, argv: list[str]) -> str:
             if "rss_growth_mb" in down and "rss_growth_mb" in up
             else "-"
         )
-        add(f"| {name} | {_speed(down)} | {_speed(up)} | {rss} |")
+        add(f"| {name} | {speed(down)} | {speed(up)} | {rss} |")
     add("")
     add("| ratio (this run): median of per-try ratios (best / median MB/s) | download | upload |")
     add("|---|---|---|")
@@ -298,10 +245,9 @@ def render(results: Results, elapsed: float, argv: list[str]) -> str:
         ("proxy / direct", "proxy, 1 worker", "direct"),
         ("user-space copy relay / direct", COPY_RELAY, "direct"),
         ("proxy / user-space copy relay", "proxy, 1 worker", COPY_RELAY),
-        ("splice(2) relay / direct", SPLICE_RELAY, "direct"),
         ("mod_auth_openidc / direct", "mod_auth_openidc", "direct"),
     ):
-        cells = [_stream_ratio(streams, a, b, direction) for direction in ("download", "upload")]
+        cells = [stream_ratio(streams, a, b, direction) for direction in ("download", "upload")]
         add(f"| {label} | {cells[0]} | {cells[1]} |")
     add("")
     add(
@@ -312,18 +258,18 @@ def render(results: Results, elapsed: float, argv: list[str]) -> str:
         "(every try in `bench/results/run.json`); RSS growth: the largest. Downloads: nginx "
         "serves a 1 GiB file from the page cache (sendfile). Uploads: `bench/sink.py` "
         "reads the whole body before it answers (nginx answers before reading a body). "
-        "The relays (`bench/relays.py`) speak no HTTP and check nothing: the user-space "
-        "copy relay is the fastest any process can be that reads the bytes in and writes "
-        "them out (uvloop, `data_received` → `write`), the splice(2) relay moves them "
-        "kernel-side without entering the process, as the proxy does for answers of at "
-        "least 1 MiB with a Content-Length between cleartext sockets (`proxy/splice.py`; "
-        "uploads, and anything from a TLS upstream, are copied: the copy relay is their "
-        "ceiling). Peak RSS is "
-        "VmHWM from /proc after "
+        "The copy relay (`bench/relays.py`) speaks no HTTP and checks nothing: it is the "
+        "fastest any process can be that reads the bytes in and writes them out (uvloop, "
+        "`data_received` → `write`), and so the ceiling for the proxy, which copies every "
+        "body through user space in both directions (it has no splice(2) path: "
+        "api.sipgate.com is HTTPS, and bytes from a TLS upstream must be decrypted in the "
+        "process anyway; see the TLS upstream section). Peak RSS is VmHWM from /proc after "
         "resetting it (`clear_refs`) just before the transfer; growth = peak - RSS at that "
         "moment."
     )
     add("")
+    if results.tls is not None:
+        lines.extend(report_tls.section(results.tls, results.targets))
 
     # ------------------------------------------------------------------ memory, start-up
     add("## Memory and start-up")
@@ -470,6 +416,9 @@ def render(results: Results, elapsed: float, argv: list[str]) -> str:
     for key, value in sample.items():
         add(f"{key}={shlex.quote(value)}")
     add("SIPGATE_PROXY_SERVER__WORKERS=2   # the 2-worker runs")
+    add("# the TLS upstream runs:")
+    add("SIPGATE_PROXY_UPSTREAM__URL=https://127.0.0.1:NGINX_TLS")
+    add("SIPGATE_PROXY_UPSTREAM__CA_FILE=<work directory>/tls/ca.pem")
     add("```")
     add("")
     add("Apache configuration: `bench/peers.py` (`apache_config`); the essential part:")
@@ -493,6 +442,12 @@ def render(results: Results, elapsed: float, argv: list[str]) -> str:
     add('    RequestHeader set Authorization "Bearer %{OIDC_access_token}e" env=OIDC_access_token')
     add("    RequestHeader unset Cookie")
     add("</Location>")
+    add("# the TLS upstream runs add (bench/peers.py, apache_tls_proxy):")
+    add("LoadModule ssl_module /usr/lib/apache2/modules/mod_ssl.so")
+    add("SSLProxyEngine on")
+    add("SSLProxyVerify require")
+    add("SSLProxyCACertificateFile <work directory>/tls/ca.pem")
+    add("SSLProxyCheckPeerName on")
     add("```")
     add("")
     if results.notes:
@@ -521,6 +476,11 @@ def to_json(results: Results) -> dict[str, Any]:
         "refresh": results.refresh,
         "notes": results.notes,
     }
+    if results.tls is not None:
+        data["tls_upstream"] = {
+            "targets": {k: asdict(v) for k, v in results.tls.targets.items()},
+            "transfers": results.tls.transfers,
+        }
     if results.profile is not None:
         data["profile"] = {
             "samples": results.profile.samples,

@@ -1,9 +1,10 @@
-"""`make bench`: the proxy against the direct path and Apache httpd + mod_auth_openidc.
+"""`make bench`: the proxy against the direct path and Apache httpd + mod_auth_openidc,
+from a cleartext upstream and from an HTTPS one (bench/tls_upstream.py, the real path).
 
 One run measures everything side by side on this machine and prints ratios (absolute
 figures from shared machines are not comparable between runs; ratios from one run are),
 then writes BENCHMARKS.md. Everything runs on loopback, every load step is bounded in
-time; the whole run takes about six minutes (plus at most a minute of waiting for the
+time; the whole run takes about nine minutes (plus at most a minute of waiting for the
 shared machine to go quiet). Raw output goes to bench/results/ (not committed).
 
     .venv/bin/python bench/run.py [--seconds 12] [--rounds 4] [--transfers 5] [--quick]
@@ -21,12 +22,12 @@ import os
 import platform
 import secrets
 import shutil
+import ssl
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,28 +39,35 @@ if str(ROOT) not in sys.path:
 import aiohttp  # noqa: E402
 import psutil  # noqa: E402
 
-from bench import load, peers, pyspy_profile  # noqa: E402
+from bench import load, peers, pyspy_profile, tls_upstream  # noqa: E402
 from bench.bare_passthrough import COOKIE as BARE_COOKIE  # noqa: E402
 from bench.bare_passthrough import seal  # noqa: E402
 from bench.login import mod_auth_openidc_login, proxy_login  # noqa: E402
 from bench.peers import ApacheSettings, ProxySettings, Server  # noqa: E402
+from bench.scenarios import (  # noqa: E402
+    CLIENT_ID,
+    CLIENT_SECRET,
+    SMALL_PATH,
+    StreamPath,
+    Target,
+    TargetResult,
+    bearer_via,
+    fetch,
+    log,
+    small_get_scenarios,
+    stream_scenario,
+)
 from tests.support.idp import idp_available, start_idp  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"  # raw output of the last run (not committed)
-CLIENT_ID = "bench-client"
-CLIENT_SECRET = "bench-client-secret"  # noqa: S105 (test IdP only)
-SMALL_PATH = "/v2/account"
-# hey: a fixed 500 requests/s in total, well below every target's capacity here (the
-# slowest, the proxy with one worker, saturates at about 1000/s on a 2-core machine)
-FIXED_RATE_WORKERS, FIXED_RATE_PER_WORKER = 10, 50
-FIXED_RATE = FIXED_RATE_WORKERS * FIXED_RATE_PER_WORKER
-# The refresh scenario: access tokens live REFRESH_ACCESS_TTL s and are refreshed when less
-# than REFRESH_SKEW s are left, so REFRESH_WAIT s after the login every session needs a
+# The refresh scenario: access tokens live REFRESH_ACCESS_TTL s; Apache refreshes when less
+# than REFRESH_SKEW s are left, the proxy when less than min(refresh_skew, half the
+# lifetime) = 12 s are left, so REFRESH_WAIT s after the login every session needs a
 # refresh, while the new tokens stay valid for longer than the burst of requests takes
 # even on a loaded machine (a token that expires mid-burst would measure the machine).
-REFRESH_ACCESS_TTL, REFRESH_SKEW, REFRESH_WAIT = 60, 55, 6
+REFRESH_ACCESS_TTL, REFRESH_SKEW, REFRESH_WAIT = 24, 20, 13
 REFRESH_CONCURRENCY = 1000
-COPY_RELAY, SPLICE_RELAY = "relay, user-space copy (uvloop)", "relay, splice(2)"
+COPY_RELAY = "relay, user-space copy (uvloop)"
 QUIET_BUSY_PERCENT = 15  # CPU use by others above which the run waits (bounded)
 READY_STARTS = 3  # start the proxy this often; the median start → ready counts
 
@@ -73,10 +81,6 @@ TARGETS = {  # issue 8
     "idle_rss_mb": 60.0,
     "ready_s": 1.0,
 }
-
-
-def log(message: str) -> None:
-    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
 # ---------------------------------------------------------------------- machine facts
@@ -117,6 +121,8 @@ def machine_facts() -> dict[str, str]:
             ["dpkg-query", "-W", "-f", "${Version}", "libapache2-mod-auth-openidc"]
         ),
         "wrk": _first_line(["wrk", "-v"]),
+        "OpenSSL (system; nginx, Apache, wrk, curl)": _first_line(["openssl", "version"]),
+        "OpenSSL (Python's ssl, the proxy)": ssl.OPENSSL_VERSION,
         "proxy commit": commit + (" + uncommitted changes in proxy/" if dirty != "?" else ""),
     }
 
@@ -165,42 +171,6 @@ def _cmdline(proc: psutil.Process) -> list[str]:
         return []
 
 
-def peak_rss(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) * 1024
-    raise RuntimeError("VmHWM not found")
-
-
-def current_rss(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    raise RuntimeError("VmRSS not found")
-
-
-def reset_peak_rss(pid: int) -> None:
-    Path(f"/proc/{pid}/clear_refs").write_text("5")  # VmHWM := current RSS
-
-
-def fetch(url: str, header: str) -> tuple[int, str]:
-    name, _, value = header.partition(": ")
-    request = urllib.request.Request(url, headers={name: value})  # noqa: S310 (loopback)
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as err:
-        return err.code, err.read().decode(errors="replace")
-
-
-def bearer_via(base_url: str, header: str) -> str:
-    """The Authorization header the upstream receives through this path."""
-    status, body = fetch(base_url + "/echo-authorization", header)
-    if status != 200 or not body.startswith("Bearer "):
-        raise RuntimeError(f"{base_url}: no bearer reached the upstream ({status})")
-    return body
-
-
 def jwt_claims(bearer: str) -> dict[str, Any]:
     payload = bearer.removeprefix("Bearer ").split(".")[1]
     claims: dict[str, Any] = json.loads(
@@ -210,24 +180,6 @@ def jwt_claims(bearer: str) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------- scenarios
-
-
-@dataclass
-class Target:
-    key: str
-    name: str
-    url: str
-    header: str
-    server: Server | None
-
-
-@dataclass
-class TargetResult:
-    name: str
-    c50: load.LoadResult
-    c10: load.LoadResult
-    fixed: load.LoadResult
-    cookie_bytes: int
 
 
 @dataclass
@@ -242,68 +194,10 @@ class Results:
     loaded_rss: dict[str, list[float]] = field(default_factory=dict)
     transfers: dict[str, dict[str, Any]] = field(default_factory=dict)
     refresh: dict[str, dict[str, Any]] = field(default_factory=dict)
+    tls: tls_upstream.TlsResults | None = None
     profile: pyspy_profile.Profile | None = None
     profile_cpu_us: float | None = None
     notes: list[str] = field(default_factory=list)
-
-
-def _show(label: str, result: load.LoadResult) -> None:
-    log(
-        f"  {label:<40} {result.rps:8.0f} req/s  p50 {result.p50_ms:6.2f} ms  "
-        f"p99 {result.p99_ms:7.2f} ms  errors {result.errors}  "
-        f"cpu {result.cpu_us_per_request or 0:5.0f} µs/req"
-    )
-
-
-def small_get_scenarios(results: Results, targets: list[Target], seconds: int, rounds: int) -> None:
-    """Each scenario runs over all targets in turn, ``rounds`` times with ``seconds /
-    rounds`` each: figures that are compared with each other were taken close together,
-    and a burst of other work on this shared machine hits every target, not just one."""
-    step = max(1, seconds // rounds)
-    log(f"small GET: warm-up 2 s each; then {rounds} rounds of {step} s per target and scenario")
-    for target in targets:
-        load.wrk(target.url, target.header, 50, 2, target.server, record=False)
-    parts: dict[str, dict[str, list[load.LoadResult]]] = {
-        t.key: {"c50": [], "c10": [], "fixed": []} for t in targets
-    }
-
-    def each_round(scenario: str, title: str, measure: Any) -> None:
-        for round_ in range(rounds):
-            log(f"{title}, round {round_ + 1} of {rounds}")
-            for target in targets:
-                result = measure(target, record=round_ == 0)
-                parts[target.key][scenario].append(result)
-                _show(target.name, result)
-
-    each_round(
-        "c50",
-        f"wrk -t1 -c50 -d{step}s",
-        lambda t, record: load.wrk(t.url, t.header, 50, step, t.server, record=record),
-    )
-    each_round(
-        "c10",
-        f"wrk -t1 -c10 -d{step}s",
-        lambda t, record: load.wrk(t.url, t.header, 10, step, t.server, record=record),
-    )
-    each_round(
-        "fixed",
-        f"hey: fixed {FIXED_RATE} requests/s for {step}s",
-        lambda t, record: load.hey(
-            t.url, t.header, FIXED_RATE_WORKERS, FIXED_RATE_PER_WORKER, step, t.server, record
-        ),
-    )
-    for target in targets:
-        runs = {scenario: load.combine(p) for scenario, p in parts[target.key].items()}
-        cookie_bytes = (
-            len(target.header) - len("Cookie: ") if target.header.startswith("Cookie") else 0
-        )
-        results.targets[target.key] = TargetResult(
-            target.name, runs["c50"], runs["c10"], runs["fixed"], cookie_bytes
-        )
-        log(
-            f"  {target.name:<32} c50 {runs['c50'].rps:7.0f} req/s, c10 {runs['c10'].rps:7.0f}"
-            f" req/s, {FIXED_RATE}/s p99 {runs['fixed'].p99_ms:.1f} ms (all rounds)"
-        )
 
 
 async def concurrent_requests(url: str, cookie: str, count: int) -> dict[str, Any]:
@@ -403,6 +297,8 @@ def refresh_scenario(results: Results, stack: contextlib.ExitStack, work: Path, 
         outcome["refresh_outcomes"] = stats
         outcome["grant_alive"] = any(g.get("sub") == subject for g in idp.grants())
         results.refresh[name] = outcome
+        if not stats:
+            results.notes.append(f"refresh scenario, {name}: the session was not refreshed")
         log(
             f"  answers {outcome['statuses']}, refresh_token calls {stats}, grant alive "
             f"{outcome['grant_alive']}, {outcome['seconds']:.2f} s"
@@ -500,7 +396,8 @@ def run(args: argparse.Namespace) -> Results:
             stack.callback(shutil.rmtree, work, True)
         nginx = peers.start_nginx(stack, work)
         sink = peers.start_sink(stack, work)
-        w1_port, w2_port, apache_port = peers.free_port(), peers.free_port(), peers.free_port()
+        w1_port, w2_port = peers.free_port(), peers.free_port()
+        apache_port, apache_tls_port = peers.free_port(), peers.free_port()
         idp = start_idp(
             work,
             client_id=CLIENT_ID,
@@ -508,6 +405,7 @@ def run(args: argparse.Namespace) -> Results:
             redirect_uris=[
                 f"http://127.0.0.1:{w1_port}/oauth2/callback",
                 f"http://127.0.0.1:{apache_port}{peers.REDIRECT_PATH}",
+                f"http://127.0.0.1:{apache_tls_port}{peers.REDIRECT_PATH}",
             ],
             access_ttl=3600,  # no refresh during the load runs
             log_requests=False,
@@ -579,7 +477,7 @@ def run(args: argparse.Namespace) -> Results:
                 "bare2", "bare aiohttp, 2 processes", bare2.url + SMALL_PATH, bare_cookie, bare2
             ),
         ]
-        small_get_scenarios(results, targets, seconds, args.rounds)
+        results.targets = small_get_scenarios(targets, seconds, args.rounds)
         results.loaded_rss["proxy, 1 worker"] = rss_mb(proxy_workers(w1))
         results.loaded_rss["proxy, 2 workers"] = rss_mb(proxy_workers(w2))
         if args.profile:
@@ -591,19 +489,16 @@ def run(args: argparse.Namespace) -> Results:
         # file); uploads go to the sink, which reads the whole body before it answers
         # (nginx would answer first). Every path runs once per try, in turn, so a burst of
         # other work on this shared machine hits all of them alike; the best try counts.
-        # The two relays (bench/relays.py) carry no HTTP at all: they are the ceiling.
+        # The copy relay (bench/relays.py) carries no HTTP at all: it is the ceiling.
         log(f"streaming: 1 GiB download and upload, {args.transfers} interleaved tries")
         upstreams = {"download": nginx, "upload": sink}
         paths: dict[str, dict[str, StreamPath]] = {"direct": {}}
         for direction, upstream in upstreams.items():
             paths["direct"][direction] = StreamPath(upstream.url, direct_header)
-        for mode, label in (("copy", COPY_RELAY), ("splice", SPLICE_RELAY)):
-            paths[label] = {
-                direction: StreamPath(
-                    peers.start_relay(stack, work, mode, upstream).url, direct_header
-                )
-                for direction, upstream in upstreams.items()
-            }
+        paths[COPY_RELAY] = {
+            direction: StreamPath(peers.start_relay(stack, work, upstream).url, direct_header)
+            for direction, upstream in upstreams.items()
+        }
         if apache is not None:
             paths["mod_auth_openidc"] = {
                 direction: StreamPath(apache.url, apache_cookie) for direction in upstreams
@@ -617,72 +512,18 @@ def run(args: argparse.Namespace) -> Results:
                 f"proxy-{direction}",
             )
             paths["proxy, 1 worker"][direction] = StreamPath(proxy.url, proxy_cookie, proxy.pid)
-        stream_scenario(results, paths, work, args.transfers)
+        results.transfers = stream_scenario(paths, work, args.transfers)
+
+        # --- the same small GET and download from an HTTPS upstream (the real path)
+        login = tls_upstream.Login(
+            idp.issuer, key, proxy_cookie, bearer, apache_tls_port if apache_ok else None
+        )
+        rounds = tls_upstream.Rounds(seconds, args.rounds, args.transfers)
+        results.tls = tls_upstream.measure(stack, work, login, rounds)
 
         # --- 1000 concurrent requests of one session due for refresh
         refresh_scenario(results, stack, work, key)
     return results
-
-
-@dataclass(frozen=True)
-class StreamPath:
-    base_url: str
-    header: str
-    rss_pid: int | None = None  # the process whose peak RSS growth is measured
-
-
-def stream_scenario(
-    results: Results, paths: dict[str, dict[str, StreamPath]], work: Path, tries: int
-) -> None:
-    """1 GiB each way through every path, ``tries`` rounds with the paths in turn. Per
-    path and direction: the fastest try's MB/s (other work only ever slows a transfer
-    down), the median, and for the proxy the largest peak RSS growth."""
-    measured: dict[str, dict[str, list[dict[str, Any]]]] = {
-        name: {direction: [] for direction in by_direction} for name, by_direction in paths.items()
-    }
-    for attempt in range(tries):
-        for name, by_direction in paths.items():
-            for direction, path in by_direction.items():
-                entry = _transfer(path, direction, work, record=attempt == 0)
-                measured[name][direction].append(entry)
-                grew = f", peak RSS +{entry['rss_growth_mb']:.1f} MB" if path.rss_pid else ""
-                log(f"  {name:<26} {direction:<8} {entry['mb_per_s']:6.0f} MB/s{grew}")
-    for name, tried in measured.items():
-        results.transfers[name] = {}
-        for direction, entries in tried.items():
-            best = dict(max(entries, key=lambda e: e["mb_per_s"]))
-            best["tries_mb_per_s"] = [e["mb_per_s"] for e in entries]
-            best["median_mb_per_s"] = statistics.median(best["tries_mb_per_s"])
-            if "rss_growth_mb" in best:
-                best["rss_growth_mb"] = max(e["rss_growth_mb"] for e in entries)
-            results.transfers[name][direction] = best
-
-
-def _transfer(path: StreamPath, direction: str, work: Path, record: bool) -> dict[str, Any]:
-    before = 0
-    if path.rss_pid is not None:
-        fetch(path.base_url + SMALL_PATH, path.header)  # first-request allocations
-        reset_peak_rss(path.rss_pid)
-        before = current_rss(path.rss_pid)
-    transfer = load.curl_transfer(path.base_url, path.header, direction, work, record=record)
-    if transfer.status != 200 or transfer.bytes != peers.BIG_FILE_BYTES:
-        raise RuntimeError(
-            f"{direction} via {path.base_url}: {transfer.status}, {transfer.bytes} B"
-        )
-    entry: dict[str, Any] = {
-        "status": transfer.status,
-        "bytes": transfer.bytes,
-        "seconds": transfer.seconds,
-        "mb_per_s": transfer.mb_per_s,
-    }
-    if path.rss_pid is not None:
-        peak = peak_rss(path.rss_pid)
-        entry |= {
-            "rss_before_mb": before / 2**20,
-            "peak_rss_mb": peak / 2**20,
-            "rss_growth_mb": (peak - before) / 2**20,
-        }
-    return entry
 
 
 def main(argv: list[str] | None = None) -> int:
