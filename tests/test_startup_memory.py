@@ -57,6 +57,7 @@ NOT_LOADED = (
     "proxy.session.redis_backend",
     "proxy.refresh.redis",
     "proxy.auth.service_identity",
+    "proxy.auth.identity_state",
     "proxy.auth.service",
 )
 
