@@ -165,8 +165,9 @@ def _wire_personal_access_token(app: web.Application, settings: Settings) -> Non
 def _wire_service(app: web.Application, settings: Settings, clients: HttpClients) -> None:
     # Imported here: a cookie-store proxy never loads the Redis client (-6.6 MB RSS).
     from proxy.auth.identity_state import FileState, IdentityState, RedisState
-    from proxy.auth.service import ServiceAuth, login_completion, register_operator_routes
+    from proxy.auth.service import ServiceAuth
     from proxy.auth.service_identity import IdentityPolicy, ServiceIdentity
+    from proxy.login.service_operator import login_completion, register_operator_routes
     from proxy.refresh.redis import RedisCoordinationPolicy, RedisRefreshCoordination
     from proxy.session import redis_backend as redis_store
 
