@@ -44,7 +44,7 @@ from proxy.ops import observe
 from proxy.ops.health import Health
 from proxy.ops.metrics import Metrics
 from proxy.ops.observe import add_request_id, observer
-from proxy.refresh.single_flight import Coordination, Refresher
+from proxy.refresh.single_flight import Coordination, Refresher, RefreshPolicy
 from proxy.session.aiohttp_adapter import SessionStorage, SessionStore
 from proxy.session.cookie_backend import CookieSessionStore
 from proxy.upstream.forwarder import Forwarder
@@ -166,9 +166,11 @@ def _wire_personal_access_token(app: web.Application, settings: Settings) -> Non
 
 def _wire_service(app: web.Application, settings: Settings, clients: HttpClients) -> None:
     # Imported here: a cookie-store proxy never loads the Redis client (-6.6 MB RSS).
-    from proxy.auth.service import ServiceAuth, login_completion, register_operator_routes
-    from proxy.auth.service_identity import FileState, IdentityState, RedisState, ServiceIdentity
-    from proxy.refresh.redis import RedisRefreshCoordination
+    from proxy.auth.identity_state import FileState, IdentityState, RedisState
+    from proxy.auth.service import ServiceAuth
+    from proxy.auth.service_identity import IdentityPolicy, ServiceIdentity
+    from proxy.login.service_operator import login_completion, register_operator_routes
+    from proxy.refresh.redis import RedisCoordinationPolicy, RedisRefreshCoordination
     from proxy.session import redis_backend as redis_store
 
     oauth2, service = settings.auth.oauth2, settings.auth.service
@@ -183,21 +185,22 @@ def _wire_service(app: web.Application, settings: Settings, clients: HttpClients
         assert settings.session.redis_url is not None
         client = redis_store.connect(settings.session.redis_url.get_secret_value())
         coordination = RedisRefreshCoordination(
-            client, keys, lock_ttl=settings.session.redis_lock_ttl
+            client, keys, RedisCoordinationPolicy(lock_ttl=settings.session.redis_lock_ttl)
         )
         if service.state_file is None:
             state = RedisState(client, keys, "sipgate-proxy")
         _close_on_cleanup(app, client)
-    metrics = app[METRICS]
     identity = ServiceIdentity(
         state,
-        Refresher(oauth, timeout=oauth2.timeout, coordination=coordination),
-        frozenset(service.allowed_subjects),
-        oauth2.refresh_skew,
-        login_url(settings.public_url, prefix, "/"),
-        revoker=oauth,
-        report=lambda usable: metrics.service_identity.set(1 if usable else 0),
+        Refresher(oauth, RefreshPolicy(timeout=oauth2.timeout), coordination),
+        oauth,
+        IdentityPolicy(
+            frozenset(service.allowed_subjects),
+            oauth2.refresh_skew,
+            login_url(settings.public_url, prefix, "/"),
+        ),
     )
+    app[METRICS].service_identity.set_function(lambda: identity.usable)
     guard = _headless_guard(app, settings)
     app[AUTHENTICATOR] = ServiceAuth(identity, guard)
     name = settings.session.cookie_name
@@ -257,10 +260,7 @@ def _wire_oauth2(
     origins = OriginPolicy(settings.public_url, session.allowed_origins)
     app[ORIGINS] = origins
     refresher = Refresher(
-        oauth,
-        timeout=oauth2.timeout,
-        keep_id_token=oauth2.idp_logout,
-        coordination=coordination,
+        oauth, RefreshPolicy(timeout=oauth2.timeout, keep_id_token=oauth2.idp_logout), coordination
     )
     app[AUTHENTICATOR] = BrowserSessionAuth(
         storage, refresher, origins, settings.public_url, prefix, oauth2.refresh_skew
@@ -285,12 +285,14 @@ def _session_store(
         )
         if workers_dir is None:
             return store, None  # one process: the refresher's own single flight suffices
-        from proxy.refresh.file import FileRefreshCoordination
+        from proxy.refresh.file import FileCoordinationPolicy, FileRefreshCoordination
 
         wait = settings.auth.oauth2.timeout + 2  # the holder's exchange is bounded by it
-        return store, FileRefreshCoordination(workers_dir, keys, wait_timeout=wait)
+        return store, FileRefreshCoordination(
+            workers_dir, keys, FileCoordinationPolicy(wait_timeout=wait)
+        )
     assert session.redis_url is not None  # config guarantees it
-    from proxy.refresh.redis import RedisRefreshCoordination
+    from proxy.refresh.redis import RedisCoordinationPolicy, RedisRefreshCoordination
     from proxy.session import redis_backend as redis_store  # imported here: see _wire_service
 
     client = redis_store.connect(session.redis_url.get_secret_value())
@@ -299,7 +301,9 @@ def _session_store(
     )
     app[HEALTH].checks.append(redis_sessions.ping)
     _close_on_cleanup(app, client)
-    coordination = RedisRefreshCoordination(client, keys, lock_ttl=session.redis_lock_ttl)
+    coordination = RedisRefreshCoordination(
+        client, keys, RedisCoordinationPolicy(lock_ttl=session.redis_lock_ttl)
+    )
     return redis_sessions, coordination
 
 

@@ -17,7 +17,7 @@ from proxy.clock import Clock
 from proxy.crypto.keys import decode_key, generate_key
 from proxy.crypto.sealing import KeyRing
 from proxy.oauth.tokens import TokenSet
-from proxy.refresh.file import FileRefreshCoordination
+from proxy.refresh.file import FileCoordinationPolicy, FileRefreshCoordination
 from proxy.refresh.single_flight import Outcome, RefreshFailed
 
 KEY = b"\x01" * 32
@@ -41,9 +41,8 @@ class IdP:
 def worker(
     directory: Path, *, wait_timeout: float = 12.0, clock: Clock = time.time
 ) -> FileRefreshCoordination:
-    return FileRefreshCoordination(
-        directory, KeyRing([KEY]), wait_timeout=wait_timeout, clock=clock
-    )
+    policy = FileCoordinationPolicy(wait_timeout=wait_timeout)
+    return FileRefreshCoordination(directory, KeyRing([KEY]), policy, clock)
 
 
 async def test_second_worker_gets_the_first_ones_result_when_it_refreshed(

@@ -12,7 +12,8 @@ from pathlib import Path
 import aiohttp
 
 from proxy import config
-from proxy.auth.service_identity import FileState, ServiceIdentity
+from proxy.auth.identity_state import FileState
+from proxy.auth.service_identity import IdentityPolicy, ServiceIdentity
 from proxy.crypto.keys import decode_key, generate_key
 from proxy.crypto.sealing import KeyRing
 from proxy.oauth.client import OAuthClient
@@ -108,10 +109,8 @@ async def test_requests_sharing_one_service_refresh_write_the_state_once(
         identity = ServiceIdentity(
             state,
             Refresher(oauth),
-            frozenset([OPERATOR]),
-            refresh_skew=30,
-            login_url="/",
-            revoker=oauth,
+            oauth,
+            IdentityPolicy(frozenset([OPERATOR]), refresh_skew=30, login_url="/"),
         )
         await asyncio.sleep(2.2)  # past half the token's life: due
         answers = await asyncio.gather(*(identity.credentials() for _ in range(50)))

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from proxy.oauth.tokens import TokenSet
-from proxy.refresh.single_flight import Outcome, Refresher, RefreshFailed
+from proxy.refresh.single_flight import Outcome, Refresher, RefreshFailed, RefreshPolicy
 
 
 class SurprisingIdP:
@@ -25,7 +25,7 @@ class SurprisingIdP:
 
 async def test_waiters_are_released_when_refresh_raises_the_unexpected() -> None:
     idp = SurprisingIdP()
-    refresher = Refresher(idp, timeout=5)  # type: ignore[arg-type]
+    refresher = Refresher(idp, RefreshPolicy(timeout=5))
     tokens = TokenSet("a", "r", expires_at=0, refresh_expires_at=1e12)
     results = await asyncio.wait_for(
         asyncio.gather(*(refresher.refresh(tokens) for _ in range(5)), return_exceptions=True),
@@ -38,7 +38,7 @@ async def test_waiters_are_released_when_refresh_raises_the_unexpected() -> None
 
 async def test_missing_refresh_token_is_fatal_without_a_call() -> None:
     idp = SurprisingIdP()
-    refresher = Refresher(idp)  # type: ignore[arg-type]
+    refresher = Refresher(idp)
     with pytest.raises(RefreshFailed) as failed:
         await refresher.refresh(TokenSet("a", None, expires_at=0, refresh_expires_at=1e12))
     assert failed.value.fatal

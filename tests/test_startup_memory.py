@@ -57,7 +57,9 @@ NOT_LOADED = (
     "proxy.session.redis_backend",
     "proxy.refresh.redis",
     "proxy.auth.service_identity",
+    "proxy.auth.identity_state",
     "proxy.auth.service",
+    "proxy.login.service_operator",
 )
 
 MODES = {

@@ -18,29 +18,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import tempfile
 import time
-from collections.abc import Callable
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any, Protocol
 
-import redis.asyncio as redis
-
+from proxy.auth.identity_state import IdentityState
 from proxy.clock import Clock
-from proxy.crypto.sealing import KeyRing, context
 from proxy.errors import IdPUnavailable, ProxyError
 from proxy.oauth.errors import OAuthError
 from proxy.oauth.tokens import TokenSet, unverified_claim
 from proxy.refresh.single_flight import Refresher, RefreshFailed
-from proxy.session import codec as session_codec
 from proxy.session.codec import StoredSession
-from proxy.session.redis_backend import call
 from proxy.upstream.credentials import Credentials
 
 log = logging.getLogger(__name__)
 
-CONTEXT = context("service", "identity")
 IDLE_RETRY = 5.0  # seconds between looks for an identity while there is none
 
 
@@ -54,67 +46,11 @@ class Revoker(Protocol):
     async def revoke(self, refresh_token: str) -> bool: ...
 
 
-class IdentityState(Protocol):
-    async def load(self) -> StoredSession | None: ...
-
-    async def save(self, stored: StoredSession) -> None: ...
-
-
-class FileState:
-    """A sealed file, replaced atomically, readable by the proxy's user only."""
-
-    def __init__(self, path: Path, keys: KeyRing) -> None:
-        self._path = path
-        self._keys = keys
-
-    async def load(self) -> StoredSession | None:
-        try:
-            sealed = self._path.read_bytes()
-        except FileNotFoundError:
-            return None
-        return _open(self._keys, sealed)
-
-    async def save(self, stored: StoredSession) -> None:
-        sealed = session_codec.seal(self._keys, stored, CONTEXT)
-        # write + fsync take milliseconds on a slow volume: not in the event loop
-        await asyncio.to_thread(self._write, sealed)
-
-    def _write(self, sealed: bytes) -> None:
-        self._path.parent.mkdir(parents=True, exist_ok=True)
-        fd, temporary = tempfile.mkstemp(dir=self._path.parent, prefix=".identity-")
-        try:
-            with os.fdopen(fd, "wb") as file:
-                file.write(sealed)
-                file.flush()
-                os.fsync(file.fileno())
-            os.chmod(temporary, 0o600)
-            os.replace(temporary, self._path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(temporary)
-            raise
-
-
-class RedisState:
-    def __init__(self, client: redis.Redis, keys: KeyRing, namespace: str) -> None:
-        self._redis = client
-        self._keys = keys
-        self._key = f"{namespace}:service:identity"
-
-    async def load(self) -> StoredSession | None:
-        sealed = await call(self._redis.get(self._key))
-        return _open(self._keys, sealed) if isinstance(sealed, bytes) else None
-
-    async def save(self, stored: StoredSession) -> None:
-        sealed = session_codec.seal(self._keys, stored, CONTEXT)
-        await call(self._redis.set(self._key, sealed))
-
-
-def _open(keys: KeyRing, sealed: bytes) -> StoredSession | None:
-    stored = session_codec.open_sealed(keys, sealed, CONTEXT)
-    if stored is None:
-        log.warning("stored service identity cannot be opened (other keys?); sign in again")
-    return stored
+@dataclass(frozen=True)
+class IdentityPolicy:
+    allowed_subjects: frozenset[str]  # the subjects whose login may become the identity
+    refresh_skew: float  # seconds before expiry at which the access token is refreshed
+    login_url: str  # where an operator signs in, named in the 503 and the status
 
 
 class ServiceIdentity:
@@ -122,20 +58,16 @@ class ServiceIdentity:
         self,
         state: IdentityState,
         refresher: Refresher,
-        allowed_subjects: frozenset[str],
-        refresh_skew: float,
-        login_url: str,
         revoker: Revoker,
-        report: Callable[[bool], None] = lambda usable: None,
+        policy: IdentityPolicy,
         clock: Clock = time.time,
     ) -> None:
-        self._report = report  # e.g. a metric: is the identity usable right now?
-        self._revoker = revoker
         self._state = state
         self._refresher = refresher
-        self.allowed_subjects = allowed_subjects
-        self._skew = refresh_skew
-        self._login_url = login_url
+        self._revoker = revoker
+        self.allowed_subjects = policy.allowed_subjects
+        self._skew = policy.refresh_skew
+        self._login_url = policy.login_url
         self._clock = clock
         self.current: StoredSession | None = None
         self.last_refresh: float | None = None
@@ -143,6 +75,11 @@ class ServiceIdentity:
         self.last_error: str | None = None
         self._signed_in = asyncio.Event()  # wakes the background task at once
         self._refreshing = asyncio.Lock()
+
+    @property
+    def usable(self) -> bool:
+        """Whether the identity can serve requests now (a metric shows it)."""
+        return self.current is not None and not self.sign_in_required
 
     async def credentials(self) -> Credentials:
         if self.current is None or self.sign_in_required:
@@ -164,7 +101,6 @@ class ServiceIdentity:
         stored = StoredSession(tokens, self._clock(), self._clock())
         await self._state.save(stored)
         self.current, self.sign_in_required, self.last_error = stored, False, None
-        self._report(True)
         self._signed_in.set()
         log.info("service identity signed in")
         if previous is not None and not same_grant(previous.tokens, tokens):
@@ -186,7 +122,6 @@ class ServiceIdentity:
         current = self.current
         if current is None or newest.created > current.created:
             self.current, self.sign_in_required = newest, False  # a new sign-in
-            self._report(True)
         elif newest.tokens.expires_at > current.tokens.expires_at:
             self.current = newest  # another replica refreshed it
 
@@ -207,17 +142,8 @@ class ServiceIdentity:
         try:
             fresh, _ = await self._refresher.refresh(started.tokens)
         except RefreshFailed as failed:
-            if self.current is not started:
-                return  # a sign-in replaced it meanwhile (and may have revoked it)
-            self.last_error = str(failed)
-            if failed.fatal:
-                self.sign_in_required = True
-                self._report(False)
-                log.error("service identity lost (%s): an operator must sign in again", failed)
-                raise ServiceIdentityMissing(self._missing_message()) from None
-            if self.current.tokens.expires_at > self._clock():
-                return  # the IdP is away; the current token still works for a while
-            raise IdPUnavailable() from None
+            self._refresh_failed(started, failed)
+            return
         if self.current is not started:
             return  # a sign-in replaced it meanwhile: never put the old one back
         if fresh == self.current.tokens:
@@ -225,29 +151,45 @@ class ServiceIdentity:
         stored = StoredSession(fresh, self.current.created, self._clock())
         await self._state.save(stored)
         self.current, self.last_refresh, self.last_error = stored, self._clock(), None
-        self._report(True)
+
+    def _refresh_failed(self, started: StoredSession, failed: RefreshFailed) -> None:
+        """Raises what the request that found the token due gets, if anything."""
+        if self.current is not started:
+            return  # a sign-in replaced it meanwhile (and may have revoked it)
+        self.last_error = str(failed)
+        if failed.fatal:
+            self.sign_in_required = True
+            log.error("service identity lost (%s): an operator must sign in again", failed)
+            raise ServiceIdentityMissing(self._missing_message()) from None
+        if started.tokens.expires_at > self._clock():
+            return  # the IdP is away; the current token still works for a while
+        raise IdPUnavailable() from None
 
     async def keep_fresh(self) -> None:
         """Background task: refresh ahead of expiry, whether or not clients are calling."""
         while True:
-            delay = IDLE_RETRY
-            if self.current is not None and not self.sign_in_required:
-                tokens = self.current.tokens
-                due = tokens.expires_at - tokens.refresh_margin(self._skew) - self._clock()
-                delay = max(0.5, due)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._signed_in.wait(), delay)
+                await asyncio.wait_for(self._signed_in.wait(), self._next_look())
             self._signed_in.clear()
-            try:
-                if self.current is None or self.sign_in_required:
-                    await self._adopt_stored()
-                else:
-                    await self.refresh()
-            except ProxyError as err:
-                self.last_error = err.code
-            except Exception as err:  # keep the loop alive whatever happens
-                self.last_error = type(err).__name__
-                log.warning("service identity refresh failed: %s", type(err).__name__)
+            await self._look()
+
+    def _next_look(self) -> float:
+        if self.current is None or self.sign_in_required:
+            return IDLE_RETRY
+        tokens = self.current.tokens
+        return max(0.5, tokens.expires_at - tokens.refresh_margin(self._skew) - self._clock())
+
+    async def _look(self) -> None:
+        try:
+            if self.current is None or self.sign_in_required:
+                await self._adopt_stored()
+            else:
+                await self.refresh()
+        except ProxyError as err:
+            self.last_error = err.code
+        except Exception as err:  # keep the loop alive whatever happens
+            self.last_error = type(err).__name__
+            log.warning("service identity refresh failed: %s", type(err).__name__)
 
     def status(self) -> dict[str, Any]:
         tokens = self.current.tokens if self.current else None

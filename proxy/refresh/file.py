@@ -6,19 +6,17 @@
 The supervisor creates the directory (0700) before it forks the workers and removes it
 when they are gone. A worker that finds no outcome takes the lock (polled with LOCK_NB:
 the event loop never blocks), reads again, calls the IdP, writes the outcome in place and
-lets go; for a worker that dies holding the lock, the kernel lets go. The outcome is
+lets go; for a worker that dies holding the lock, the kernel lets go. The outcome
+(proxy/refresh/file_outcome.py) stands
 
-    ok       the new token set, kept ``grace`` seconds
-    dead     the IdP refused the refresh token, kept ``grace`` seconds
-    failed   the IdP could not answer: kept ``backoff`` seconds after a timeout (the IdP
-             may have rotated the token unheard), else ``retry`` seconds, so the workers
-             that queued behind the attempt share its failure instead of repeating it
+    ok, dead ``grace`` seconds
+    failed   ``backoff`` seconds after a timeout (the IdP may have rotated the token
+             unheard), else ``retry`` seconds, so the workers that queued behind the
+             attempt share its failure instead of repeating it
 
-sealed with the session keys and bound to k (no token in clear on disk); a file that does
-not open (tampered, torn by a concurrent write, foreign) holds no outcome. Files with no
-valid outcome are removed, under their lock, by a sweep once every ``grace`` seconds; a
-worker that took the lock of a file swept meanwhile notices (another inode at the path, or
-none) and starts over.
+Files with no valid outcome are removed, under their lock, by a sweep once every ``grace``
+seconds; a worker that took the lock of a file swept meanwhile notices (another inode at
+the path, or none) and starts over.
 """
 
 from __future__ import annotations
@@ -29,31 +27,29 @@ import fcntl
 import logging
 import os
 import stat
-import struct
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from proxy.clock import Clock
-from proxy.crypto.sealing import KeyRing, context
+from proxy.crypto.sealing import KeyRing
 from proxy.oauth.tokens import TokenSet
+from proxy.refresh import file_outcome
+from proxy.refresh.file_outcome import DEAD, FAILED, FAILED_TIMEOUT, OK, Record
 from proxy.refresh.single_flight import Exchange, Outcome, RefreshFailed
-from proxy.session import codec as session_codec
-from proxy.session.codec import MalformedSession, StoredSession
 
 log = logging.getLogger(__name__)
 
-_OK, _DEAD, _FAILED, _FAILED_TIMEOUT = b"o", b"d", b"f", b"t"
-_HEADER = struct.Struct(">cd")  # kind, valid until (unix seconds)
 _MAX_FILE = 128 * 1024
 _FLAGS = os.O_CLOEXEC | os.O_NOFOLLOW
 
 
 @dataclass(frozen=True)
-class _Record:
-    kind: bytes
-    until: float
-    tokens: TokenSet | None = None
+class FileCoordinationPolicy:
+    grace: float = 60.0  # seconds a result or a refusal is shared
+    backoff: float = 10.0  # seconds a failure after a timeout is shared
+    retry: float = 1.0  # seconds any other failure is shared
+    wait_timeout: float = 12.0  # seconds a worker waits for another one's refresh
 
 
 class FileRefreshCoordination:
@@ -61,18 +57,12 @@ class FileRefreshCoordination:
         self,
         directory: Path,
         keys: KeyRing,
-        grace: float = 60.0,
-        backoff: float = 10.0,
-        retry: float = 1.0,
-        wait_timeout: float = 12.0,
+        policy: FileCoordinationPolicy = FileCoordinationPolicy(),
         clock: Clock = time.time,
     ) -> None:
         self._directory = directory
         self._keys = keys
-        self._grace = grace
-        self._backoff = backoff
-        self._retry = retry
-        self._wait_timeout = wait_timeout
+        self._policy = policy
         self._clock = clock
         self._swept = clock()
         self._sweeping: asyncio.Task[None] | None = None
@@ -85,28 +75,33 @@ class FileRefreshCoordination:
         try:
             known = self._read(k)
             if known is not None:
-                return self._use(known), Outcome.GRACE
+                return known.use(), Outcome.GRACE
             fd, waited = await self._lock(k)
         except OSError as err:
             log.warning("refresh lock directory unusable (%s)", type(err).__name__)
             raise RefreshFailed(Outcome.TRANSIENT, "refresh lock unavailable") from None
         try:
-            known = self._read(k, fd)  # finished while we waited, or just before
-            if known is not None:
-                return self._use(known), Outcome.SHARED if waited else Outcome.GRACE
-            try:
-                fresh = await exchange(tokens)
-            except RefreshFailed as failed:
-                self._write(fd, k, self._failure(failed))
-                raise
-            self._write(fd, k, _Record(_OK, self._clock() + self._grace, fresh))
-            return fresh, Outcome.OK
+            return await self._locked(fd, k, waited, exchange, tokens)
         finally:
             os.close(fd)  # lets go of the lock
 
+    async def _locked(
+        self, fd: int, k: str, waited: bool, exchange: Exchange, tokens: TokenSet
+    ) -> tuple[TokenSet, Outcome]:
+        known = self._read(k, fd)  # finished while we waited, or just before
+        if known is not None:
+            return known.use(), Outcome.SHARED if waited else Outcome.GRACE
+        try:
+            fresh = await exchange(tokens)
+        except RefreshFailed as failed:
+            self._write(fd, k, self._failure(failed))
+            raise
+        self._write(fd, k, Record(OK, self._clock() + self._policy.grace, fresh))
+        return fresh, Outcome.OK
+
     async def _lock(self, k: str) -> tuple[int, bool]:
         """An open descriptor of the file at ``k`` holding its lock; whether we waited."""
-        deadline = time.monotonic() + self._wait_timeout
+        deadline = time.monotonic() + self._policy.wait_timeout
         delay, waited = 0.005, False
         while True:
             fd = self._open(k)
@@ -147,10 +142,12 @@ class FileRefreshCoordination:
         except FileNotFoundError:
             return False
 
-    def _read(self, k: str, fd: int | None = None) -> _Record | None:
+    def _read(self, k: str, fd: int | None = None) -> Record | None:
         """The outcome at ``k`` while it is valid; None if there is none or it does not open."""
         if fd is not None:
-            return self._parse(k, os.pread(fd, _MAX_FILE, 0))
+            return file_outcome.open_sealed(
+                self._keys, k, os.pread(fd, _MAX_FILE, 0), self._clock()
+            )
         try:
             fd = os.open(self._directory / k, os.O_RDONLY | _FLAGS)
         except FileNotFoundError:
@@ -160,26 +157,8 @@ class FileRefreshCoordination:
         finally:
             os.close(fd)
 
-    def _parse(self, k: str, sealed: bytes) -> _Record | None:
-        plaintext = self._keys.open(sealed, context("refresh-outcome", k)) if sealed else None
-        if plaintext is None or len(plaintext) < _HEADER.size:
-            return None
-        kind, until = _HEADER.unpack_from(plaintext)
-        if until < self._clock():
-            return None
-        if kind != _OK:
-            return _Record(kind, until)
-        try:
-            stored = session_codec.decode(plaintext[_HEADER.size :])
-        except MalformedSession:
-            return None
-        return _Record(kind, until, stored.tokens)
-
-    def _write(self, fd: int, k: str, record: _Record) -> None:
-        plaintext = _HEADER.pack(record.kind, record.until)
-        if record.tokens is not None:
-            plaintext += session_codec.encode(StoredSession(record.tokens, 0.0, self._clock()))
-        sealed = self._keys.seal(plaintext, context("refresh-outcome", k))
+    def _write(self, fd: int, k: str, record: Record) -> None:
+        sealed = file_outcome.seal(self._keys, k, record, self._clock())
         try:
             os.ftruncate(fd, 0)
             os.pwrite(fd, sealed, 0)
@@ -188,27 +167,17 @@ class FileRefreshCoordination:
                 "refresh outcome not shared with the other workers (%s)", type(err).__name__
             )
 
-    def _failure(self, failed: RefreshFailed) -> _Record:
+    def _failure(self, failed: RefreshFailed) -> Record:
         now = self._clock()
         if failed.fatal:
-            return _Record(_DEAD, now + self._grace)
+            return Record(DEAD, now + self._policy.grace)
         if failed.timed_out:
-            return _Record(_FAILED_TIMEOUT, now + self._backoff)
-        return _Record(_FAILED, now + self._retry)
-
-    @staticmethod
-    def _use(record: _Record) -> TokenSet:
-        if record.tokens is not None:
-            return record.tokens
-        if record.kind == _DEAD:
-            raise RefreshFailed(Outcome.FATAL, "refresh token already refused by the IdP")
-        timed_out = record.kind == _FAILED_TIMEOUT
-        reason = "backing off" if timed_out else "refresh by another worker failed"
-        raise RefreshFailed(Outcome.TRANSIENT, reason, timed_out=timed_out)
+            return Record(FAILED_TIMEOUT, now + self._policy.backoff)
+        return Record(FAILED, now + self._policy.retry)
 
     def _maybe_sweep(self) -> None:
         now = self._clock()
-        if now - self._swept < self._grace or self._sweeping is not None:
+        if now - self._swept < self._policy.grace or self._sweeping is not None:
             return
         self._swept = now
         self._sweeping = asyncio.create_task(self._sweep())
@@ -224,7 +193,8 @@ class FileRefreshCoordination:
 
     def sweep(self) -> int:
         """Remove the files that hold no valid outcome and no lock; returns how many."""
-        oldest = self._clock() - max(self._grace, self._backoff, self._retry) - 1
+        policy = self._policy
+        oldest = self._clock() - max(policy.grace, policy.backoff, policy.retry) - 1
         removed = 0
         with os.scandir(self._directory) as entries:
             for entry in entries:

@@ -17,6 +17,7 @@ import contextlib
 import logging
 import secrets
 import time
+from dataclasses import dataclass
 
 import redis.asyncio as redis
 
@@ -40,22 +41,27 @@ return 0
 """
 
 
+@dataclass(frozen=True)
+class RedisCoordinationPolicy:
+    lock_ttl: float = 5.0  # seconds; renewed every third of it while the refresh runs
+    grace: float = 60.0  # seconds a result or a refusal is shared
+    wait_timeout: float = 15.0  # seconds a replica waits for another one's refresh
+    namespace: str = "sipgate-proxy"  # key prefix
+
+
 class RedisRefreshCoordination:
     def __init__(
         self,
         client: redis.Redis,
         keys: KeyRing,
-        lock_ttl: float = 5.0,
-        grace: float = 60.0,
-        wait_timeout: float = 15.0,
-        namespace: str = "sipgate-proxy",
+        policy: RedisCoordinationPolicy = RedisCoordinationPolicy(),
     ) -> None:
         self._redis = client
         self._keys = keys
-        self._lock_ttl_ms = int(lock_ttl * 1000)
-        self._grace_ms = int(grace * 1000)
-        self._wait_timeout = wait_timeout
-        self._prefix = f"{namespace}:refresh"
+        self._lock_ttl_ms = int(policy.lock_ttl * 1000)
+        self._grace_ms = int(policy.grace * 1000)
+        self._wait_timeout = policy.wait_timeout
+        self._prefix = f"{policy.namespace}:refresh"
         self._renew = client.register_script(_RENEW)
         self._release = client.register_script(_RELEASE)
 
@@ -79,19 +85,7 @@ class RedisRefreshCoordination:
             return await self._wait_for_other(k, lock), Outcome.SHARED
         renewal = asyncio.create_task(self._keep_lock(lock, owner))
         try:
-            known = await self._known(k)  # finished just before we took the lock
-            if known is not None:
-                return known, Outcome.GRACE
-            try:
-                fresh = await exchange(tokens)
-            except RefreshFailed as failed:
-                if failed.fatal:
-                    await call(self._redis.set(f"{self._prefix}:dead:{k}", b"1", px=self._grace_ms))
-                raise
-            await call(
-                self._redis.set(self._result_key(k), self._seal(k, fresh), px=self._grace_ms)
-            )
-            return fresh, Outcome.OK
+            return await self._locked(k, exchange, tokens)
         finally:
             renewal.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -99,11 +93,24 @@ class RedisRefreshCoordination:
             with contextlib.suppress(StoreUnavailable):
                 await call(self._release(keys=[lock], args=[owner]))
 
+    async def _locked(
+        self, k: str, exchange: Exchange, tokens: TokenSet
+    ) -> tuple[TokenSet, Outcome]:
+        known = await self._known(k)  # finished just before we took the lock
+        if known is not None:
+            return known, Outcome.GRACE
+        try:
+            fresh = await exchange(tokens)
+        except RefreshFailed as failed:
+            if failed.fatal:
+                await call(self._redis.set(self._dead_key(k), b"1", px=self._grace_ms))
+            raise
+        await call(self._redis.set(self._result_key(k), self._seal(k, fresh), px=self._grace_ms))
+        return fresh, Outcome.OK
+
     async def _known(self, k: str) -> TokenSet | None:
         """The result of an earlier refresh of this token, or FATAL if it is dead."""
-        result, dead = await call(
-            self._redis.mget([self._result_key(k), f"{self._prefix}:dead:{k}"])
-        )
+        result, dead = await call(self._redis.mget([self._result_key(k), self._dead_key(k)]))
         if dead is not None:
             raise RefreshFailed(Outcome.FATAL, "refresh token already refused by the IdP")
         return self._open(k, result) if isinstance(result, bytes) else None
@@ -135,6 +142,9 @@ class RedisRefreshCoordination:
 
     def _result_key(self, k: str) -> str:
         return f"{self._prefix}:result:{k}"
+
+    def _dead_key(self, k: str) -> str:
+        return f"{self._prefix}:dead:{k}"
 
     def _seal(self, k: str, tokens: TokenSet) -> bytes:
         stored = StoredSession(tokens, 0.0, time.time())

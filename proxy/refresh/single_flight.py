@@ -22,10 +22,9 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from proxy.clock import Clock
-from proxy.oauth.client import OAuthClient
 from proxy.oauth.errors import IdPTimeout, MalformedTokenResponse, NoUsableAnswer, TokenError
 from proxy.oauth.tokens import TokenSet
 
@@ -65,32 +64,42 @@ class Coordination(Protocol):
 
 
 @dataclass(frozen=True)
+class RefreshPolicy:
+    timeout: float = 10.0  # seconds one refresh call at the IdP may take
+    grace: float = 60.0  # seconds a result, or a refresh token the IdP refused, is kept
+    backoff: float = 10.0  # seconds a token is not sent again after a timeout
+    max_remembered: int = 10_000  # results and refusals kept at most
+    keep_id_token: bool = False  # for the ID token hint of an IdP logout
+
+
+class TokenEndpoint(Protocol):
+    async def refresh(self, refresh_token: str) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True)
 class _Remembered:
     until: float
     tokens: TokenSet | None  # None: do not send this refresh token (see outcome)
     reason: str = ""
     outcome: Outcome = Outcome.FATAL
 
+    def recalled(self) -> tuple[TokenSet, Outcome]:
+        if self.tokens is None:
+            raise RefreshFailed(self.outcome, self.reason)
+        return self.tokens, Outcome.GRACE
+
 
 class Refresher:
     def __init__(
         self,
-        oauth: OAuthClient,
-        timeout: float = 10.0,
-        grace: float = 60.0,
-        backoff: float = 10.0,
-        max_remembered: int = 10_000,
-        keep_id_token: bool = False,
+        oauth: TokenEndpoint,
+        policy: RefreshPolicy = RefreshPolicy(),
         coordination: Coordination | None = None,
         clock: Clock = time.time,
     ) -> None:
         self._oauth = oauth
+        self._policy = policy
         self._coordination = coordination
-        self._timeout = timeout
-        self._grace = grace
-        self._backoff = backoff
-        self._max_remembered = max_remembered
-        self._keep_id_token = keep_id_token
         self._clock = clock
         self._in_flight: dict[bytes, asyncio.Future[tuple[TokenSet, Outcome]]] = {}
         self._remembered: OrderedDict[bytes, _Remembered] = OrderedDict()
@@ -101,13 +110,14 @@ class Refresher:
         key = hashlib.sha256(tokens.refresh_token.encode()).digest()
         remembered = self._recall(key)
         if remembered is not None:
-            if remembered.tokens is None:
-                raise RefreshFailed(remembered.outcome, remembered.reason)
-            return remembered.tokens, Outcome.GRACE
+            return remembered.recalled()
         shared = self._in_flight.get(key)
         if shared is not None:
             fresh, _ = await asyncio.shield(shared)
             return fresh, Outcome.SHARED
+        return await asyncio.shield(self._start(key, tokens))
+
+    def _start(self, key: bytes, tokens: TokenSet) -> asyncio.Future[tuple[TokenSet, Outcome]]:
         future: asyncio.Future[tuple[TokenSet, Outcome]] = (
             asyncio.get_running_loop().create_future()
         )
@@ -116,23 +126,16 @@ class Refresher:
         # handler, and that must not cancel a refresh other requests are waiting for.
         task = asyncio.create_task(self._call(key, tokens, future))
         task.add_done_callback(lambda _: self._in_flight.pop(key, None))
-        return await asyncio.shield(future)
+        return future
 
     async def _call(
         self, key: bytes, tokens: TokenSet, future: asyncio.Future[tuple[TokenSet, Outcome]]
     ) -> None:
         started = time.monotonic()
         try:
-            if self._coordination is None:
-                fresh, outcome = await self.exchange(tokens), Outcome.OK
-            else:
-                fresh, outcome = await self._coordination.coordinate(key, self.exchange, tokens)
+            fresh, outcome = await self._single_flight(key, tokens)
         except RefreshFailed as failed:
-            if failed.fatal:
-                self._remember(key, _Remembered(self._clock() + self._grace, None, str(failed)))
-            elif failed.timed_out:
-                until = self._clock() + self._backoff
-                self._remember(key, _Remembered(until, None, "backing off", Outcome.TRANSIENT))
+            self._remember_failure(key, failed)
             self._fail(future, failed.outcome, str(failed), started)
         except asyncio.CancelledError:  # shutting down: release the waiters, then stop
             self._fail(future, Outcome.TRANSIENT, "cancelled", started)
@@ -140,21 +143,34 @@ class Refresher:
         except Exception as err:  # never leave waiters hanging on a surprise
             self._fail(future, Outcome.TRANSIENT, type(err).__name__, started)
         else:
-            self._remember(key, _Remembered(self._clock() + self._grace, fresh))
+            self._remember(key, _Remembered(self._clock() + self._policy.grace, fresh))
             future.set_result((fresh, outcome))
             log.info(
                 "token refresh %s in %.0f ms", outcome.value, (time.monotonic() - started) * 1000
             )
+
+    async def _single_flight(self, key: bytes, tokens: TokenSet) -> tuple[TokenSet, Outcome]:
+        if self._coordination is None:
+            return await self.exchange(tokens), Outcome.OK
+        return await self._coordination.coordinate(key, self.exchange, tokens)
+
+    def _remember_failure(self, key: bytes, failed: RefreshFailed) -> None:
+        now = self._clock()
+        if failed.fatal:
+            self._remember(key, _Remembered(now + self._policy.grace, None, str(failed)))
+        elif failed.timed_out:
+            until = now + self._policy.backoff
+            self._remember(key, _Remembered(until, None, "backing off", Outcome.TRANSIENT))
 
     async def exchange(self, tokens: TokenSet) -> TokenSet:
         """One refresh-token grant at the IdP, its failure classified by OAuth error code."""
         refresh_token = tokens.refresh_token
         assert refresh_token is not None
         try:
-            async with asyncio.timeout(self._timeout):
+            async with asyncio.timeout(self._policy.timeout):
                 body = await self._oauth.refresh(refresh_token)
             return TokenSet.from_response(
-                body, self._clock(), previous=tokens, keep_id_token=self._keep_id_token
+                body, self._clock(), previous=tokens, keep_id_token=self._policy.keep_id_token
             )
         except TokenError as err:
             raise RefreshFailed(
@@ -193,5 +209,5 @@ class Refresher:
     def _remember(self, key: bytes, entry: _Remembered) -> None:
         self._remembered[key] = entry
         self._remembered.move_to_end(key)
-        while len(self._remembered) > self._max_remembered:
+        while len(self._remembered) > self._policy.max_remembered:
             self._remembered.popitem(last=False)
