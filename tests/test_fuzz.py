@@ -30,9 +30,9 @@ from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 from yarl import URL
 
+from proxy.auth.headless_clients import host_name
 from proxy.auth.navigation import is_browser_navigation
 from proxy.auth.origin import SAFE_METHODS, OriginPolicy, normalise_origin
-from proxy.auth.personal_access_token import host_name
 from proxy.auth.redirects import login_url, safe_return_path
 from proxy.crypto import b64
 from proxy.crypto.sealing import KeyRing

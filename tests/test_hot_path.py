@@ -205,7 +205,7 @@ def test_request_id_kept_when_valid_else_made() -> None:
         assert len(request[state.REQUEST_ID]) == (len(sent) if kept else 32)
 
 
-# --- one middleware ------------------------------------------------------------------
+# --- middlewares, one per concern -------------------------------------------------------
 
 OAUTH_ENV = {
     "SIPGATE_PROXY_PUBLIC_URL": "http://localhost:8080",
@@ -221,10 +221,18 @@ PREFLIGHT = {"Origin": SPA, "Access-Control-Request-Method": "POST"}
 @pytest.mark.parametrize(
     "env", [{**PAT_ENV, "SIPGATE_PROXY_UPSTREAM__URL": "http://127.0.0.1:9"}, OAUTH_ENV]
 )
-def test_one_middleware_and_one_prepare_receiver(env: dict[str, str]) -> None:
+def test_middlewares_one_per_concern_in_the_documented_order(env: dict[str, str]) -> None:
     app = create_app(config.load(None, env))
-    assert len(app.middlewares) == 1
-    assert len(app.on_response_prepare) == 1
+    names = [m.__name__ for m in app.middlewares]  # type: ignore[attr-defined]
+    assert names == [
+        "observe",
+        "refuse_faulty_framing",
+        "errors_as_json",
+        "to_the_proxy",
+        "preflight",
+    ]
+    hooks = [h.__name__ for h in app.on_response_prepare]
+    assert hooks == ["add_request_id", "write_cookies", "add_cors_headers"]
 
 
 async def test_preflight_on_the_proxys_own_routes_passes_the_session_layer(

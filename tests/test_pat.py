@@ -7,7 +7,8 @@ import ipaddress
 
 import aiohttp
 
-from proxy.auth.personal_access_token import ClientNetworks, basic_authorization
+from proxy.auth.headless_clients import ClientNetworks
+from proxy.auth.personal_access_token import basic_authorization
 from tests.conftest import PAT_ENV, ProxyFactory
 from tests.test_forward import get_json, header_values
 

@@ -59,7 +59,7 @@ NOT_LOADED = (
     "proxy.auth.service_identity",
     "proxy.auth.identity_state",
     "proxy.auth.service",
-    "proxy.login.service_operator",
+    "proxy.login.service_routes",
 )
 
 MODES = {

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 
 from aiohttp import web
 
@@ -33,23 +34,26 @@ log = logging.getLogger(__name__)
 GRACE_MIN_VALIDITY = 5.0  # seconds a token from the grace cache must still be valid
 
 
+@dataclass(frozen=True)
+class SessionPolicy:
+    public_url: str  # where the login URL points
+    login_prefix: str  # auth.oauth2.path_prefix
+    refresh_skew: float  # seconds before expiry a refresh is due
+
+
 class BrowserSessionAuth:
     def __init__(
         self,
         storage: SessionStore,
         refresher: Refresher,
         origins: OriginPolicy,
-        public_url: str,
-        prefix: str,
-        refresh_skew: float,
+        policy: SessionPolicy,
         clock: Clock = time.time,
     ) -> None:
         self._storage = storage
         self._refresher = refresher
         self._origins = origins
-        self._public_url = public_url
-        self._prefix = prefix
-        self._skew = refresh_skew
+        self._policy = policy
         self._clock = clock
 
     async def authenticate(self, request: web.Request) -> Credentials:
@@ -96,7 +100,7 @@ class BrowserSessionAuth:
         self, request: web.Request, tokens: TokenSet, force: bool, again: bool = True
     ) -> TokenSet:
         now = self._clock()
-        if not force and not tokens.refresh_due(self._skew, now):
+        if not force and not tokens.refresh_due(self._policy.refresh_skew, now):
             return tokens
         try:
             fresh, outcome = await self._refresher.refresh(tokens)
@@ -128,6 +132,7 @@ class BrowserSessionAuth:
             request.method, request.headers.get("Accept"), request.headers.get("Sec-Fetch-Mode")
         )
         state.set_cookies(request, "session", await self._storage.clear(self._cookies(request)))
+        policy = self._policy
         return Unauthenticated(
-            login_url(self._public_url, self._prefix, request.raw_path), navigation
+            login_url(policy.public_url, policy.login_prefix, request.raw_path), navigation
         )

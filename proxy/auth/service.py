@@ -1,11 +1,11 @@
-"""Service mode's request path: headless clients get the stored identity (its operator's
-endpoints are in proxy/login/service_operator.py)."""
+"""Service mode's request path: headless clients get the stored identity's credentials
+(its operator endpoints are in ``login/service_routes.py``)."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
-from proxy.auth.personal_access_token import HeadlessClientGuard
+from proxy.auth.headless_clients import HeadlessClientGuard
 from proxy.auth.service_identity import ServiceIdentity
 from proxy.upstream.credentials import Credentials
 

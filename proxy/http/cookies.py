@@ -9,7 +9,7 @@ from aiohttp import web
 from proxy.request_state import SET_COOKIES
 
 
-def write_cookies(request: web.Request, response: web.StreamResponse) -> None:
+async def write_cookies(request: web.Request, response: web.StreamResponse) -> None:
     decided = request.get(SET_COOKIES)
     if decided:
         for lines in decided.values():

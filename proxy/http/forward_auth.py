@@ -30,7 +30,7 @@ from typing import Literal
 from aiohttp import web
 from multidict import CIMultiDict
 
-from proxy.auth.personal_access_token import ClientNetworks
+from proxy.auth.headless_clients import ClientNetworks
 from proxy.auth.protocol import Authenticator
 from proxy.config import ForwardAuth
 from proxy.errors import ProxyError, Unauthenticated, json_error

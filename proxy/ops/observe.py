@@ -1,7 +1,6 @@
 """The observer sees every request whole: request id, access log line, metrics.
 
-As a middleware of its own (observer), or through start() and finish() from the main
-listener's one middleware (proxy/app.py).
+As a middleware (observer) on both listeners; start() and finish() are its two halves.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol
 
 import aiohttp_session
@@ -26,6 +26,8 @@ from proxy.session.codec import StoredSession
 from proxy.session.cookie_chunks import own_cookies
 
 log = logging.getLogger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 # aiohttp-session keeps its state under plain string keys, which aiohttp 3.12+ warns about
 # once per key; that is the library's business, not something an operator can act on.
@@ -104,3 +106,17 @@ class SessionStorage(aiohttp_session.AbstractStorage):
 def session_cookie_bytes(set_cookies: list[str]) -> int:
     """Bytes the browser will send back: name=value of every live chunk."""
     return sum(len(c.split(";", 1)[0]) for c in set_cookies if "Max-Age=0" not in c)
+
+
+def with_sessions(storage: SessionStorage) -> Callable[[Handler], Handler]:
+    """aiohttp-session's middleware around one handler: only the routes that begin or end
+    a session pay for it, the proxied path does not (it reads the store directly)."""
+    middleware = aiohttp_session.session_middleware(storage)
+
+    def wrap(handler: Handler) -> Handler:
+        async def with_session(request: web.Request) -> web.StreamResponse:
+            return await middleware(request, handler)
+
+        return with_session
+
+    return wrap

@@ -1,0 +1,67 @@
+"""Pieces more than one mode is built with."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+from urllib.parse import urlsplit
+
+from aiohttp import web
+
+from proxy.auth.headless_clients import (
+    LOOPBACK_NAMES,
+    ClientNetworks,
+    HeadlessClientGuard,
+    host_name,
+)
+from proxy.auth.origin import OriginPolicy
+from proxy.config import Settings
+from proxy.crypto.keys import session_keys
+from proxy.crypto.sealing import KeyRing
+from proxy.login.flow_cookie import LoginFlows, flow_attributes
+from proxy.login.routes import LoginSettings
+from proxy.modes.parts import CleanupContext, ModeContext
+from proxy.oauth.client import OAuthClient
+
+
+def origins(settings: Settings) -> OriginPolicy:
+    return OriginPolicy(settings.public_url, settings.session.allowed_origins)
+
+
+def headless_guard(settings: Settings, origin_policy: OriginPolicy) -> HeadlessClientGuard:
+    networks = ClientNetworks(settings.auth.allowed_client_networks)
+    trusted = {host_name(urlsplit(settings.public_url).netloc), settings.listen.host.lower()}
+    return HeadlessClientGuard(networks, origin_policy, frozenset(LOOPBACK_NAMES | trusted))
+
+
+def oauth_client(context: ModeContext) -> OAuthClient:
+    settings = context.settings
+    callback = settings.public_url + settings.auth.oauth2.path_prefix + "/callback"
+    return OAuthClient(settings.auth.oauth2, callback, context.clients.idp_session)
+
+
+def login_settings(settings: Settings, keep_id_token: bool) -> LoginSettings:
+    oauth2 = settings.auth.oauth2
+    return LoginSettings(settings.public_url, oauth2.path_prefix, oauth2.pkce, keep_id_token)
+
+
+def login_flows(settings: Settings, keys: KeyRing) -> LoginFlows:
+    name, prefix = settings.session.cookie_name, settings.auth.oauth2.path_prefix
+    return LoginFlows(keys, name, flow_attributes(name, settings.cookie_secure, prefix))
+
+
+def closing(client: Any) -> CleanupContext:
+    """A Redis client, closed when the app stops."""
+
+    async def close_at_shutdown(app: web.Application) -> AsyncIterator[None]:
+        yield
+        await client.aclose()
+
+    return close_at_shutdown
+
+
+def key_ring(settings: Settings) -> KeyRing:
+    """The session keys (config checked they decode), or on a developer machine without
+    any, one throw-away key (crypto.keys warns)."""
+    configured = [key.get_secret_value() for key in settings.session.keys]
+    return KeyRing(session_keys(configured, settings.is_local))

@@ -1,0 +1,103 @@
+"""Service mode: one stored identity, signed in by an operator, for headless clients;
+kept fresh in the background, stored in a sealed file or in Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from proxy.auth.identity_state import FileState, IdentityState, RedisState
+from proxy.auth.redirects import login_url
+from proxy.auth.service import ServiceAuth
+from proxy.auth.service_identity import IdentityPolicy, ServiceIdentity
+from proxy.crypto.sealing import KeyRing
+from proxy.login.routes import LoginRoutes
+from proxy.login.service_routes import operator_sign_in, register_operator_routes
+from proxy.modes.common import (
+    closing,
+    headless_guard,
+    key_ring,
+    login_flows,
+    login_settings,
+    oauth_client,
+    origins,
+)
+from proxy.modes.parts import CleanupContext, ModeContext, ModeParts
+from proxy.refresh.single_flight import Coordination, Refresher, RefreshPolicy
+
+log = logging.getLogger(__name__)
+
+
+def build(context: ModeContext) -> ModeParts:
+    settings = context.settings
+    oauth2, keys, oauth = settings.auth.oauth2, key_ring(settings), oauth_client(context)
+    state, coordination, lifecycle = _storage(context, keys)
+    prefix = oauth2.path_prefix
+    policy = IdentityPolicy(
+        frozenset(settings.auth.service.allowed_subjects),
+        oauth2.refresh_skew,
+        login_url(settings.public_url, prefix, "/"),
+    )
+    refresher = Refresher(oauth, RefreshPolicy(timeout=oauth2.timeout), coordination)
+    identity = ServiceIdentity(state, refresher, oauth, policy)
+    context.metrics.service_identity.set_function(lambda: identity.usable)
+    origin_policy = origins(settings)
+    guard = headless_guard(settings, origin_policy)
+    login = LoginRoutes(
+        oauth,
+        login_flows(settings, keys),
+        operator_sign_in(identity),
+        login_settings(settings, keep_id_token=False),
+    )
+
+    def operator_routes(router: web.UrlDispatcher) -> None:
+        register_operator_routes(router, prefix, login, identity, guard)
+
+    return ModeParts(
+        ServiceAuth(identity, guard),
+        origin_policy,
+        operator_routes=operator_routes,
+        lifecycle=(*lifecycle, _kept_fresh(identity)),
+    )
+
+
+def _storage(
+    context: ModeContext, keys: KeyRing
+) -> tuple[IdentityState, Coordination | None, tuple[CleanupContext, ...]]:
+    """Where the identity lives, and with Redis, how replicas share its refreshes."""
+    settings = context.settings
+    state_file = settings.auth.service.state_file
+    if settings.session.store != "redis":
+        assert state_file is not None  # config guarantees it
+        return FileState(state_file, keys), None, ()
+    # Imported here: a cookie-store proxy never loads the Redis client (-6.6 MB RSS).
+    from proxy.refresh.redis import RedisCoordinationPolicy, RedisRefreshCoordination
+    from proxy.session import redis_backend
+
+    assert settings.session.redis_url is not None  # config guarantees it
+    client = redis_backend.connect(settings.session.redis_url.get_secret_value())
+    policy = RedisCoordinationPolicy(lock_ttl=settings.session.redis_lock_ttl)
+    coordination = RedisRefreshCoordination(client, keys, policy)
+    state: IdentityState = RedisState(client, keys, "sipgate-proxy")
+    if state_file is not None:
+        state = FileState(state_file, keys)
+    return state, coordination, (closing(client),)
+
+
+def _kept_fresh(identity: ServiceIdentity) -> CleanupContext:
+    async def keep_fresh(app: web.Application) -> AsyncIterator[None]:
+        try:
+            await identity.refresh()  # resume from the stored state, renewing if due
+        except Exception as err:  # the IdP may be away at start: the loop retries
+            log.warning("service identity not refreshed at start: %s", type(err).__name__)
+        task = asyncio.create_task(identity.keep_fresh())
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    return keep_fresh

@@ -1,0 +1,53 @@
+"""OAuth2 mode's session store and how its refreshes coordinate: the cookie store (across
+the workers of one proxy, through their shared directory) or Redis (across replicas)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from proxy.crypto.sealing import KeyRing
+from proxy.modes.common import closing
+from proxy.modes.parts import CleanupContext, ModeContext, ReadinessCheck
+from proxy.refresh.single_flight import Coordination
+from proxy.session.aiohttp_adapter import SessionStore
+from proxy.session.cookie_backend import CookieSessionStore
+
+
+@dataclass(frozen=True)
+class StoreParts:
+    sessions: SessionStore
+    coordination: Coordination | None  # None: the refresher's own single flight suffices
+    lifecycle: tuple[CleanupContext, ...] = ()
+    readiness: tuple[ReadinessCheck, ...] = ()
+
+
+def session_store(context: ModeContext, keys: KeyRing) -> StoreParts:
+    session = context.settings.session
+    if session.store == "redis":
+        return _redis_store(context, keys)
+    sessions = CookieSessionStore(
+        keys, session.cookie_name, context.settings.cookie_secure, session.max_lifetime
+    )
+    if context.workers_dir is None:
+        return StoreParts(sessions, None)
+    from proxy.refresh.file import FileCoordinationPolicy, FileRefreshCoordination
+
+    wait = context.settings.auth.oauth2.timeout + 2  # the holder's exchange is bounded by it
+    policy = FileCoordinationPolicy(wait_timeout=wait)
+    return StoreParts(sessions, FileRefreshCoordination(context.workers_dir, keys, policy))
+
+
+def _redis_store(context: ModeContext, keys: KeyRing) -> StoreParts:
+    # Imported here: a cookie-store proxy never loads the Redis client (-6.6 MB RSS).
+    from proxy.refresh.redis import RedisCoordinationPolicy, RedisRefreshCoordination
+    from proxy.session import redis_backend
+
+    settings, session = context.settings, context.settings.session
+    assert session.redis_url is not None  # config guarantees it
+    client = redis_backend.connect(session.redis_url.get_secret_value())
+    sessions = redis_backend.RedisSessionStore(
+        client, keys, session.cookie_name, settings.cookie_secure, session.max_lifetime
+    )
+    policy = RedisCoordinationPolicy(lock_ttl=session.redis_lock_ttl)
+    coordination = RedisRefreshCoordination(client, keys, policy)
+    return StoreParts(sessions, coordination, (closing(client),), (sessions.ping,))
