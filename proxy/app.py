@@ -29,7 +29,15 @@ from proxy.auth.personal_access_token import (
     host_name,
 )
 from proxy.auth.protocol import Authenticator
-from proxy.config import Settings, Upstream
+from proxy.config import (
+    CookieStore,
+    OAuth2Mode,
+    PersonalAccessTokenMode,
+    RedisStore,
+    ServiceMode,
+    Settings,
+    Upstream,
+)
 from proxy.crypto.keys import decode_key, session_keys
 from proxy.crypto.sealing import KeyRing
 from proxy.errors import ProxyError, StoreUnavailable, json_error
@@ -106,12 +114,13 @@ def create_app(settings: Settings, workers_dir: Path | None = None) -> web.Appli
     health = Health(metrics, clients.ready)
     app[HEALTH] = health
     health.register(app.router, with_metrics=settings.management.listen is None)
-    if settings.auth.mode == "personal_access_token":
-        _wire_personal_access_token(app, settings)
-    elif settings.auth.mode == "service":
-        _wire_service(app, settings, clients)
+    mode = settings.mode
+    if isinstance(mode, PersonalAccessTokenMode):
+        _wire_personal_access_token(app, settings, mode)
+    elif isinstance(mode, ServiceMode):
+        _wire_service(app, settings, mode, clients)
     else:
-        _wire_oauth2(app, settings, clients, workers_dir)
+        _wire_oauth2(app, settings, mode, clients, workers_dir)
     _wire_forward_auth(app, settings)
     proxy = _proxy(app[AUTHENTICATOR], clients)
     app.router.add_route("*", "/{tail:.*}", proxy)
@@ -157,40 +166,43 @@ def _headless_guard(app: web.Application, settings: Settings) -> HeadlessClientG
     return HeadlessClientGuard(networks, origins, frozenset(LOOPBACK_NAMES | trusted))
 
 
-def _wire_personal_access_token(app: web.Application, settings: Settings) -> None:
+def _wire_personal_access_token(
+    app: web.Application, settings: Settings, mode: PersonalAccessTokenMode
+) -> None:
     guard = _headless_guard(app, settings)
-    app[AUTHENTICATOR] = PersonalAccessTokenAuth(settings.auth.personal_access_token, guard)
+    app[AUTHENTICATOR] = PersonalAccessTokenAuth(mode, guard)
 
 
-def _wire_service(app: web.Application, settings: Settings, clients: HttpClients) -> None:
+def _wire_service(
+    app: web.Application, settings: Settings, mode: ServiceMode, clients: HttpClients
+) -> None:
     # Imported here: a cookie-store proxy never loads the Redis client (-6.6 MB RSS).
     from proxy.auth.service import ServiceAuth, login_completion, register_operator_routes
     from proxy.auth.service_identity import FileState, IdentityState, RedisState, ServiceIdentity
     from proxy.refresh.redis import RedisRefreshCoordination
     from proxy.session import redis_backend as redis_store
 
-    oauth2, service = settings.auth.oauth2, settings.auth.service
+    oauth2 = mode.client.settings
     keys = KeyRing([decode_key(k.get_secret_value()) for k in settings.session.keys])
     prefix = oauth2.path_prefix
-    oauth = OAuthClient(oauth2, settings.public_url + prefix + "/callback", clients.idp_session)
+    oauth = OAuthClient(
+        mode.client, settings.public_url + prefix + "/callback", clients.idp_session
+    )
     state: IdentityState
     coordination: Coordination | None = None
-    if service.state_file is not None:
-        state = FileState(service.state_file, keys)
-    if settings.session.store == "redis":
-        assert settings.session.redis_url is not None
-        client = redis_store.connect(settings.session.redis_url.get_secret_value())
-        coordination = RedisRefreshCoordination(
-            client, keys, lock_ttl=settings.session.redis_lock_ttl
-        )
-        if service.state_file is None:
+    if isinstance(mode.state, Path):
+        state = FileState(mode.state, keys)
+    if isinstance(settings.store, RedisStore):
+        client = redis_store.connect(settings.store.url.get_secret_value())
+        coordination = RedisRefreshCoordination(client, keys, lock_ttl=settings.store.lock_ttl)
+        if isinstance(mode.state, RedisStore):
             state = RedisState(client, keys, "sipgate-proxy")
         _close_on_cleanup(app, client)
     metrics = app[METRICS]
     identity = ServiceIdentity(
         state,
         Refresher(oauth, timeout=oauth2.timeout, coordination=coordination),
-        frozenset(service.allowed_subjects),
+        mode.allowed_subjects,
         oauth2.refresh_skew,
         login_url(settings.public_url, prefix, "/"),
         revoker=oauth,
@@ -243,12 +255,18 @@ def _close_on_cleanup(app: web.Application, client: Any) -> None:
 
 
 def _wire_oauth2(
-    app: web.Application, settings: Settings, clients: HttpClients, workers_dir: Path | None
+    app: web.Application,
+    settings: Settings,
+    mode: OAuth2Mode,
+    clients: HttpClients,
+    workers_dir: Path | None,
 ) -> None:
-    oauth2, session = settings.auth.oauth2, settings.session
+    oauth2, session = mode.client.settings, settings.session
     keys = KeyRing(session_keys([k.get_secret_value() for k in session.keys], settings.is_local))
     prefix = oauth2.path_prefix
-    oauth = OAuthClient(oauth2, settings.public_url + prefix + "/callback", clients.idp_session)
+    oauth = OAuthClient(
+        mode.client, settings.public_url + prefix + "/callback", clients.idp_session
+    )
     storage, coordination = _session_store(app, settings, keys, workers_dir)
     name = session.cookie_name
     flows = LoginFlows(keys, name, flow_attributes(name, settings.cookie_secure, prefix))
@@ -276,8 +294,8 @@ def _wire_oauth2(
 def _session_store(
     app: web.Application, settings: Settings, keys: KeyRing, workers_dir: Path | None
 ) -> tuple[SessionStore, Coordination | None]:
-    session = settings.session
-    if session.store == "cookie":
+    session, configured = settings.session, settings.store
+    if isinstance(configured, CookieStore):
         store = CookieSessionStore(
             keys, session.cookie_name, settings.cookie_secure, session.max_lifetime
         )
@@ -287,17 +305,16 @@ def _session_store(
 
         wait = settings.auth.oauth2.timeout + 2  # the holder's exchange is bounded by it
         return store, FileRefreshCoordination(workers_dir, keys, wait_timeout=wait)
-    assert session.redis_url is not None  # config guarantees it
     from proxy.refresh.redis import RedisRefreshCoordination
     from proxy.session import redis_backend as redis_store  # imported here: see _wire_service
 
-    client = redis_store.connect(session.redis_url.get_secret_value())
+    client = redis_store.connect(configured.url.get_secret_value())
     redis_sessions = redis_store.RedisSessionStore(
         client, keys, session.cookie_name, settings.cookie_secure, session.max_lifetime
     )
     app[HEALTH].checks.append(redis_sessions.ping)
     _close_on_cleanup(app, client)
-    coordination = RedisRefreshCoordination(client, keys, lock_ttl=session.redis_lock_ttl)
+    coordination = RedisRefreshCoordination(client, keys, lock_ttl=configured.lock_ttl)
     return redis_sessions, coordination
 
 

@@ -9,11 +9,9 @@ from collections.abc import Sequence
 from aiohttp import web
 
 from proxy.auth.protocol import Credentials
-from proxy.config import PersonalAccessToken
+from proxy.config import IPNetwork, PersonalAccessTokenMode
 from proxy.errors import ClientNotAllowed, CrossSiteRefused
 from proxy.http.origin import OriginPolicy
-
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 def basic_authorization(token_id: str, token: str) -> str:
@@ -75,11 +73,9 @@ class HeadlessClientGuard:
 
 
 class PersonalAccessTokenAuth:
-    def __init__(self, settings: PersonalAccessToken, guard: HeadlessClientGuard) -> None:
-        if settings.token_id is None or settings.token is None:
-            raise ValueError("personal access token mode needs token_id and token")
+    def __init__(self, mode: PersonalAccessTokenMode, guard: HeadlessClientGuard) -> None:
         self._credentials = Credentials(
-            basic_authorization(settings.token_id, settings.token.get_secret_value())
+            basic_authorization(mode.token_id, mode.token.get_secret_value())
         )
         self._guard = guard
 
