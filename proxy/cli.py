@@ -55,7 +55,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _end_sessions(settings: config.Settings, subject: str) -> int:
-    if settings.session.store != "redis" or settings.session.redis_url is None:
+    store = settings.store
+    if not isinstance(store, config.RedisStore):
         print(
             "sipgate-auth-proxy: end-sessions needs session.store: redis (cookie sessions "
             "live only in browsers; rotate session.keys to end them all)",
@@ -69,13 +70,13 @@ def _end_sessions(settings: config.Settings, subject: str) -> int:
     from proxy.session import redis_backend as redis_store
 
     async def end() -> int:
-        client = redis_store.connect(settings.session.redis_url.get_secret_value())  # type: ignore[union-attr]
+        client = redis_store.connect(store.url.get_secret_value())
         keys = KeyRing(keys_from(settings))
-        store = redis_store.RedisSessionStore(
+        sessions = redis_store.RedisSessionStore(
             client, keys, settings.session.cookie_name, True, settings.session.max_lifetime
         )
         try:
-            return await store.end_subject(subject)
+            return await sessions.end_subject(subject)
         finally:
             await client.aclose()
 

@@ -11,7 +11,6 @@ refreshes (proxy.file_refresh), and removes it once they are gone.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import gc
 import logging
 import shutil
@@ -21,10 +20,11 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import msgspec
 from aiohttp import web
 
 from proxy.app import CLIENTS, create_app, create_management_app
-from proxy.config import Secret, Settings
+from proxy.config import CookieStore, OAuth2Mode, Secret, Settings
 from proxy.crypto.keys import generate_key
 from proxy.ops import log as log_setup
 
@@ -55,14 +55,14 @@ def run(settings: Settings) -> int:
 
 def with_session_key(settings: Settings) -> Settings:
     """On a developer machine without keys: one throw-away key, shared by all workers."""
-    if settings.auth.mode != "oauth2" or settings.session.keys or not settings.is_local:
+    if not isinstance(settings.mode, OAuth2Mode) or settings.session.keys or not settings.is_local:
         return settings
     log.warning(
         "no session.keys configured: using a throw-away key; sessions end when the proxy "
         "stops (create a key with 'sipgate-auth-proxy generate-key')"
     )
-    session = dataclasses.replace(settings.session, keys=[Secret(generate_key())])
-    return dataclasses.replace(settings, session=session)
+    session = msgspec.structs.replace(settings.session, keys=[Secret(generate_key())])
+    return msgspec.structs.replace(settings, session=session)
 
 
 async def serve(
@@ -148,7 +148,7 @@ def supervise(settings: Settings) -> int:
 
 def _make_workers_dir(settings: Settings) -> Path | None:
     """The cookie store's refreshes need a place all workers see; Redis has its own."""
-    if settings.auth.mode != "oauth2" or settings.session.store != "cookie":
+    if not isinstance(settings.mode, OAuth2Mode) or not isinstance(settings.store, CookieStore):
         return None
     parent = settings.server.runtime_dir
     return Path(tempfile.mkdtemp(prefix="sipgate-proxy-", dir=parent))  # mode 0700

@@ -103,9 +103,11 @@ async def test_requests_sharing_one_service_refresh_write_the_state_once(
             "SIPGATE_PROXY_SESSION__KEYS": f"[{key}]",
         },
     )
+    assert isinstance(settings.mode, config.ServiceMode)
+    client = settings.mode.client
     state = CountingState(FileState(state_file, KeyRing([decode_key(key)])))
     async with aiohttp.ClientSession() as http:
-        oauth = OAuthClient(settings.auth.oauth2, "http://localhost/cb", lambda: http)
+        oauth = OAuthClient(client, "http://localhost/cb", lambda: http)
         identity = ServiceIdentity(
             state,
             Refresher(oauth),

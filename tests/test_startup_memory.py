@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from proxy import config
+from proxy.config.sources import parse_env_value
 from proxy.crypto.keys import generate_key
 from tests.support.processes import ROOT, free_port
 
@@ -146,7 +147,7 @@ def test_inline_values_read_as_yaml_reads_them(value: str) -> None:
         expected = yaml.safe_load(value)
     except yaml.YAMLError:
         expected = value  # not YAML: kept as written, validation names the key
-    assert config._parse_env_value(value) == expected
+    assert parse_env_value(value) == expected
 
 
 # --- the validator that took pydantic's place -----------------------------------------

@@ -6,8 +6,8 @@ proxy's own origin or one of `allowed_origins`; without an `Origin` (curl, serve
 clients, old browsers) when `Sec-Fetch-Site` is `same-origin`, `none` or absent.
 The literal `null` origin (sandboxed frames, file:, some redirects) is never allowed.
 
-Origins are compared normalised: lower-case scheme and host, no default port (:80 for
-http, :443 for https), no trailing slash. Only http(s) origins can be configured.
+Origins are compared normalised (``normalise_origin``, shared with the settings' checks):
+lower-case scheme and host, no default port, no trailing slash.
 """
 
 from __future__ import annotations
@@ -15,30 +15,12 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+from proxy.config.origins import normalise_origin
+
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 PREFLIGHT_MAX_AGE = "600"
 
-_ORIGIN = re.compile(
-    r"(?P<scheme>https?)://"
-    r"(?P<host>\[[0-9a-f:.]+\]|[a-z0-9_][a-z0-9_.-]*)"  # IPv6 literal or DNS name / IPv4
-    r"(?::(?P<port>[0-9]{1,5}))?/?",
-    re.IGNORECASE,
-)
-_DEFAULT_PORTS = {"http": "80", "https": "443"}
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
-
-
-def normalise_origin(value: str) -> str | None:
-    """The canonical form of an http(s) origin, or None if `value` is not one."""
-    match = _ORIGIN.fullmatch(value.strip())
-    if match is None:
-        return None
-    scheme, host, port = match["scheme"].lower(), match["host"].lower(), match["port"]
-    if port is not None and not 0 < int(port) <= 65535:
-        return None
-    if port is None or port.lstrip("0") == _DEFAULT_PORTS[scheme]:
-        return f"{scheme}://{host}"
-    return f"{scheme}://{host}:{port.lstrip('0')}"
 
 
 class OriginPolicy:

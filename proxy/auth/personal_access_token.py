@@ -7,7 +7,7 @@ import base64
 from aiohttp import web
 
 from proxy.auth.headless_clients import HeadlessClientGuard
-from proxy.config import PersonalAccessToken
+from proxy.config import PersonalAccessTokenMode
 from proxy.upstream.credentials import Credentials
 
 
@@ -17,11 +17,9 @@ def basic_authorization(token_id: str, token: str) -> str:
 
 
 class PersonalAccessTokenAuth:
-    def __init__(self, settings: PersonalAccessToken, guard: HeadlessClientGuard) -> None:
-        if settings.token_id is None or settings.token is None:
-            raise ValueError("personal access token mode needs token_id and token")
+    def __init__(self, mode: PersonalAccessTokenMode, guard: HeadlessClientGuard) -> None:
         self._credentials = Credentials(
-            basic_authorization(settings.token_id, settings.token.get_secret_value())
+            basic_authorization(mode.token_id, mode.token.get_secret_value())
         )
         self._guard = guard
 

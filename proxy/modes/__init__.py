@@ -4,19 +4,20 @@ cookie-store proxy never loads the Redis client or service mode."""
 
 from __future__ import annotations
 
+from proxy.config import OAuth2Mode, PersonalAccessTokenMode
 from proxy.modes.parts import ModeContext, ModeParts
 
 
 def build_mode(context: ModeContext) -> ModeParts:
-    mode = context.settings.auth.mode
-    if mode == "personal_access_token":
+    mode = context.settings.mode
+    if isinstance(mode, PersonalAccessTokenMode):
         from proxy.modes import personal_access_token
 
-        return personal_access_token.build(context)
-    if mode == "service":
-        from proxy.modes import service
+        return personal_access_token.build(context, mode)
+    if isinstance(mode, OAuth2Mode):
+        from proxy.modes import oauth2
 
-        return service.build(context)
-    from proxy.modes import oauth2
+        return oauth2.build(context, mode)
+    from proxy.modes import service
 
-    return oauth2.build(context)
+    return service.build(context, mode)

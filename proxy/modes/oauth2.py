@@ -8,6 +8,7 @@ import time
 from aiohttp import web
 
 from proxy.auth.browser_session import BrowserSessionAuth, SessionPolicy
+from proxy.config import OAuth2Mode
 from proxy.login.routes import LoginRoutes
 from proxy.login.session_routes import SessionRoutes, start_browser_session
 from proxy.modes.common import key_ring, login_flows, login_settings, oauth_client
@@ -18,9 +19,13 @@ from proxy.refresh.single_flight import Refresher, RefreshPolicy
 from proxy.session.aiohttp_adapter import SessionStorage, with_sessions
 
 
-def build(context: ModeContext) -> ModeParts:
+def build(context: ModeContext, mode: OAuth2Mode) -> ModeParts:
     settings = context.settings
-    oauth2, keys, oauth = settings.auth.oauth2, key_ring(settings), oauth_client(context)
+    oauth2, keys, oauth = (
+        settings.auth.oauth2,
+        key_ring(settings),
+        oauth_client(context, mode.client),
+    )
     store = session_store(context, keys)
     policy = RefreshPolicy(timeout=oauth2.timeout, keep_id_token=oauth2.idp_logout)
     refresher = Refresher(oauth, policy, store.coordination)

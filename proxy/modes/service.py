@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 from aiohttp import web
 
@@ -14,6 +15,7 @@ from proxy.auth.identity_state import FileState, IdentityState, RedisState
 from proxy.auth.redirects import login_url
 from proxy.auth.service import ServiceAuth
 from proxy.auth.service_identity import IdentityPolicy, ServiceIdentity
+from proxy.config import RedisStore, ServiceMode
 from proxy.crypto.sealing import KeyRing
 from proxy.login.routes import LoginRoutes
 from proxy.login.service_routes import operator_sign_in, register_operator_routes
@@ -25,6 +27,7 @@ from proxy.modes.common import (
     login_settings,
     oauth_client,
     origins,
+    redis_client,
 )
 from proxy.modes.parts import CleanupContext, ModeContext, ModeParts
 from proxy.refresh.single_flight import Coordination, Refresher, RefreshPolicy
@@ -32,13 +35,17 @@ from proxy.refresh.single_flight import Coordination, Refresher, RefreshPolicy
 log = logging.getLogger(__name__)
 
 
-def build(context: ModeContext) -> ModeParts:
+def build(context: ModeContext, mode: ServiceMode) -> ModeParts:
     settings = context.settings
-    oauth2, keys, oauth = settings.auth.oauth2, key_ring(settings), oauth_client(context)
-    state, coordination, lifecycle = _storage(context, keys)
+    oauth2, keys, oauth = (
+        settings.auth.oauth2,
+        key_ring(settings),
+        oauth_client(context, mode.client),
+    )
+    state, coordination, lifecycle = _storage(context, mode, keys)
     prefix = oauth2.path_prefix
     policy = IdentityPolicy(
-        frozenset(settings.auth.service.allowed_subjects),
+        mode.allowed_subjects,
         oauth2.refresh_skew,
         login_url(settings.public_url, prefix, "/"),
     )
@@ -66,26 +73,20 @@ def build(context: ModeContext) -> ModeParts:
 
 
 def _storage(
-    context: ModeContext, keys: KeyRing
+    context: ModeContext, mode: ServiceMode, keys: KeyRing
 ) -> tuple[IdentityState, Coordination | None, tuple[CleanupContext, ...]]:
     """Where the identity lives, and with Redis, how replicas share its refreshes."""
-    settings = context.settings
-    state_file = settings.auth.service.state_file
-    if settings.session.store != "redis":
-        assert state_file is not None  # config guarantees it
-        return FileState(state_file, keys), None, ()
-    # Imported here: a cookie-store proxy never loads the Redis client (-6.6 MB RSS).
+    store = context.settings.store
+    if not isinstance(store, RedisStore):
+        assert isinstance(mode.state, Path)  # config: a state file unless Redis
+        return FileState(mode.state, keys), None, ()
     from proxy.refresh.redis import RedisCoordinationPolicy, RedisRefreshCoordination
-    from proxy.session import redis_backend
 
-    assert settings.session.redis_url is not None  # config guarantees it
-    client = redis_backend.connect(settings.session.redis_url.get_secret_value())
-    policy = RedisCoordinationPolicy(lock_ttl=settings.session.redis_lock_ttl)
+    client = redis_client(store)
+    policy = RedisCoordinationPolicy(lock_ttl=store.lock_ttl)
     coordination = RedisRefreshCoordination(client, keys, policy)
-    state: IdentityState = RedisState(client, keys, "sipgate-proxy")
-    if state_file is not None:
-        state = FileState(state_file, keys)
-    return state, coordination, (closing(client),)
+    state = FileState(mode.state, keys) if isinstance(mode.state, Path) else None
+    return state or RedisState(client, keys, "sipgate-proxy"), coordination, (closing(client),)
 
 
 def _kept_fresh(identity: ServiceIdentity) -> CleanupContext:

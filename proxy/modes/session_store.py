@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from proxy.config import RedisStore
 from proxy.crypto.sealing import KeyRing
-from proxy.modes.common import closing
+from proxy.modes.common import closing, redis_client
 from proxy.modes.parts import CleanupContext, ModeContext, ReadinessCheck
 from proxy.refresh.single_flight import Coordination
 from proxy.session.aiohttp_adapter import SessionStore
@@ -22,9 +23,9 @@ class StoreParts:
 
 
 def session_store(context: ModeContext, keys: KeyRing) -> StoreParts:
-    session = context.settings.session
-    if session.store == "redis":
-        return _redis_store(context, keys)
+    session, store = context.settings.session, context.settings.store
+    if isinstance(store, RedisStore):
+        return _redis_store(context, store, keys)
     sessions = CookieSessionStore(
         keys, session.cookie_name, context.settings.cookie_secure, session.max_lifetime
     )
@@ -37,17 +38,15 @@ def session_store(context: ModeContext, keys: KeyRing) -> StoreParts:
     return StoreParts(sessions, FileRefreshCoordination(context.workers_dir, keys, policy))
 
 
-def _redis_store(context: ModeContext, keys: KeyRing) -> StoreParts:
+def _redis_store(context: ModeContext, store: RedisStore, keys: KeyRing) -> StoreParts:
     # Imported here: a cookie-store proxy never loads the Redis client (-6.6 MB RSS).
     from proxy.refresh.redis import RedisCoordinationPolicy, RedisRefreshCoordination
     from proxy.session import redis_backend
 
-    settings, session = context.settings, context.settings.session
-    assert session.redis_url is not None  # config guarantees it
-    client = redis_backend.connect(session.redis_url.get_secret_value())
+    settings, session, client = context.settings, context.settings.session, redis_client(store)
     sessions = redis_backend.RedisSessionStore(
         client, keys, session.cookie_name, settings.cookie_secure, session.max_lifetime
     )
-    policy = RedisCoordinationPolicy(lock_ttl=session.redis_lock_ttl)
+    policy = RedisCoordinationPolicy(lock_ttl=store.lock_ttl)
     coordination = RedisRefreshCoordination(client, keys, policy)
     return StoreParts(sessions, coordination, (closing(client),), (sessions.ping,))

@@ -12,20 +12,18 @@ from urllib.parse import quote, urlencode
 
 import aiohttp
 
-from proxy.config import OAuth2
+from proxy.config import OAuth2Client
 from proxy.oauth.endpoints import Endpoints, endpoints_from_discovery, issuer_of, keycloak_endpoints
 from proxy.oauth.errors import BadAnswer, IdPTimeout, IdPUnreachable, TokenError
 
 
 class OAuthClient:
     def __init__(
-        self, settings: OAuth2, redirect_uri: str, http: Callable[[], aiohttp.ClientSession]
+        self, client: OAuth2Client, redirect_uri: str, http: Callable[[], aiohttp.ClientSession]
     ) -> None:
-        if settings.client_id is None or settings.client_secret is None:
-            raise ValueError("OAuth2 mode needs client_id and client_secret")
-        self._settings = settings
-        self._client_id = settings.client_id
-        self._secret = settings.client_secret.get_secret_value()
+        self._settings = settings = client.settings
+        self._client_id = client.client_id
+        self._secret = client.client_secret.get_secret_value()
         self.redirect_uri = redirect_uri
         self._http = http
         self.issuer = issuer_of(settings)

@@ -17,18 +17,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from proxy.config.origins import secure_prefix
+
 MAX_SET_COOKIE_BYTES = 4096  # the whole "Set-Cookie: …" line, attributes included
 MAX_CHUNKS = 8  # 8 of ~4 KB each; more is not a session this proxy wrote
 _HEADER_PREFIX = len("Set-Cookie: ")
 _COUNT_PREFIX = len("9.")
 _COUNTS = frozenset(str(n) for n in range(1, MAX_CHUNKS + 1))
 _INDEXES = {str(n): n for n in range(100)}
-SECURE_PREFIXES = ("__Secure-", "__Host-")
-
-
-def secure_prefix(name: str) -> str | None:
-    """The cookie prefix that makes browsers demand Secure for ``name``, if it has one."""
-    return next((p for p in SECURE_PREFIXES if name[: len(p)].lower() == p.lower()), None)
 
 
 def host_only(name: str) -> bool:

@@ -1,0 +1,212 @@
+"""The settings' schema: one frozen msgspec Struct per section, with each field's rules.
+
+Limits and patterns are ``msgspec.Meta`` (patterns end in ``\\Z``: msgspec searches, and
+``$`` would admit a trailing newline); rules msgspec cannot state are ``Check``s that
+return the value (possibly normalised) or raise ValueError. ``convert.py`` applies both.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeAlias
+from urllib.parse import urlsplit
+
+import msgspec
+
+from proxy.config.origins import is_loopback_host, normalise_origin, secure_prefix, valid_port
+from proxy.config.secret import Secret
+from proxy.crypto.keys import InvalidKey, decode_key
+
+if TYPE_CHECKING:
+    IPNetwork: TypeAlias = ipaddress.IPv4Network | ipaddress.IPv6Network
+else:
+    # msgspec takes one custom type per field: the base class both families share.
+    IPNetwork = ipaddress._BaseNetwork
+
+LOOPBACK_NETWORKS = ["127.0.0.0/8", "::1/128"]
+
+
+@dataclass(frozen=True)
+class Check:
+    """A rule msgspec cannot state: returns the value (possibly normalised) or raises
+    ValueError with the problem."""
+
+    check: Callable[[Any], Any]
+
+
+def _http_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname or not valid_port(value):
+        raise ValueError("must be an http(s) URL such as https://api.sipgate.com")
+    if parts.username or parts.password or parts.query or parts.fragment:
+        raise ValueError("must not contain credentials, a query or a fragment")
+    return value.rstrip("/")
+
+
+def _public_origin(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname or not valid_port(value):
+        raise ValueError("must be the http(s) origin browsers use, e.g. https://proxy.example")
+    if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username:
+        raise ValueError("must be an origin only (scheme, host, port), without a path")
+    return value.rstrip("/")
+
+
+def _bare_origins(origins: list[str]) -> list[str]:
+    for origin in origins:
+        if normalise_origin(origin) is None:
+            raise ValueError(f"{origin!r} is not a bare origin such as https://app.example")
+    return origins
+
+
+def _decodable_keys(keys: list[Secret]) -> list[Secret]:
+    for position, key in enumerate(keys):
+        try:
+            decode_key(key.get_secret_value())
+        except InvalidKey as err:
+            raise ValueError(f"key #{position + 1}: {err}") from None
+    return keys
+
+
+def _loopback() -> list[IPNetwork]:
+    return [ipaddress.ip_network(n) for n in LOOPBACK_NETWORKS]
+
+
+Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
+Positive = Annotated[float, msgspec.Meta(gt=0)]
+HeaderName = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9-]{1,64}\Z")]
+
+
+class Section(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    def model_dump(self) -> dict[str, Any]:
+        """The settings as plain data, secrets masked; named as pydantic named it."""
+        data: dict[str, Any] = msgspec.to_builtins(self, enc_hook=str)
+        return data
+
+
+class Listen(Section, frozen=True, kw_only=True):
+    host: str = "127.0.0.1"
+    port: Port = 8080
+
+
+class Upstream(Section, frozen=True, kw_only=True):
+    url: Annotated[str, Check(_http_url)] = "https://api.sipgate.com"
+    connect_timeout: Positive = 5.0
+    read_timeout: Positive = 60.0
+    max_body_size: Annotated[int, msgspec.Meta(ge=0)] = 64 * 1024 * 1024
+    forward_cookies: bool = False
+    allow_insecure_http: bool = False  # plain http to a host that is not loopback
+    ca_file: Path | None = None  # PEM bundle trusted for https instead of the system's roots
+
+
+class OAuth2(Section, frozen=True, kw_only=True):
+    realm: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9._-]+\Z")] = "sipgate-apps"
+    issuer: str | None = None
+    discovery: bool = False
+    client_id: str | None = None
+    client_secret: Secret | None = None
+    client_auth: Literal["client_secret_post", "client_secret_basic"] = "client_secret_post"
+    scopes: list[str] = msgspec.field(default_factory=lambda: ["all"])
+    pkce: bool = True
+    # Below sipgate's 300 s token lifetime, or every request would refresh.
+    refresh_skew: Annotated[float, msgspec.Meta(ge=0, lt=300)] = 30.0
+    timeout: Positive = 10.0
+    path_prefix: Annotated[str, msgspec.Meta(pattern=r"^(/[A-Za-z0-9._~-]+)+\Z")] = "/oauth2"
+    idp_logout: bool = False
+
+
+class PersonalAccessToken(Section, frozen=True, kw_only=True):
+    token_id: Annotated[str, msgspec.Meta(pattern=r"^token-[A-Za-z0-9]{6}\Z")] | None = None
+    token: Secret | None = None
+
+
+class Service(Section, frozen=True, kw_only=True):
+    # Only these subjects (the IdP's "sub") may become the service identity.
+    allowed_subjects: list[str] = msgspec.field(default_factory=list)
+    state_file: Path | None = None  # without it, session.store: redis keeps the identity
+
+
+class Auth(Section, frozen=True, kw_only=True):
+    mode: Literal["oauth2", "personal_access_token", "service"] = "oauth2"
+    oauth2: OAuth2 = msgspec.field(default_factory=OAuth2)
+    personal_access_token: PersonalAccessToken = msgspec.field(default_factory=PersonalAccessToken)
+    service: Service = msgspec.field(default_factory=Service)
+    # Headless modes (PAT, service) act as the account for anyone who reaches them.
+    allowed_client_networks: list[IPNetwork] = msgspec.field(default_factory=_loopback)
+
+
+class Session(Section, frozen=True, kw_only=True):
+    cookie_name: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{1,64}\Z")] = "sipgate_proxy"
+    # None: on, except for a loopback http public_url with an unprefixed cookie_name
+    cookie_secure: bool | None = None
+    keys: Annotated[list[Secret], Check(_decodable_keys)] = msgspec.field(default_factory=list)
+    store: Literal["cookie", "redis"] = "cookie"
+    redis_url: Secret | None = None  # redis://, rediss:// (TLS) or unix://
+    redis_lock_ttl: Annotated[float, msgspec.Meta(gt=0, le=60)] = 5.0
+    max_lifetime: Positive = 30 * 24 * 3600
+    allowed_origins: Annotated[list[str], Check(_bare_origins)] = msgspec.field(
+        default_factory=list
+    )
+
+
+class Server(Section, frozen=True, kw_only=True):
+    max_field_size: Annotated[int, msgspec.Meta(ge=8190)] = 65536
+    shutdown_timeout: Annotated[float, msgspec.Meta(ge=0)] = 30.0
+    workers: Annotated[int, msgspec.Meta(ge=1, le=64)] = 1
+    # With workers > 1: where the supervisor makes the workers' private directory
+    # (refresh locks); None: the system's temporary directory ($TMPDIR, else /tmp).
+    runtime_dir: Path | None = None
+
+
+class Management(Section, frozen=True, kw_only=True):
+    # A second listener for probes and metrics (e.g. a port only the cluster reaches);
+    # when set, /metrics is served there only.
+    listen: Listen | None = None
+
+
+class ForwardAuth(Section, frozen=True, kw_only=True):
+    # /oauth2/auth hands out the Bearer (or the PAT): off unless a front proxy needs it.
+    enabled: bool = False
+    # Peers that may ask; a front proxy on the same host is a loopback peer.
+    allowed_networks: list[IPNetwork] = msgspec.field(default_factory=_loopback)
+    listener: Literal["main", "management"] = "main"
+    # Where the front proxy puts the original request's method and URI; nginx's by default
+    # (Traefik: X-Forwarded-Method / X-Forwarded-Uri). No other header is read.
+    method_header: HeaderName = "X-Original-Method"
+    uri_header: HeaderName = "X-Original-URI"
+
+
+class Log(Section, frozen=True, kw_only=True):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["json", "text"] = "json"
+
+
+class Document(Section, frozen=True, kw_only=True):
+    """The configuration as written (file, environment, secret files), before its mode
+    is resolved; ``Settings`` adds what the mode requires."""
+
+    listen: Listen = msgspec.field(default_factory=Listen)
+    public_url: Annotated[str, Check(_public_origin)] = "http://localhost:8080"
+    upstream: Upstream = msgspec.field(default_factory=Upstream)
+    auth: Auth = msgspec.field(default_factory=Auth)
+    session: Session = msgspec.field(default_factory=Session)
+    server: Server = msgspec.field(default_factory=Server)
+    management: Management = msgspec.field(default_factory=Management)
+    forward_auth: ForwardAuth = msgspec.field(default_factory=ForwardAuth)
+    log: Log = msgspec.field(default_factory=Log)
+
+    @property
+    def is_local(self) -> bool:
+        """A plain-http loopback public_url: a developer's machine."""
+        parts = urlsplit(self.public_url)
+        return parts.scheme == "http" and is_loopback_host(parts.hostname or "")
+
+    @property
+    def cookie_secure(self) -> bool:
+        if self.session.cookie_secure is None:
+            # Browsers keep Secure cookies set over http://localhost, too.
+            return not self.is_local or secure_prefix(self.session.cookie_name) is not None
+        return self.session.cookie_secure
