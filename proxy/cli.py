@@ -72,9 +72,7 @@ def _end_sessions(settings: config.Settings, subject: str) -> int:
     async def end() -> int:
         client = redis_store.connect(store.url.get_secret_value())
         keys = KeyRing(keys_from(settings))
-        sessions = redis_store.RedisSessionStore(
-            client, keys, settings.session.cookie_name, True, settings.session.max_lifetime
-        )
+        sessions = redis_store.RedisBackend(client, keys, settings.session.cookie_name)
         try:
             return await sessions.end_subject(subject)
         finally:

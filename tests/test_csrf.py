@@ -10,7 +10,8 @@ from multidict import CIMultiDictProxy
 
 from proxy import config
 from proxy.app import create_app
-from proxy.auth.origin import SAFE_METHODS, OriginPolicy, normalise_origin, vary_with_origin
+from proxy.auth.origin import SAFE_METHODS, OriginPolicy, vary_with_origin
+from proxy.config.origins import normalise_origin
 from tests.conftest import ProxyFactory
 
 OWN = "https://proxy.example"

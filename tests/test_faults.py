@@ -38,14 +38,14 @@ from proxy.app import create_app
 from proxy.crypto.sealing import KeyRing
 from proxy.oauth.tokens import TokenSet
 from proxy.server import handler_args
-from proxy.session.cookie_backend import CookieSessionStore
-from proxy.session.redis_backend import RedisSessionStore, connect
+from proxy.session.redis_backend import connect
 from tests.conftest import CLIENT_ID, CLIENT_SECRET, ProxyFactory, require
 from tests.support.idp import RunningIdP, idp_available, start_idp
 from tests.support.processes import free_port
 from tests.support.redis_server import RedisServer
 from tests.support.scripted_browser import FORM_ACTION, NAVIGATION, ScriptedBrowser
 from tests.support.secrets import WATCH
+from tests.support.sessions import cookie_store, opened, redis_store, seal
 
 ServerFactory = Callable[..., Awaitable[TestServer]]
 
@@ -89,8 +89,8 @@ def as_jar(set_cookies: list[str]) -> dict[str, str]:
 
 def sealed_cookie(tokens: TokenSet) -> str:
     """A session cookie as the proxy would write it for ``tokens`` (same key and name)."""
-    store = CookieSessionStore(KeyRing([KEY]), COOKIE, False, 30 * 86400)
-    jar = as_jar(store.seal(tokens, time.time(), {}))
+    store = cookie_store(KeyRing([KEY]), COOKIE, False, 30 * 86400)
+    jar = as_jar(seal(store, tokens, time.time(), {}))
     for value in (*jar.values(), tokens.access_token, tokens.refresh_token):
         WATCH.add(value)
     return cookie_header(jar)
@@ -98,9 +98,9 @@ def sealed_cookie(tokens: TokenSet) -> str:
 
 def with_expiry(cookie: str, expires_in: float) -> str:
     """The same session with its access token expiring ``expires_in`` seconds from now."""
-    store = CookieSessionStore(KeyRing([KEY]), COOKIE, False, 30 * 86400)
+    store = cookie_store(KeyRing([KEY]), COOKIE, False, 30 * 86400)
     jar = dict(pair.split("=", 1) for pair in cookie.split("; "))
-    stored = store.open(jar)
+    stored = opened(store, jar)
     assert stored is not None
     return sealed_cookie(replace(stored.tokens, expires_at=time.time() + expires_in))
 
@@ -812,7 +812,7 @@ async def test_client_abort_before_the_upstream_answers_cancels_the_upstream_req
 async def redis_session(redis_server: RedisServer) -> str:
     """A session cookie whose token set is stored in this Redis."""
     client = connect(redis_server.url, timeout=1)
-    store = RedisSessionStore(client, KeyRing([KEY]), COOKIE, False, 30 * 86400)
+    store = redis_store(client, KeyRing([KEY]), COOKIE, False, 30 * 86400)
     tokens = TokenSet("redis.access.token", "redis-refresh", time.time() + 3600, 4e9, "all", "r")
     jar = as_jar(await store.save(tokens, time.time(), {}, new_session=True))
     await client.aclose()

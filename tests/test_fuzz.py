@@ -32,8 +32,9 @@ from yarl import URL
 
 from proxy.auth.headless_clients import host_name
 from proxy.auth.navigation import is_browser_navigation
-from proxy.auth.origin import SAFE_METHODS, OriginPolicy, normalise_origin
+from proxy.auth.origin import SAFE_METHODS, OriginPolicy
 from proxy.auth.redirects import login_url, safe_return_path
+from proxy.config.origins import normalise_origin
 from proxy.crypto import b64
 from proxy.crypto.sealing import KeyRing
 from proxy.errors import BadRequestTarget
@@ -41,11 +42,13 @@ from proxy.login.flow_cookie import LoginFlows
 from proxy.oauth.tokens import TokenSet
 from proxy.session import codec as session_codec
 from proxy.session.codec import MalformedSession, StoredSession
-from proxy.session.cookie_backend import CookieSessionStore
 from proxy.session.cookie_chunks import MAX_CHUNKS, CookieAttributes, own_cookies, read_chunks
+from proxy.session.store import SessionStore
 from proxy.upstream.target import UpstreamTarget, path_and_query
 from tests.conftest import PAT_ENV
+from tests.support import sessions
 from tests.support.processes import free_port, running
+from tests.support.sessions import opened, seal
 
 T = TypeVar("T")
 
@@ -132,10 +135,8 @@ chunk_values = st.one_of(
 cookie_maps = st.dictionaries(chunk_names, chunk_values, max_size=10)
 
 
-def cookie_store(
-    keys: list[bytes] | None = None, max_lifetime: float = 30 * 86400
-) -> CookieSessionStore:
-    return CookieSessionStore(KeyRing(keys or [KEY]), COOKIE, True, max_lifetime, clock=lambda: NOW)
+def cookie_store(keys: list[bytes] | None = None, max_lifetime: float = 30 * 86400) -> SessionStore:
+    return sessions.cookie_store(KeyRing(keys or [KEY]), COOKIE, True, max_lifetime, lambda: NOW)
 
 
 SMALL_SESSION = TokenSet("aaa.bbb.ccc", "refresh-1", NOW + 300, NOW + 86400, "all", "alice")
@@ -148,7 +149,7 @@ BIG_SESSION = TokenSet(  # incompressible: needs several chunks
     "bob",
 )
 SEALED_JARS = {
-    name: as_jar(cookie_store().seal(tokens, NOW - 5, {}))
+    name: as_jar(seal(cookie_store(), tokens, NOW - 5, {}))
     for name, tokens in (("small", SMALL_SESSION), ("big", BIG_SESSION))
 }
 assert len(SEALED_JARS["big"]) >= 3
@@ -178,7 +179,7 @@ def test_read_chunks_joins_only_a_complete_set(cookies: dict[str, str]) -> None:
 @example({f"{COOKIE}_{i}": ("8." if i == 0 else "") + "A" * 4096 for i in range(8)})
 @example({f"{COOKIE}_0": "1.ab\udcffcd"})  # Cookie: sipgate_proxy_0=1.ab<0xff>cd
 def test_cookie_store_opens_garbage_as_no_session(cookies: dict[str, str]) -> None:
-    assert timed(lambda: cookie_store().open(cookies)) is None
+    assert timed(lambda: opened(cookie_store(), cookies)) is None
 
 
 @PURE
@@ -198,14 +199,14 @@ def test_cookie_store_opens_garbage_as_no_session(cookies: dict[str, str]) -> No
 def test_own_cookies_reads_only_this_stores_chunks(headers: list[str]) -> None:
     found = timed(lambda: own_cookies(headers, COOKIE))
     assert all(name.startswith(f"{COOKIE}_") for name in found)
-    assert timed(lambda: cookie_store().open(found)) is None  # garbage stays no session
+    assert timed(lambda: opened(cookie_store(), found)) is None  # garbage stays no session
 
 
 def test_own_cookies_finds_a_real_session_among_others() -> None:
     for jar in SEALED_JARS.values():
         header = "; ".join(["a=1", *(f"{k}={v}" for k, v in jar.items()), "b=2"])
         assert own_cookies([header], COOKIE) == jar
-        assert cookie_store().open(own_cookies(["x=y", header], COOKIE)) is not None
+        assert opened(cookie_store(), own_cookies(["x=y", header], COOKIE)) is not None
 
 
 @dataclass(frozen=True)
@@ -264,7 +265,7 @@ def test_mutated_session_cookie_is_no_session_or_the_very_same_bytes(
     for change in changes:
         mutated = mutate(mutated, change)
     store = cookie_store()
-    result = timed(lambda: store.open(mutated))
+    result = timed(lambda: opened(store, mutated))
     if result is None:
         return
     # Only a change the base64 decoder ignores (the unused low bits of the last
@@ -273,7 +274,7 @@ def test_mutated_session_cookie_is_no_session_or_the_very_same_bytes(
     assert original is not None
     assert changed is not None
     assert sealed_bytes(changed) == sealed_bytes(original)
-    assert result == store.open(jar)
+    assert result == opened(store, jar)
 
 
 @PURE
@@ -285,11 +286,13 @@ def test_session_age_is_bounded_by_max_lifetime(lifetimes: float, sealed_fractio
     max_lifetime = 3600.0
     created = NOW - lifetimes * max_lifetime - 1
     sealed_at = NOW - sealed_fraction * (max_lifetime - 1)  # refreshed recently
-    writer = CookieSessionStore(KeyRing([KEY]), COOKIE, True, max_lifetime, clock=lambda: sealed_at)
+    writer = sessions.cookie_store(
+        KeyRing([KEY]), COOKIE, True, max_lifetime, clock=lambda: sealed_at
+    )
     tokens = TokenSet("a.b.c", "r", NOW + 300, NOW + 86400)
-    jar = as_jar(writer.seal(tokens, created, {}))
-    reader = CookieSessionStore(KeyRing([KEY]), COOKIE, True, max_lifetime, clock=lambda: NOW)
-    assert reader.open(jar) is None
+    jar = as_jar(seal(writer, tokens, created, {}))
+    reader = sessions.cookie_store(KeyRing([KEY]), COOKIE, True, max_lifetime, clock=lambda: NOW)
+    assert opened(reader, jar) is None
 
 
 # --- session codec -----------------------------------------------------------------------
@@ -707,8 +710,11 @@ def peers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Peers]:
     pat_env = {**common, **PAT_ENV, "SIPGATE_PROXY_LISTEN__PORT": str(pat_port)}
     logs = {"oauth2": work / "oauth2.log", "pat": work / "pat.log"}
     session = as_jar(
-        CookieSessionStore(KeyRing([KEY]), COOKIE, False, 30 * 86400).seal(
-            SESSION_TOKENS, time.time(), {}
+        seal(
+            sessions.cookie_store(KeyRing([KEY]), COOKIE, False, 30 * 86400),
+            SESSION_TOKENS,
+            time.time(),
+            {},
         )
     )
     with (

@@ -276,3 +276,31 @@ async def test_pat_mode_answers_preflights_and_sets_cors_headers(
             assert (await resp.json())["error"] == "cross_site_request"
             assert "Access-Control-Allow-Origin" not in resp.headers
             assert resp.headers["X-Request-ID"]
+
+
+# --- the Cookie header, parsed once per request ------------------------------------------
+
+
+async def test_the_cookie_header_is_parsed_once_per_request(
+    aiohttp_client: ClientFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A cookie that is present but no session: the authenticator loads it, sees it is
+    # present, and expires it (three readers); one parse serves them all.
+    from proxy.session import request_cookies
+
+    parses: list[int] = []
+    parse = request_cookies.own_cookies
+
+    def counted(headers: Any, name: str) -> dict[str, str]:
+        parses.append(1)
+        return parse(headers, name)
+
+    monkeypatch.setattr(request_cookies, "own_cookies", counted)
+    client: TestClient[web.Request, web.Application] = await aiohttp_client(
+        create_app(config.load(None, OAUTH_ENV))
+    )
+    cookie = {"Cookie": "a=1; sipgate_proxy_0=1.garbage; b=2", "Accept": "application/json"}
+    async with client.get("/v2/account", headers=cookie) as resp:
+        assert resp.status == 401
+        assert "sipgate_proxy_0=;" in resp.headers["Set-Cookie"]  # expired
+    assert len(parses) == 1

@@ -12,6 +12,7 @@ import pytest
 from proxy.oauth.tokens import MAX_TOKEN_SET_BYTES
 from tests.conftest import StackFactory
 from tests.support.scripted_browser import NAVIGATION, ScriptedBrowser
+from tests.support.sessions import cookie_store, seal
 
 JSON = {"Accept": "application/json"}
 HUGE = 40_000  # bytes of access token, random: more than 8 cookies even compressed
@@ -66,9 +67,8 @@ def test_the_token_set_limit_fits_the_cookie_store_even_uncompressed() -> None:
     from proxy.crypto.keys import decode_key, generate_key
     from proxy.crypto.sealing import KeyRing
     from proxy.oauth.tokens import TokenSet
-    from proxy.session.cookie_backend import CookieSessionStore
 
-    store = CookieSessionStore(KeyRing([decode_key(generate_key())]), "sipgate_proxy", True, 1e6)
+    store = cookie_store(KeyRing([decode_key(generate_key())]), "sipgate_proxy", True, 1e6)
     third = MAX_TOKEN_SET_BYTES // 3
     tokens = TokenSet(
         access_token=secrets.token_urlsafe(third)[:third],
@@ -77,5 +77,5 @@ def test_the_token_set_limit_fits_the_cookie_store_even_uncompressed() -> None:
         expires_at=2e9,
         refresh_expires_at=2e9,
     )
-    cookies = store.seal(tokens, 1.7e9, {})
+    cookies = seal(store, tokens, 1.7e9, {})
     assert all(len("Set-Cookie: " + c) <= 4096 for c in cookies)

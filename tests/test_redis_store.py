@@ -14,21 +14,23 @@ import redis.asyncio as redis
 from proxy.crypto.sealing import KeyRing
 from proxy.errors import StoreUnavailable
 from proxy.oauth.tokens import TokenSet
-from proxy.session.redis_backend import RedisSessionStore, connect
+from proxy.session.redis_backend import RedisBackend, connect
+from proxy.session.store import SessionStore
 from tests.support.redis_server import RedisServer
+from tests.support.sessions import end_subject, redis_store
 from tests.test_session_cookie import NOW, as_jar, sipgate_tokens
 
 
 @pytest.fixture
-async def store(redis_server: RedisServer) -> AsyncIterator[RedisSessionStore]:
+async def store(redis_server: RedisServer) -> AsyncIterator[SessionStore]:
     client = connect(redis_server.url, timeout=0.5)
-    yield RedisSessionStore(
+    yield redis_store(
         client, KeyRing([os.urandom(32)]), "sipgate_proxy", True, 30 * 86400, clock=lambda: NOW
     )
     await client.aclose()
 
 
-async def test_cookie_is_one_small_id(store: RedisSessionStore) -> None:
+async def test_cookie_is_one_small_id(store: SessionStore) -> None:
     headers = await store.save(sipgate_tokens(), NOW, {}, new_session=True)
     assert len(headers) == 1
     name_value = headers[0].split(";", 1)[0]
@@ -36,14 +38,14 @@ async def test_cookie_is_one_small_id(store: RedisSessionStore) -> None:
     assert len(name_value) < 120
 
 
-async def test_replayed_cookie_after_sign_out_is_worthless(store: RedisSessionStore) -> None:
+async def test_replayed_cookie_after_sign_out_is_worthless(store: SessionStore) -> None:
     jar = as_jar(await store.save(sipgate_tokens(), NOW, {}, new_session=True))
     stolen = dict(jar)
     await store.clear(jar)
     assert await store.load(stolen) is None
 
 
-async def test_login_never_continues_a_planted_session_id(store: RedisSessionStore) -> None:
+async def test_login_never_continues_a_planted_session_id(store: SessionStore) -> None:
     planted = as_jar(await store.save(sipgate_tokens(), NOW, {}, new_session=True))
     victim = TokenSet("victim-access", "victim-refresh", NOW + 300, NOW + 86400, "all", "victim")
     after_login = as_jar(await store.save(victim, NOW, planted, new_session=True))
@@ -54,7 +56,7 @@ async def test_login_never_continues_a_planted_session_id(store: RedisSessionSto
     assert loaded.tokens.subject == "victim"
 
 
-async def test_older_token_set_never_replaces_a_newer_one(store: RedisSessionStore) -> None:
+async def test_older_token_set_never_replaces_a_newer_one(store: SessionStore) -> None:
     jar = as_jar(await store.save(sipgate_tokens(), NOW, {}, new_session=True))
     newer = TokenSet("a2", "r2", NOW + 600, NOW + 86400)
     older = TokenSet("a1", "r1", NOW + 300, NOW + 86400)
@@ -65,31 +67,32 @@ async def test_older_token_set_never_replaces_a_newer_one(store: RedisSessionSto
     assert loaded.tokens.refresh_token == "r2"
 
 
-async def test_operator_ends_all_sessions_of_a_subject(store: RedisSessionStore) -> None:
+async def test_operator_ends_all_sessions_of_a_subject(store: SessionStore) -> None:
     alice = TokenSet("a", "r", NOW + 300, NOW + 86400, subject="alice")
     bob = TokenSet("b", "s", NOW + 300, NOW + 86400, subject="bob")
     jars = [as_jar(await store.save(alice, NOW, {}, new_session=True)) for _ in range(3)]
     bobs = as_jar(await store.save(bob, NOW, {}, new_session=True))
-    assert await store.end_subject("alice") == 3
+    assert await end_subject(store, "alice") == 3
     for jar in jars:
         assert await store.load(jar) is None
     assert await store.load(bobs) is not None
 
 
 async def test_redis_away_is_store_unavailable_not_no_session(
-    store: RedisSessionStore, redis_server: RedisServer
+    store: SessionStore, redis_server: RedisServer
 ) -> None:
     jar = as_jar(await store.save(sipgate_tokens(), NOW, {}, new_session=True))
     redis_server.stop()
     with pytest.raises(StoreUnavailable):
         await store.load(jar)
-    assert not await store.ping()
+    assert isinstance(store.backend, RedisBackend)
+    assert not await store.backend.ping()
     redis_server.start()
     assert await store.load(jar) is not None  # the same session, back
 
 
 async def test_end_sessions_command_ends_them(
-    store: RedisSessionStore, redis_server: RedisServer
+    store: SessionStore, redis_server: RedisServer
 ) -> None:
     from tests.test_cli import run_cli
 
@@ -131,9 +134,9 @@ def clock() -> list[float]:
 
 
 @pytest.fixture
-def timed_store(raw: redis.Redis, clock: list[float]) -> RedisSessionStore:
+def timed_store(raw: redis.Redis, clock: list[float]) -> SessionStore:
     keys = KeyRing([os.urandom(32)])
-    return RedisSessionStore(raw, keys, "sipgate_proxy", True, MAX_LIFETIME, clock=lambda: clock[0])
+    return redis_store(raw, keys, "sipgate_proxy", True, MAX_LIFETIME, clock=lambda: clock[0])
 
 
 def alice(now: float, refresh_for: float = DAY) -> TokenSet:
@@ -141,7 +144,7 @@ def alice(now: float, refresh_for: float = DAY) -> TokenSet:
 
 
 async def test_sign_out_removes_the_session_from_its_subject_index(
-    timed_store: RedisSessionStore, raw: redis.Redis
+    timed_store: SessionStore, raw: redis.Redis
 ) -> None:
     kept = as_jar(await timed_store.save(alice(NOW), NOW, {}, new_session=True))
     ended = as_jar(await timed_store.save(alice(NOW), NOW, {}, new_session=True))
@@ -150,11 +153,11 @@ async def test_sign_out_removes_the_session_from_its_subject_index(
     assert await raw.scard(index_key("alice")) == 1
     await timed_store.clear(kept)
     assert await raw.exists(index_key("alice")) == 0
-    assert await timed_store.end_subject("alice") == 0
+    assert await end_subject(timed_store, "alice") == 0
 
 
 async def test_subject_index_lives_no_longer_than_its_sessions_when_refreshed_daily(
-    timed_store: RedisSessionStore, raw: redis.Redis, clock: list[float]
+    timed_store: SessionStore, raw: redis.Redis, clock: list[float]
 ) -> None:
     jar = as_jar(await timed_store.save(alice(NOW), NOW, {}, new_session=True))
     index_ttl = await raw.pttl(index_key("alice")) / 1000
@@ -168,7 +171,7 @@ async def test_subject_index_lives_no_longer_than_its_sessions_when_refreshed_da
 
 
 async def test_subject_index_drops_sessions_that_expired_when_a_new_one_is_saved(
-    timed_store: RedisSessionStore, raw: redis.Redis
+    timed_store: SessionStore, raw: redis.Redis
 ) -> None:
     await timed_store.save(alice(NOW, refresh_for=1), NOW, {}, new_session=True)
     await asyncio.sleep(1.2)  # that session's record expires in Redis

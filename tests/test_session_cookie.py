@@ -13,13 +13,14 @@ from proxy.crypto.sealing import KeyRing
 from proxy.oauth.tokens import TokenSet
 from proxy.session import codec as session_codec
 from proxy.session.codec import StoredSession
-from proxy.session.cookie_backend import CookieSessionStore
 from proxy.session.cookie_chunks import (
     MAX_SET_COOKIE_BYTES,
     CookieAttributes,
     read_chunks,
     write_chunks,
 )
+from proxy.session.store import SessionStore
+from tests.support.sessions import cookie_store, opened, run_now, seal
 
 NOW = 1_800_000_000.0
 # sipgate's sample token response from its authentication docs (real Keycloak tokens
@@ -35,9 +36,9 @@ def sipgate_tokens(keep_id_token: bool = True) -> TokenSet:
     return TokenSet.from_response(seed_token_response(), NOW, keep_id_token=keep_id_token)
 
 
-def storage(keys: list[bytes] | None = None, name: str = "sipgate_proxy") -> CookieSessionStore:
+def storage(keys: list[bytes] | None = None, name: str = "sipgate_proxy") -> SessionStore:
     ring = KeyRing(keys or [bytes(32)])
-    return CookieSessionStore(ring, name, secure=True, max_lifetime=30 * 86400, clock=lambda: NOW)
+    return cookie_store(ring, name, secure=True, max_lifetime=30 * 86400, clock=lambda: NOW)
 
 
 def as_jar(set_cookies: list[str]) -> dict[str, str]:
@@ -68,15 +69,15 @@ def test_seed_tokens_have_sipgate_sizes() -> None:
 
 def test_round_trip_when_session_has_sipgate_sized_tokens() -> None:
     store, tokens = storage(), sipgate_tokens()
-    headers = store.seal(tokens, NOW - 10, {})
-    loaded = store.open(as_jar(headers))
+    headers = seal(store, tokens, NOW - 10, {})
+    loaded = opened(store, as_jar(headers))
     assert loaded is not None
     assert loaded.tokens == tokens
     assert loaded.created == NOW - 10
 
 
 def test_every_set_cookie_fits_4096_bytes_with_sipgate_tokens() -> None:
-    headers = storage().seal(sipgate_tokens(), NOW, {})
+    headers = seal(storage(), sipgate_tokens(), NOW, {})
     assert len(headers) == 1  # 3335 bytes of tokens fit one cookie after packing
     assert all(len(f"Set-Cookie: {h}") <= MAX_SET_COOKIE_BYTES for h in headers)
     assert "HttpOnly" in headers[0]
@@ -93,13 +94,13 @@ def test_packing_is_exact_for_non_jwt_and_odd_tokens() -> None:
 
 def test_every_flipped_character_is_no_session() -> None:
     store = storage()
-    value = as_jar(store.seal(sipgate_tokens(), NOW, {}))["sipgate_proxy_0"]
+    value = as_jar(seal(store, sipgate_tokens(), NOW, {}))["sipgate_proxy_0"]
     for position in range(len(value)):
         swap = "A" if value[position] != "A" else "B"
         flipped = value[:position] + swap + value[position + 1 :]
         # the last character of unpadded base64 can hide bits that decode to nothing
         if flipped.rstrip("=") != value and position < len(value) - 1:
-            assert store.open({"sipgate_proxy_0": flipped}) is None, position
+            assert opened(store, {"sipgate_proxy_0": flipped}) is None, position
 
 
 def test_every_flipped_bit_of_the_sealed_bytes_is_rejected() -> None:
@@ -115,8 +116,8 @@ def test_every_flipped_bit_of_the_sealed_bytes_is_rejected() -> None:
 @pytest.mark.parametrize("cut", [1, 2, 3, 10, 100, 500, 1000])
 def test_truncated_cookie_is_no_session(cut: int) -> None:
     store = storage()
-    value = as_jar(store.seal(sipgate_tokens(), NOW, {}))["sipgate_proxy_0"]
-    assert store.open({"sipgate_proxy_0": value[:-cut]}) is None
+    value = as_jar(seal(store, sipgate_tokens(), NOW, {}))["sipgate_proxy_0"]
+    assert opened(store, {"sipgate_proxy_0": value[:-cut]}) is None
 
 
 def test_chunks_reordered_or_missing_is_no_session() -> None:
@@ -127,17 +128,17 @@ def test_chunks_reordered_or_missing_is_no_session() -> None:
         NOW + 300,
         NOW + 3600,
     )
-    jar = as_jar(store.seal(big, NOW, {}))
+    jar = as_jar(seal(store, big, NOW, {}))
     assert len(jar) >= 3
-    assert store.open(jar) is not None
+    assert opened(store, jar) is not None
     swapped = dict(jar)
     swapped["sipgate_proxy_1"], swapped["sipgate_proxy_2"] = (
         jar["sipgate_proxy_2"],
         jar["sipgate_proxy_1"],
     )
-    assert store.open(swapped) is None
+    assert opened(store, swapped) is None
     missing = {k: v for k, v in jar.items() if k != "sipgate_proxy_1"}
-    assert store.open(missing) is None
+    assert opened(store, missing) is None
 
 
 @pytest.mark.parametrize(
@@ -145,51 +146,51 @@ def test_chunks_reordered_or_missing_is_no_session() -> None:
     ["", ".", "0.abc", "9.abc", "99.abc", "-1.abc", "x.abc", "1.", "1.%%%", "1." + "A" * 40000],
 )
 def test_malformed_chunk_header_is_no_session(first: str) -> None:
-    assert storage().open({"sipgate_proxy_0": first}) is None
+    assert opened(storage(), {"sipgate_proxy_0": first}) is None
 
 
 def test_key_rotation_old_key_still_opens_new_key_seals() -> None:
     old, new = os.urandom(32), os.urandom(32)
-    written_with_old = storage([old]).seal(sipgate_tokens(), NOW, {})
+    written_with_old = seal(storage([old]), sipgate_tokens(), NOW, {})
     rotated = storage([new, old])
-    assert rotated.open(as_jar(written_with_old)) is not None
-    rewritten = rotated.seal(sipgate_tokens(), NOW, {})
-    assert storage([new]).open(as_jar(rewritten)) is not None
-    assert storage([old]).open(as_jar(rewritten)) is None  # sealed with the new key
+    assert opened(rotated, as_jar(written_with_old)) is not None
+    rewritten = seal(rotated, sipgate_tokens(), NOW, {})
+    assert opened(storage([new]), as_jar(rewritten)) is not None
+    assert opened(storage([old]), as_jar(rewritten)) is None  # sealed with the new key
 
 
 def test_removed_key_means_no_session() -> None:
-    written = storage([os.urandom(32)]).seal(sipgate_tokens(), NOW, {})
-    assert storage([os.urandom(32)]).open(as_jar(written)) is None
+    written = seal(storage([os.urandom(32)]), sipgate_tokens(), NOW, {})
+    assert opened(storage([os.urandom(32)]), as_jar(written)) is None
 
 
 def test_cookie_name_is_bound_to_the_value() -> None:
-    value = as_jar(storage(name="app_a").seal(sipgate_tokens(), NOW, {}))["app_a_0"]
-    assert storage(name="app_b").open({"app_b_0": value}) is None
+    value = as_jar(seal(storage(name="app_a"), sipgate_tokens(), NOW, {}))["app_a_0"]
+    assert opened(storage(name="app_b"), {"app_b_0": value}) is None
 
 
 def test_seal_time_is_enforced() -> None:
     ring = KeyRing([bytes(32)])
-    old_writer = CookieSessionStore(ring, "s", True, 3600, clock=lambda: NOW - 7200)
-    future_writer = CookieSessionStore(ring, "s", True, 3600, clock=lambda: NOW + 600)
-    reader = CookieSessionStore(ring, "s", True, 3600, clock=lambda: NOW)
+    old_writer = cookie_store(ring, "s", True, 3600, clock=lambda: NOW - 7200)
+    future_writer = cookie_store(ring, "s", True, 3600, clock=lambda: NOW + 600)
+    reader = cookie_store(ring, "s", True, 3600, clock=lambda: NOW)
     fresh = TokenSet("a", "r", NOW + 300, NOW + 86400)
-    assert reader.open(as_jar(old_writer.seal(fresh, NOW, {}))) is None
-    assert reader.open(as_jar(future_writer.seal(fresh, NOW, {}))) is None
+    assert opened(reader, as_jar(seal(old_writer, fresh, NOW, {}))) is None
+    assert opened(reader, as_jar(seal(future_writer, fresh, NOW, {}))) is None
 
 
 def test_shrinking_session_expires_stale_chunks() -> None:
     store = storage()
     big = TokenSet(base64.urlsafe_b64encode(os.urandom(9000)).decode(), "r", NOW + 300, NOW + 3600)
-    jar = as_jar(store.seal(big, NOW, {}))
+    jar = as_jar(seal(store, big, NOW, {}))
     assert len(jar) >= 3
-    headers = store.seal(sipgate_tokens(), NOW, {**jar, "other": "1"})
+    headers = seal(store, sipgate_tokens(), NOW, {**jar, "other": "1"})
     expired = [h.split("=")[0] for h in headers if "Max-Age=0" in h]
     assert expired == sorted(n for n in jar if n != "sipgate_proxy_0")
     after = as_jar(headers)
     browser = {**{k: v for k, v in jar.items() if k not in expired}, **after}
     assert set(browser) == {"sipgate_proxy_0"}
-    assert store.open(browser) is not None
+    assert opened(store, browser) is not None
 
 
 @pytest.mark.parametrize("name_length", [1, 20, 64])
@@ -208,7 +209,7 @@ def test_chunks_stay_at_or_under_4096_whatever_the_name_length(name_length: int)
 
 def test_clear_expires_every_chunk_present() -> None:
     jar = {"sipgate_proxy_0": "1.x", "sipgate_proxy_1": "y", "sipgate_proxy_flow_a": "f", "x": "1"}
-    cleared = storage().expire(jar)
+    cleared = run_now(storage().clear(jar))
     assert [h.split("=")[0] for h in cleared] == ["sipgate_proxy_0", "sipgate_proxy_1"]
     assert all("Max-Age=0" in h for h in cleared)
 
@@ -221,4 +222,4 @@ def test_repr_never_shows_tokens() -> None:
 
 @pytest.mark.parametrize("first", ["².abc", "①.abc", "\u0661.abc", "1\u200b.abc"])
 def test_unicode_digits_in_chunk_count_are_no_session(first: str) -> None:
-    assert storage().open({"sipgate_proxy_0": first}) is None
+    assert opened(storage(), {"sipgate_proxy_0": first}) is None

@@ -9,10 +9,10 @@ import pytest
 
 from proxy.crypto.sealing import KeyRing
 from proxy.oauth.tokens import TokenSet
-from proxy.session.aiohttp_adapter import SessionStore
-from proxy.session.cookie_backend import CookieSessionStore
-from proxy.session.redis_backend import RedisSessionStore, connect
+from proxy.session.redis_backend import connect
+from proxy.session.store import SessionStore
 from tests.support.redis_server import RedisServer
+from tests.support.sessions import cookie_store, redis_store
 from tests.test_session_cookie import NOW, as_jar, sipgate_tokens
 
 KEY = os.urandom(32)
@@ -21,13 +21,11 @@ KEY = os.urandom(32)
 @pytest.fixture(params=["cookie", "redis"])
 async def store(request: pytest.FixtureRequest) -> AsyncIterator[SessionStore]:
     if request.param == "cookie":
-        yield CookieSessionStore(KeyRing([KEY]), "sipgate_proxy", True, 30 * 86400, lambda: NOW)
+        yield cookie_store(KeyRing([KEY]), "sipgate_proxy", True, 30 * 86400, lambda: NOW)
         return
     server: RedisServer = request.getfixturevalue("redis_server")
     client = connect(server.url)
-    yield RedisSessionStore(
-        client, KeyRing([KEY]), "sipgate_proxy", True, 30 * 86400, clock=lambda: NOW
-    )
+    yield redis_store(client, KeyRing([KEY]), "sipgate_proxy", True, 30 * 86400, clock=lambda: NOW)
     await client.aclose()
 
 

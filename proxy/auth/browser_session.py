@@ -24,9 +24,10 @@ from proxy.clock import Clock
 from proxy.errors import CrossSiteRefused, IdPUnavailable, Unauthenticated
 from proxy.oauth.tokens import TokenSet
 from proxy.refresh.single_flight import Outcome, Refresher, RefreshFailed
-from proxy.session.aiohttp_adapter import SessionStore, session_cookie_bytes
+from proxy.session.aiohttp_adapter import session_cookie_bytes
 from proxy.session.codec import StoredSession
-from proxy.session.cookie_chunks import own_cookies
+from proxy.session.request_cookies import request_cookies
+from proxy.session.store import SessionStore
 from proxy.upstream.credentials import Credentials
 
 log = logging.getLogger(__name__)
@@ -125,7 +126,7 @@ class BrowserSessionAuth:
         return fresh
 
     def _cookies(self, request: web.Request) -> dict[str, str]:
-        return own_cookies(request.headers.getall("Cookie", ()), self._storage.cookie_name)
+        return request_cookies(request, self._storage.cookie_name)
 
     async def _unauthenticated(self, request: web.Request) -> Unauthenticated:
         navigation = is_browser_navigation(

@@ -25,7 +25,7 @@ from proxy.oauth.errors import InvalidIdToken, NoUsableAnswer, TokenError, Token
 from proxy.oauth.id_token import verify
 from proxy.oauth.pkce import pkce_challenge
 from proxy.oauth.tokens import TokenSet
-from proxy.session.cookie_chunks import own_cookies
+from proxy.session.request_cookies import request_cookies
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +140,7 @@ class LoginRoutes:
 
     def _cookies(self, request: web.Request) -> dict[str, str]:
         """The session's and the login attempts' cookies (all named ``<cookie_name>_…``)."""
-        return own_cookies(request.headers.getall("Cookie", ()), self._flows.cookie_name)
+        return request_cookies(request, self._flows.cookie_name)
 
     def _page(self, status: int, message: str, return_path: str) -> web.Response:
         return retry_page(status, message, self._settings.prefix, return_path)

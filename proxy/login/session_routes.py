@@ -20,8 +20,9 @@ from proxy.login.routes import LoginCompletion, LoginSettings, Wrap
 from proxy.oauth.client import OAuthClient
 from proxy.oauth.errors import NoUsableAnswer
 from proxy.oauth.tokens import TokenSet
-from proxy.session.aiohttp_adapter import CREATED_KEY, TOKENS_KEY, SessionStore
-from proxy.session.cookie_chunks import own_cookies
+from proxy.session.aiohttp_adapter import CREATED_KEY, TOKENS_KEY
+from proxy.session.request_cookies import request_cookies
+from proxy.session.store import SessionStore
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +78,7 @@ class SessionRoutes:
         return web.Response(status=302, headers={"Location": target or return_path})
 
     async def userinfo(self, request: web.Request) -> web.Response:
-        cookies = own_cookies(request.headers.getall("Cookie", ()), self._storage.cookie_name)
+        cookies = request_cookies(request, self._storage.cookie_name)
         stored = await self._storage.load(cookies)
         if stored is None:
             return self._no_session()

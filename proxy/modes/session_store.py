@@ -10,8 +10,8 @@ from proxy.crypto.sealing import KeyRing
 from proxy.modes.common import closing, redis_client
 from proxy.modes.parts import CleanupContext, ModeContext, ReadinessCheck
 from proxy.refresh.single_flight import Coordination
-from proxy.session.aiohttp_adapter import SessionStore
-from proxy.session.cookie_backend import CookieSessionStore
+from proxy.session.cookie_backend import cookie_session_store
+from proxy.session.store import SessionStore
 
 
 @dataclass(frozen=True)
@@ -26,7 +26,7 @@ def session_store(context: ModeContext, keys: KeyRing) -> StoreParts:
     session, store = context.settings.session, context.settings.store
     if isinstance(store, RedisStore):
         return _redis_store(context, store, keys)
-    sessions = CookieSessionStore(
+    sessions = cookie_session_store(
         keys, session.cookie_name, context.settings.cookie_secure, session.max_lifetime
     )
     if context.workers_dir is None:
@@ -44,9 +44,10 @@ def _redis_store(context: ModeContext, store: RedisStore, keys: KeyRing) -> Stor
     from proxy.session import redis_backend
 
     settings, session, client = context.settings, context.settings.session, redis_client(store)
-    sessions = redis_backend.RedisSessionStore(
-        client, keys, session.cookie_name, settings.cookie_secure, session.max_lifetime
+    backend = redis_backend.RedisBackend(client, keys, session.cookie_name)
+    sessions = redis_backend.redis_session_store(
+        backend, session.cookie_name, settings.cookie_secure, session.max_lifetime
     )
     policy = RedisCoordinationPolicy(lock_ttl=store.lock_ttl)
     coordination = RedisRefreshCoordination(client, keys, policy)
-    return StoreParts(sessions, coordination, (closing(client),), (sessions.ping,))
+    return StoreParts(sessions, coordination, (closing(client),), (backend.ping,))

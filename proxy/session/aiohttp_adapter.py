@@ -1,20 +1,18 @@
-"""Where sessions live, seen from the rest of the proxy: the ``SessionStore`` interface,
-and the adapter that makes any store an aiohttp-session storage.
+"""aiohttp-session's view of the ``SessionStore``, for the routes that begin or end a
+session (the login callback, sign-out).
 
-The proxy streams responses, and aiohttp-session only saves on a plain ``web.Response``,
-so stores hand out ready Set-Cookie values that the forwarder writes before the
-response starts; the adapter is used on the proxy's own routes (login, sign-out).
-
-Two stores: ``cookie_store.CookieSessionStore`` (default) and
-``redis_store.RedisSessionStore`` (many replicas; the cookie holds only a session id).
+The proxied path reads the store directly instead: aiohttp-session saves only when the
+handler returns a response it can still change, and a proxied answer is streamed (its
+headers leave before the handler returns). So the store hands out ready Set-Cookie
+values, which the response hook writes whatever the answer (``http/cookies.py``).
 """
 
 from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, Protocol
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import aiohttp_session
 from aiohttp import web
@@ -22,8 +20,8 @@ from aiohttp.web_exceptions import NotAppKeyWarning
 
 from proxy.oauth.tokens import TokenSet
 from proxy.request_state import set_cookies
-from proxy.session.codec import StoredSession
-from proxy.session.cookie_chunks import own_cookies
+from proxy.session.request_cookies import request_cookies
+from proxy.session.store import SessionStore
 
 log = logging.getLogger(__name__)
 
@@ -35,33 +33,6 @@ warnings.filterwarnings("ignore", category=NotAppKeyWarning, module="aiohttp_ses
 
 TOKENS_KEY = "tokens"
 CREATED_KEY = "created_at"
-
-
-class SessionStore(Protocol):
-    """Every method may raise ``errors.StoreUnavailable`` (503, the session is kept)."""
-
-    cookie_name: str
-
-    def present(self, cookies: Mapping[str, str]) -> bool:
-        """Whether the request carries this store's cookies at all (valid or not)."""
-        ...
-
-    async def load(self, cookies: Mapping[str, str]) -> StoredSession | None: ...
-
-    async def save(
-        self,
-        tokens: TokenSet,
-        created: float,
-        cookies: Mapping[str, str],
-        new_session: bool = False,
-    ) -> list[str]:
-        """Store the token set; the Set-Cookie values the response must carry.
-        ``new_session``: a login, which must never continue a session id it was handed."""
-        ...
-
-    async def clear(self, cookies: Mapping[str, str]) -> list[str]:
-        """Forget the session (server side too); Set-Cookie values that expire it."""
-        ...
 
 
 class SessionStorage(aiohttp_session.AbstractStorage):
@@ -100,7 +71,7 @@ class SessionStorage(aiohttp_session.AbstractStorage):
         set_cookies(request, "session", headers)
 
     def _cookies(self, request: web.Request) -> dict[str, str]:
-        return own_cookies(request.headers.getall("Cookie", ()), self.store.cookie_name)
+        return request_cookies(request, self.store.cookie_name)
 
 
 def session_cookie_bytes(set_cookies: list[str]) -> int:

@@ -18,7 +18,7 @@ import hashlib
 import logging
 import secrets
 import time
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable
 from typing import TypeVar
 
 import redis.asyncio as redis
@@ -31,20 +31,15 @@ from proxy.clock import Clock
 from proxy.crypto import b64
 from proxy.crypto.sealing import KeyRing, context
 from proxy.errors import StoreUnavailable
-from proxy.oauth.tokens import TokenSet
 from proxy.session import codec as session_codec
 from proxy.session.codec import StoredSession
-from proxy.session.cookie_chunks import (
-    CookieAttributes,
-    expire_chunks,
-    has_chunks,
-    read_chunks,
-    write_chunks,
-)
+from proxy.session.cookie_chunks import CookieAttributes
+from proxy.session.store import SessionCookie, SessionStore
 
 log = logging.getLogger(__name__)
 
 ID_BYTES = 32
+NAMESPACE = "sipgate-proxy"
 T = TypeVar("T")
 
 # Replace the record only with a newer token set, and keep the subject's index to the
@@ -97,77 +92,46 @@ async def call(awaitable: Awaitable[T]) -> T:
         raise StoreUnavailable() from None
 
 
-class RedisSessionStore:
+class RedisBackend:
+    """Records in Redis under hashed keys; the cookie value is a sealed random id."""
+
     def __init__(
-        self,
-        client: redis.Redis,
-        keys: KeyRing,
-        cookie_name: str,
-        secure: bool,
-        max_lifetime: float,
-        namespace: str = "sipgate-proxy",
-        clock: Clock = time.time,
+        self, client: redis.Redis, keys: KeyRing, cookie_name: str, namespace: str = NAMESPACE
     ) -> None:
-        self.cookie_name = cookie_name
         self._redis = client
         self._keys = keys
-        self._attributes = CookieAttributes(secure=secure)
-        self._max_lifetime = max_lifetime
         self._namespace = namespace
-        self._clock = clock
         self._id_context = context("session-id", cookie_name)
         self._save_if_newer = client.register_script(_SAVE_IF_NEWER)
         self._delete = client.register_script(_DELETE)
 
-    def present(self, cookies: Mapping[str, str]) -> bool:
-        return has_chunks(self.cookie_name, cookies)
-
-    async def load(self, cookies: Mapping[str, str]) -> StoredSession | None:
-        session_id = self._session_id(cookies)
+    async def read(self, value: str) -> StoredSession | None:
+        session_id = self._session_id(value)
         if session_id is None:
             return None
         key = self._record_key(session_id)
         sealed = await call(self._redis.hget(key, "data"))
         if not isinstance(sealed, bytes):
             return None  # ended, expired or signed out
-        stored = session_codec.open_sealed(self._keys, sealed, context("redis-session", key))
-        now = self._clock()
-        if stored is None or stored.tokens.unusable(now):
-            return None
-        return None if now - stored.created > self._max_lifetime else stored
+        return session_codec.open_sealed(self._keys, sealed, context("redis-session", key))
 
-    async def save(
-        self,
-        tokens: TokenSet,
-        created: float,
-        cookies: Mapping[str, str],
-        new_session: bool = False,
-    ) -> list[str]:
-        previous = self._session_id(cookies)
-        # A login always gets a fresh id: an id planted beforehand must not become a
-        # session of the user who logs in (session fixation).
-        session_id = secrets.token_bytes(ID_BYTES) if new_session or previous is None else previous
-        key = self._record_key(session_id)
-        now = self._clock()
-        # max_lifetime counts from the login (created), however often it was refreshed
-        ttl = max(1.0, min(tokens.refresh_expires_at - now, created + self._max_lifetime - now))
-        record = session_codec.seal(
-            self._keys, StoredSession(tokens, created, now), context("redis-session", key)
-        )
+    async def write(self, stored: StoredSession, previous: str | None, ttl: float) -> str:
+        # A login (no previous) always gets a fresh id: an id planted beforehand must not
+        # become a session of the user who logs in (session fixation).
+        session_id = self._session_id(previous) if previous is not None else None
+        session_id = session_id or secrets.token_bytes(ID_BYTES)
+        key, tokens = self._record_key(session_id), stored.tokens
+        record = session_codec.seal(self._keys, stored, context("redis-session", key))
         keys = [key, self._subject_key(tokens.subject)] if tokens.subject else [key]
         await call(
             self._save_if_newer(keys=keys, args=[record, tokens.expires_at, int(ttl * 1000)])
         )
-        if new_session and previous is not None and previous != session_id:
-            await call(self._delete(keys=[self._record_key(previous)]))
-        value = b64.encode(self._keys.seal(session_id, self._id_context))
-        return write_chunks(self.cookie_name, value, self._attributes, int(ttl), cookies)
+        return b64.encode(self._keys.seal(session_id, self._id_context))
 
-    async def clear(self, cookies: Mapping[str, str]) -> list[str]:
-        session_id = self._session_id(cookies)
+    async def delete(self, value: str) -> None:
+        session_id = self._session_id(value)
         if session_id is not None:
             await call(self._delete(keys=[self._record_key(session_id)]))
-        return expire_chunks(self.cookie_name, self._attributes, cookies)
 
     async def end_subject(self, subject: str) -> int:
         """Delete every session of one user (an operator's action); how many there were."""
@@ -185,11 +149,10 @@ class RedisSessionStore:
         except (RedisError, OSError):
             return False
 
-    def _session_id(self, cookies: Mapping[str, str]) -> bytes | None:
-        text = read_chunks(self.cookie_name, cookies)
-        if text is None or len(text) > 256:
+    def _session_id(self, value: str) -> bytes | None:
+        if len(value) > 256:
             return None
-        sealed = b64.decode(text)
+        sealed = b64.decode(value)
         session_id = self._keys.open(sealed, self._id_context) if sealed else None
         return session_id if session_id is not None and len(session_id) == ID_BYTES else None
 
@@ -200,3 +163,14 @@ class RedisSessionStore:
     def _subject_key(self, subject: str) -> str:
         digest = hashlib.sha256(subject.encode()).hexdigest()
         return f"{self._namespace}:subject:{digest}"
+
+
+def redis_session_store(
+    backend: RedisBackend,
+    cookie_name: str,
+    secure: bool,
+    max_lifetime: float,
+    clock: Clock = time.time,
+) -> SessionStore:
+    cookie = SessionCookie(cookie_name, CookieAttributes(secure=secure), max_lifetime)
+    return SessionStore(backend, cookie, clock)

@@ -16,12 +16,13 @@ from urllib.parse import urlsplit
 
 import aiohttp
 from aiohttp import web
-from multidict import CIMultiDict, CIMultiDictProxy
+from multidict import CIMultiDict
 
 from proxy import request_state as state
 from proxy.config import Upstream
 from proxy.errors import BodyTooLarge, ProxyError, UpstreamTimeout, UpstreamUnreachable
 from proxy.upstream.credentials import Credentials
+from proxy.upstream.headers import add_forwarded_for, passed_on, response_headers
 from proxy.upstream.target import UpstreamTarget
 
 log = logging.getLogger(__name__)
@@ -29,64 +30,6 @@ log = logging.getLogger(__name__)
 # Answers up to this size with a Content-Length are read whole and sent in one write.
 SMALL_BODY_SIZE = 64 * 1024
 _NO_BODY_STATUSES = frozenset({204, 304})
-
-# RFC 9110 §7.6.1 hop-by-hop fields, plus fields the proxy sets itself.
-HOP_BY_HOP = frozenset(
-    {
-        "connection",
-        "keep-alive",
-        "proxy-authenticate",
-        "proxy-authorization",
-        "proxy-connection",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-    }
-)
-REQUEST_FIELDS_SET_BY_PROXY = frozenset(
-    {
-        "host",
-        "authorization",
-        "cookie",
-        "expect",
-        "forwarded",
-        "x-forwarded-proto",
-        "x-forwarded-host",
-    }
-)
-RESPONSE_FIELDS_SET_BY_SERVER = frozenset({"content-length"})
-# The upstream takes these as the proxy's word, so a client's copy never passes: the
-# forwarding headers the proxy does not set, and the identity headers other auth proxies
-# set for the apps behind them (compared in lower case, "_" read as "-").
-UNTRUSTED_FIELDS = frozenset({"forwarded", "x-real-ip"})
-UNTRUSTED_PREFIXES = (
-    "x-forwarded-",  # X-Forwarded-For is rebuilt by _add_forwarded_for
-    "x-auth-request-",
-    "remote-",
-    "x-remote-",
-    "oidc-",
-    "x-webauth-",
-    "x-pomerium-",
-    "cf-access-",
-    "x-goog-authenticated-",
-    "x-ms-client-principal",
-    "x-amzn-oidc-",
-)
-# CGI, WSGI and PHP read "X_Forwarded_For" as "X-Forwarded-For" (CVE-2025-64484).
-_NEVER_WITH_UNDERSCORE = (
-    HOP_BY_HOP | REQUEST_FIELDS_SET_BY_PROXY | {"content-length", "x-request-id"}
-)
-
-
-def client_may_send(name: str) -> bool:
-    canonical = name.lower().replace("_", "-")
-    if canonical in UNTRUSTED_FIELDS or canonical.startswith(UNTRUSTED_PREFIXES):
-        return False
-    return not ("_" in name and canonical in _NEVER_WITH_UNDERSCORE)
-
-
-_DROPPED_RESPONSE_FIELDS = HOP_BY_HOP | RESPONSE_FIELDS_SET_BY_SERVER
 
 
 class Forwarder:
@@ -161,7 +104,7 @@ class Forwarder:
         if _small_body(request, upstream):
             return await self._relay_whole(request, upstream)
         response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
-        response.headers.extend(_response_headers(upstream))
+        response.headers.extend(response_headers(upstream))
         if upstream.content_length is not None:
             response.content_length = upstream.content_length
         await response.prepare(request)
@@ -196,7 +139,7 @@ class Forwarder:
             # Nothing is sent yet, so a short body becomes an honest 502, not a cut.
             raise _upstream_failed(request, timeout=False) from None
         response = web.Response(status=upstream.status, reason=upstream.reason, body=body)
-        response.headers.extend(_response_headers(upstream))
+        response.headers.extend(response_headers(upstream))
         return response
 
     def _request_body(self, request: web.Request) -> _CountedBody | None:
@@ -208,25 +151,14 @@ class Forwarder:
         return _CountedBody(request.content, limit)
 
     def _upstream_headers(self, request: web.Request, credentials: Credentials) -> CIMultiDict[str]:
-        connection_tokens = _connection_tokens(request.headers)
-        headers: CIMultiDict[str] = CIMultiDict()
-        for name, value in request.headers.items():
-            lower = name.lower()
-            if (
-                lower in HOP_BY_HOP
-                or lower in REQUEST_FIELDS_SET_BY_PROXY
-                or lower in connection_tokens
-                or not client_may_send(name)
-            ):
-                continue
-            headers.add(name, value)
+        headers = passed_on(request.headers)
         cookie = self._upstream_cookie(request)
         if cookie:
             headers["Cookie"] = cookie
         headers["Authorization"] = credentials.authorization
         if state.REQUEST_ID in request:
             headers["X-Request-ID"] = request[state.REQUEST_ID]
-        _add_forwarded_for(headers, request)
+        add_forwarded_for(headers, request)
         headers["X-Forwarded-Proto"] = self._forwarded_proto
         headers["X-Forwarded-Host"] = self._forwarded_host
         return headers
@@ -277,31 +209,6 @@ def _small_body(request: web.Request, upstream: aiohttp.ClientResponse) -> bool:
         and request.method != "HEAD"
         and upstream.status not in _NO_BODY_STATUSES
     )
-
-
-def _response_headers(upstream: aiohttp.ClientResponse) -> CIMultiDict[str]:
-    dropped = _DROPPED_RESPONSE_FIELDS | _connection_tokens(upstream.headers)
-    kept: CIMultiDict[str] = CIMultiDict()
-    for name, value in upstream.headers.items():
-        lower = name.lower()
-        # CORS is the proxy's decision: the upstream cannot know which origins the
-        # proxy's cookie or token may be spent from.
-        if lower not in dropped and not lower.startswith("access-control-"):
-            kept.add(name, value)
-    return kept
-
-
-def _connection_tokens(headers: CIMultiDictProxy[str]) -> frozenset[str]:
-    if "Connection" not in headers:
-        return frozenset()
-    values = headers.getall("Connection")
-    return frozenset(t.strip().lower() for v in values for t in v.split(",") if t.strip())
-
-
-def _add_forwarded_for(headers: CIMultiDict[str], request: web.Request) -> None:
-    peer = request.remote or "unknown"
-    previous = ", ".join(request.headers.getall("X-Forwarded-For", ()))
-    headers["X-Forwarded-For"] = f"{previous}, {peer}" if previous else peer
 
 
 def _abort(request: web.Request) -> None:
