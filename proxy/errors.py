@@ -35,6 +35,12 @@ class ProxyError(Exception):
     code = "internal_error"
     message = "internal error"
 
+    def __init_subclass__(cls, status: int | None = None, code: str | None = None) -> None:
+        # Each error names its status and code where it is declared (the tree above).
+        super().__init_subclass__()
+        cls.status = status or cls.status
+        cls.code = code or cls.code
+
     def __init__(self, message: str | None = None) -> None:
         super().__init__(message or self.message)
         if message:
@@ -44,15 +50,11 @@ class ProxyError(Exception):
         return json_error(self.status, self.code, self.message)
 
 
-class BadRequestTarget(ProxyError):
-    status = 400
-    code = "bad_request"
+class BadRequestTarget(ProxyError, status=400, code="bad_request"):
     message = "the request target must be a path"
 
 
-class Unauthenticated(ProxyError):
-    status = 401
-    code = "unauthenticated"
+class Unauthenticated(ProxyError, status=401, code="unauthenticated"):
     message = "no valid session: log in first"
 
     def __init__(self, login_url: str, navigation: bool) -> None:
@@ -74,35 +76,25 @@ class Unauthenticated(ProxyError):
         return response
 
 
-class CrossSiteRefused(ProxyError):
-    status = 403
-    code = "cross_site_request"
+class CrossSiteRefused(ProxyError, status=403, code="cross_site_request"):
     message = "unsafe request from another origin refused (CSRF protection)"
 
 
-class ClientNotAllowed(ProxyError):
-    status = 403
-    code = "client_not_allowed"
+class ClientNotAllowed(ProxyError, status=403, code="client_not_allowed"):
     message = "this client address may not use the proxy"
 
 
-class BodyTooLarge(ProxyError):
-    status = 413
-    code = "body_too_large"
+class BodyTooLarge(ProxyError, status=413, code="body_too_large"):
     message = "the request body exceeds upstream.max_body_size"
 
 
-class UpstreamUnreachable(ProxyError):
-    status = 502
-    code = "bad_gateway"
+class UpstreamUnreachable(ProxyError, status=502, code="bad_gateway"):
     message = "the upstream API could not be reached"
 
 
-class ServiceUnavailable(ProxyError):
+class ServiceUnavailable(ProxyError, status=503, code="service_unavailable"):
     """A peer the proxy needs is away for now: the client may retry after a while."""
 
-    status = 503
-    code = "service_unavailable"
     message = "retry shortly"
     retry_after = 5
 
@@ -112,24 +104,19 @@ class ServiceUnavailable(ProxyError):
         return response
 
 
-class IdPUnavailable(ServiceUnavailable):
-    code = "idp_unavailable"
+class IdPUnavailable(ServiceUnavailable, code="idp_unavailable"):
     message = "the login service cannot renew the session right now; retry shortly"
 
 
-class StoreUnavailable(ServiceUnavailable):
-    code = "session_store_unavailable"
+class StoreUnavailable(ServiceUnavailable, code="session_store_unavailable"):
     message = "sessions cannot be read right now; retry shortly"
 
 
-class ServiceIdentityMissing(ServiceUnavailable):
-    code = "service_identity_missing"
+class ServiceIdentityMissing(ServiceUnavailable, code="service_identity_missing"):
     message = "no usable service identity: an operator must sign in"
 
 
-class UpstreamTimeout(ProxyError):
-    status = 504
-    code = "gateway_timeout"
+class UpstreamTimeout(ProxyError, status=504, code="gateway_timeout"):
     message = "the upstream API did not answer in time"
 
 

@@ -286,16 +286,15 @@ async def test_the_cookie_header_is_parsed_once_per_request(
 ) -> None:
     # A cookie that is present but no session: the authenticator loads it, sees it is
     # present, and expires it (three readers); one parse serves them all.
-    from proxy.session import request_cookies
+    from proxy.session.cookie_chunks import own_cookies as parse
 
     parses: list[int] = []
-    parse = request_cookies.own_cookies
 
     def counted(headers: Any, name: str) -> dict[str, str]:
         parses.append(1)
         return parse(headers, name)
 
-    monkeypatch.setattr(request_cookies, "own_cookies", counted)
+    monkeypatch.setattr("proxy.session.request_cookies.own_cookies", counted)
     client: TestClient[web.Request, web.Application] = await aiohttp_client(
         create_app(config.load(None, OAUTH_ENV))
     )

@@ -8,42 +8,59 @@ import time
 from aiohttp import web
 
 from proxy.auth.browser_session import BrowserSessionAuth, SessionPolicy
+from proxy.auth.origin import OriginPolicy
 from proxy.config import OAuth2Mode
+from proxy.crypto.sealing import KeyRing
 from proxy.login.routes import LoginRoutes
 from proxy.login.session_routes import SessionRoutes, start_browser_session
 from proxy.modes.common import key_ring, login_flows, login_settings, oauth_client
 from proxy.modes.common import origins as origin_policy
-from proxy.modes.parts import ModeContext, ModeParts
+from proxy.modes.parts import ModeContext, ModeParts, Register
 from proxy.modes.session_store import session_store
+from proxy.oauth.client import OAuthClient
 from proxy.refresh.single_flight import Refresher, RefreshPolicy
 from proxy.session.aiohttp_adapter import SessionStorage, with_sessions
+from proxy.session.store import SessionStore
 
 
 def build(context: ModeContext, mode: OAuth2Mode) -> ModeParts:
-    settings = context.settings
-    oauth2, keys, oauth = (
-        settings.auth.oauth2,
-        key_ring(settings),
+    settings, keys = context.settings, key_ring(context.settings)
+    oauth, store, origins = (
         oauth_client(context, mode.client),
+        session_store(context, keys),
+        origin_policy(settings),
     )
-    store = session_store(context, keys)
+    oauth2 = settings.auth.oauth2
     policy = RefreshPolicy(timeout=oauth2.timeout, keep_id_token=oauth2.idp_logout)
-    refresher = Refresher(oauth, policy, store.coordination)
-    origins = origin_policy(settings)
     session = SessionPolicy(settings.public_url, oauth2.path_prefix, oauth2.refresh_skew)
-    login = login_settings(settings, keep_id_token=oauth2.idp_logout)
-    flows = login_flows(settings, keys)
-    with_session = with_sessions(SessionStorage(store.sessions, time.time))
-
-    def routes(router: web.UrlDispatcher) -> None:
-        login_routes = LoginRoutes(oauth, flows, start_browser_session(), login)
-        login_routes.register(router, wrap_callback=with_session)
-        SessionRoutes(oauth, store.sessions, origins, login).register(router, with_session)
-
+    authenticator = BrowserSessionAuth(
+        store.sessions, Refresher(oauth, policy, store.coordination), origins, session
+    )
     return ModeParts(
-        BrowserSessionAuth(store.sessions, refresher, origins, session),
+        authenticator,
         origins,
-        routes=routes,
+        routes=_login_routes(context, keys, oauth, store.sessions, origins),
         lifecycle=store.lifecycle,
         readiness=store.readiness,
     )
+
+
+def _login_routes(
+    context: ModeContext,
+    keys: KeyRing,
+    oauth: OAuthClient,
+    sessions: SessionStore,
+    origins: OriginPolicy,
+) -> Register:
+    """start and callback (a browser session begins there), sign_out and userinfo."""
+    settings = context.settings
+    login = login_settings(settings, keep_id_token=settings.auth.oauth2.idp_logout)
+    login_routes = LoginRoutes(oauth, login_flows(settings, keys), start_browser_session(), login)
+    session_routes = SessionRoutes(oauth, sessions, origins, login)
+    with_session = with_sessions(SessionStorage(sessions, time.time))
+
+    def register(router: web.UrlDispatcher) -> None:
+        login_routes.register(router, wrap_callback=with_session)
+        session_routes.register(router, with_session)
+
+    return register

@@ -30,36 +30,26 @@ from proxy.modes.common import (
     redis_client,
 )
 from proxy.modes.parts import CleanupContext, ModeContext, ModeParts
+from proxy.oauth.client import OAuthClient
 from proxy.refresh.single_flight import Coordination, Refresher, RefreshPolicy
 
 log = logging.getLogger(__name__)
 
 
 def build(context: ModeContext, mode: ServiceMode) -> ModeParts:
-    settings = context.settings
-    oauth2, keys, oauth = (
-        settings.auth.oauth2,
-        key_ring(settings),
-        oauth_client(context, mode.client),
-    )
-    state, coordination, lifecycle = _storage(context, mode, keys)
-    prefix = oauth2.path_prefix
-    policy = IdentityPolicy(
-        mode.allowed_subjects,
-        oauth2.refresh_skew,
-        login_url(settings.public_url, prefix, "/"),
-    )
-    refresher = Refresher(oauth, RefreshPolicy(timeout=oauth2.timeout), coordination)
-    identity = ServiceIdentity(state, refresher, oauth, policy)
+    keys = key_ring(context.settings)
+    oauth = oauth_client(context, mode.client)
+    identity, lifecycle = _identity(context, mode, keys, oauth)
     context.metrics.service_identity.set_function(lambda: identity.usable)
-    origin_policy = origins(settings)
-    guard = headless_guard(settings, origin_policy)
+    origin_policy = origins(context.settings)
+    guard = headless_guard(context.settings, origin_policy)
     login = LoginRoutes(
         oauth,
-        login_flows(settings, keys),
+        login_flows(context.settings, keys),
         operator_sign_in(identity),
-        login_settings(settings, keep_id_token=False),
+        login_settings(context.settings, keep_id_token=False),
     )
+    prefix = context.settings.auth.oauth2.path_prefix
 
     def operator_routes(router: web.UrlDispatcher) -> None:
         register_operator_routes(router, prefix, login, identity, guard)
@@ -70,6 +60,17 @@ def build(context: ModeContext, mode: ServiceMode) -> ModeParts:
         operator_routes=operator_routes,
         lifecycle=(*lifecycle, _kept_fresh(identity)),
     )
+
+
+def _identity(
+    context: ModeContext, mode: ServiceMode, keys: KeyRing, oauth: OAuthClient
+) -> tuple[ServiceIdentity, tuple[CleanupContext, ...]]:
+    settings, oauth2 = context.settings, context.settings.auth.oauth2
+    state, coordination, lifecycle = _storage(context, mode, keys)
+    login = login_url(settings.public_url, oauth2.path_prefix, "/")
+    policy = IdentityPolicy(mode.allowed_subjects, oauth2.refresh_skew, login)
+    refresher = Refresher(oauth, RefreshPolicy(timeout=oauth2.timeout), coordination)
+    return ServiceIdentity(state, refresher, oauth, policy), lifecycle
 
 
 def _storage(
