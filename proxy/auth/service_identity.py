@@ -24,7 +24,7 @@ from typing import Any, Protocol
 
 from proxy.auth.identity_state import IdentityState
 from proxy.clock import Clock
-from proxy.errors import IdPUnavailable, ProxyError
+from proxy.errors import IdPUnavailable, ProxyError, ServiceIdentityMissing
 from proxy.oauth.errors import OAuthError
 from proxy.oauth.tokens import TokenSet, unverified_claim
 from proxy.refresh.single_flight import Refresher, RefreshFailed
@@ -34,12 +34,6 @@ from proxy.upstream.credentials import Credentials
 log = logging.getLogger(__name__)
 
 IDLE_RETRY = 5.0  # seconds between looks for an identity while there is none
-
-
-class ServiceIdentityMissing(ProxyError):
-    status = 503
-    code = "service_identity_missing"
-    message = "no usable service identity: an operator must sign in"
 
 
 class Revoker(Protocol):
