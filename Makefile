@@ -38,7 +38,8 @@ clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
 
 # Benchmark (issue 8): the proxy against the direct path and Apache + mod_auth_openidc,
-# all on loopback, about six minutes; prints the ratios and writes BENCHMARKS.md.
+# all on loopback (cleartext and TLS upstream), about nine minutes; prints the ratios and
+# writes BENCHMARKS.md.
 # `make bench BENCH_ARGS=--quick` for a two-minute smoke run (3 s steps, one round).
 .PHONY: bench
 bench: setup

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shlex
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +29,7 @@ COLUMNS = (
     ("w2", "proxy, 2 workers"),
     ("bare", "bare aiohttp, 1 process"),
     ("bare2", "bare aiohttp, 2 processes"),
+    ("base", "proxy at the baseline, 1 worker"),
 )
 
 
@@ -208,6 +210,8 @@ def render(results: Results, elapsed: float, argv: list[str]) -> str:
     ):
         add(f"| CPU per request (c50), {label} | {fmt_ratio(ratio(cpu(a), cpu(b)))} | |")
     add("")
+    if "base" in t:
+        lines.extend(_baseline_rows(rps, p99, cpu))
 
     # ------------------------------------------------------------------ absolute
     add("## Small GET: absolute figures")
@@ -489,3 +493,32 @@ def to_json(results: Results) -> dict[str, Any]:
             "self_lines": dict(results.profile.self_lines.most_common(50)),
         }
     return data
+
+
+def _baseline_rows(
+    rps: Callable[..., float | None],
+    p99: Callable[[str, str], float | None],
+    cpu: Callable[[str], float | None],
+) -> list[str]:
+    """With ``--baseline``: the proxy against another checkout of itself, in this run."""
+    lines = ["Against the baseline (`--baseline`, another checkout, 1 worker, same session):", ""]
+    lines += ["| ratio (this run) | c50 | c10 |", "|---|---|---|"]
+    for label, a, b in (
+        ("proxy 1 worker / baseline 1 worker", "w1", "base"),
+        ("baseline 1 worker / mod_auth_openidc", "base", "oidc"),
+        ("proxy 1 worker / mod_auth_openidc", "w1", "oidc"),
+    ):
+        lines.append(
+            f"| throughput, {label} | {fmt_ratio(ratio(rps(a), rps(b)))} | "
+            f"{fmt_ratio(ratio(rps(a, 'c10'), rps(b, 'c10')))} |"
+        )
+    lines.append(
+        f"| p99, proxy 1 worker / baseline 1 worker | "
+        f"{fmt_ratio(ratio(p99('w1', 'c50'), p99('base', 'c50')))} | "
+        f"{fmt_ratio(ratio(p99('w1', 'c10'), p99('base', 'c10')))} |"
+    )
+    lines.append(
+        "| CPU per request (c50), proxy 1 worker / baseline 1 worker | "
+        f"{fmt_ratio(ratio(cpu('w1'), cpu('base')))} | |"
+    )
+    return [*lines, ""]

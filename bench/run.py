@@ -68,6 +68,7 @@ RESULTS = ROOT / "bench" / "results"  # raw output of the last run (not committe
 REFRESH_ACCESS_TTL, REFRESH_SKEW, REFRESH_WAIT = 24, 20, 13
 REFRESH_CONCURRENCY = 1000
 COPY_RELAY = "relay, user-space copy (uvloop)"
+BASELINE = "proxy at the baseline, 1 worker"  # --baseline: another checkout
 QUIET_BUSY_PERCENT = 15  # CPU use by others above which the run waits (bounded)
 READY_STARTS = 3  # start the proxy this often; the median start → ready counts
 
@@ -469,6 +470,13 @@ def run(args: argparse.Namespace) -> Results:
         for server in (bare, bare2):
             if fetch(server.url + SMALL_PATH, bare_cookie)[0] != 200:
                 raise RuntimeError("the bare pass-through does not work")
+        if args.baseline is not None:
+            base, _ = peers.start_proxy(
+                load_stack, work, proxy_settings(1, peers.free_port()), "proxy-base", args.baseline
+            )
+            if bearer_via(base.url, proxy_cookie) != bearer:
+                raise RuntimeError("the baseline proxy does not accept the session")
+            targets.append(Target("base", BASELINE, base.url + SMALL_PATH, proxy_cookie, base))
         targets += [
             Target("w1", "proxy, 1 worker", w1.url + SMALL_PATH, proxy_cookie, w1),
             Target("w2", "proxy, 2 workers", w2.url + SMALL_PATH, proxy_cookie, w2),
@@ -542,6 +550,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     parser.add_argument(
         "--max-wait-quiet", type=float, default=60, help="seconds to wait for an idle machine"
+    )
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="another checkout of the proxy (git worktree add DIR REV), measured as one more "
+        "small-GET target, 1 worker: what a change costs, as ratios from the same run",
     )
     parser.add_argument("--output", type=Path, default=ROOT / "BENCHMARKS.md")
     parser.add_argument("--json", type=Path, default=RESULTS / "run.json")
