@@ -140,10 +140,12 @@ def _tail(path: Path, lines: int = 30) -> str:
 # ---------------------------------------------------------------------- nginx upstream
 
 
-def start_nginx(stack: contextlib.ExitStack, work: Path) -> Server:
+def start_nginx(stack: contextlib.ExitStack, work: Path, big_file: bool = True) -> Server:
     """Static upstream: the small JSON on every path, a 1 GiB file under /files/."""
     nginx_dir = work / "nginx"
-    _write_big_file(nginx_dir / "files")
+    if big_file:
+        _write_big_file(nginx_dir / "files")
+    nginx_dir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     config = nginx_dir / "nginx.conf"
     config.write_text(_nginx_config(nginx_dir, f"listen 127.0.0.1:{port} backlog=4096;"))
