@@ -1,6 +1,9 @@
 """The main listener's middlewares, one concern each, composed in ``app.py`` (outermost
 first): observe → refuse faulty framing → errors as JSON → unrouted targets → CORS
-preflight. The observer is ``ops.observe.observer``; CORS is in ``cors.py``."""
+preflight. The observer is ``ops.observe.observer``; CORS is in ``cors.py``.
+
+Not fused: one middleware and one response receiver for all of them saved 0.45 % of the
+instructions per request (791,573 against 795,172; bench/instructions.py, c50)."""
 
 from __future__ import annotations
 
