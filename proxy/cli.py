@@ -19,6 +19,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "generate-key":
         print(keys.generate_key())
         return 0
+    if args.command == "new-client":
+        return _new_client(args.name, args.allow, args.network)
     try:
         settings = config.load(args.config)
     except config.ConfigError as err:
@@ -51,7 +53,34 @@ def _parser() -> argparse.ArgumentParser:
         "end-sessions", help="end every session of one user (Redis store): a stolen cookie dies"
     )
     end.add_argument("subject", help="the user's subject (sub), as /oauth2/userinfo shows it")
+    client = commands.add_parser(
+        "new-client",
+        help="issue an app its own credential for a shared mode: prints the auth.clients "
+        "entry (stdout) and, once, the credential to give the app (stderr)",
+    )
+    client.add_argument("name", help="[a-z0-9-]{1,40}: the app's name in logs and metrics")
+    client.add_argument(
+        "--allow", action="append", default=[], metavar="RULE", help='e.g. "GET /v2/history/**"'
+    )
+    client.add_argument("--network", action="append", default=[], metavar="CIDR")
     return parser
+
+
+def _new_client(name: str, allow: list[str], networks: list[str]) -> int:
+    from proxy.config.client_credentials import ClientProblem, new_client
+
+    try:
+        entry, token_id, token = new_client(name, allow, networks)
+    except ClientProblem as err:
+        print(f"sipgate-auth-proxy: new-client: {err}", file=sys.stderr)
+        return EXIT_CONFIG
+    print(entry, end="")
+    print(
+        f"give the app this credential (shown once, stored nowhere):\n"
+        f"  token_id: {token_id}\n  token:    {token}",
+        file=sys.stderr,
+    )
+    return 0
 
 
 def _end_sessions(settings: config.Settings, subject: str) -> int:

@@ -3,11 +3,16 @@ its HTTP status and a stable machine-readable code (the JSON body's ``error``).
 
     ProxyError                      500  internal_error
     ├── BadRequestTarget            400  bad_request: a target the proxy will not forward
+    ├── MalformedCredentials        400  malformed_credentials: not one Basic or Bearer
     ├── Unauthenticated             401  unauthenticated: no valid session
     │                                    (a browser navigation gets 302 to the login)
+    ├── InvalidClientCredentials    401  invalid_client_credentials: unknown or wrong
     ├── ClientNotAllowed            403  client_not_allowed: outside allowed_client_networks
+    ├── ClientNetworkRefused        403  client_network_refused: outside the client's networks
+    ├── ForbiddenByPolicy           403  forbidden_by_policy: not in the client's allow list
     ├── CrossSiteRefused            403  cross_site_request: unsafe method, foreign origin
     ├── BodyTooLarge                413  body_too_large: above upstream.max_body_size
+    ├── RateLimited                 429  rate_limited: over the client's rate (Retry-After)
     ├── UpstreamUnreachable         502  bad_gateway: refused, reset, TLS or closed early
     ├── ServiceUnavailable          503  (base: every 503 carries Retry-After)
     │   ├── IdPUnavailable               idp_unavailable: the token needs the IdP, it is away
@@ -47,11 +52,55 @@ class ProxyError(Exception):
             self.message = message
 
     def to_response(self) -> web.Response:
-        return json_error(self.status, self.code, self.message)
+        response = json_error(self.status, self.code, self.message)
+        response.headers.update(self.headers())
+        return response
+
+    def headers(self) -> dict[str, str]:
+        """Header fields the answer carries besides the JSON body."""
+        return {}
 
 
 class BadRequestTarget(ProxyError, status=400, code="bad_request"):
     message = "the request target must be a path"
+
+
+class MalformedCredentials(ProxyError, status=400, code="malformed_credentials"):
+    message = "the Authorization header must be one Basic or Bearer credential"
+
+
+class InvalidClientCredentials(ProxyError, status=401, code="invalid_client_credentials"):
+    message = "unknown or wrong client credential"
+
+    def headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": 'Basic realm="sipgate-auth-proxy"'}
+
+
+class ClientNetworkRefused(ProxyError, status=403, code="client_network_refused"):
+    message = "this client credential may not be used from this address"
+
+
+class ForbiddenByPolicy(ProxyError, status=403, code="forbidden_by_policy"):
+    message = "the client may not make this call (auth.clients[].allow)"
+
+    def __init__(self, client: str, method: str, path: str) -> None:
+        super().__init__()
+        self.client, self.method, self.path = client, method, path[:256]
+
+    def to_response(self) -> web.Response:
+        extra = {"client": self.client, "method": self.method[:16], "path": self.path}
+        return json_error(self.status, self.code, self.message, **extra)
+
+
+class RateLimited(ProxyError, status=429, code="rate_limited"):
+    message = "the client is over its rate limit (auth.clients[].rate_limit); retry later"
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__()
+        self.retry_after = retry_after
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
 
 
 class Unauthenticated(ProxyError, status=401, code="unauthenticated"):
@@ -98,10 +147,8 @@ class ServiceUnavailable(ProxyError, status=503, code="service_unavailable"):
     message = "retry shortly"
     retry_after = 5
 
-    def to_response(self) -> web.Response:
-        response = super().to_response()
-        response.headers["Retry-After"] = str(self.retry_after)
-        return response
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
 
 
 class IdPUnavailable(ServiceUnavailable, code="idp_unavailable"):

@@ -20,6 +20,8 @@ UPSTREAM_ERROR = web.RequestKey("upstream_error", str)  # timeout | unreachable
 SESSION_COOKIE_BYTES = web.RequestKey("session_cookie_bytes", int)
 LOGIN_OUTCOME = web.RequestKey("login_outcome", str)
 STORE_ERROR = web.RequestKey("store_error", bool)
+CLIENT = web.RequestKey("client", str)  # the shared modes' app, by its configured name
+POLICY_DENIED = web.RequestKey("policy_denied", str)  # why the app was refused
 # The Set-Cookie lines this request's answer carries, by what they hold ("session",
 # "login_flow"): whatever the answer turns out to be (proxied, streamed, an error page,
 # a redirect), one response hook writes them, once (http/cookies.py).

@@ -107,6 +107,19 @@ class ReferenceMetrics:
             "Requests answered 503 because the session store (Redis) was unavailable.",
             registry=r,
         )
+        self.client_requests = Counter(
+            "sipgate_proxy_client_requests",
+            "Shared modes: requests by client (auth.clients[].name) and HTTP status.",
+            ["client", "status"],
+            registry=r,
+        )
+        self.policy_denied = Counter(
+            "sipgate_proxy_policy_denied",
+            "Shared modes: requests refused by the client gate, by client and reason "
+            "(credentials, network, policy, rate_limit).",
+            ["client", "reason"],
+            registry=r,
+        )
         self.service_identity = Gauge(
             "sipgate_proxy_service_identity_usable",
             "Service mode: 1 while the stored identity can be used, 0 when a sign-in is needed.",

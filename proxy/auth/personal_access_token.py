@@ -6,7 +6,7 @@ import base64
 
 from aiohttp import web
 
-from proxy.auth.headless_clients import HeadlessClientGuard
+from proxy.auth.clients.access import SharedAccess
 from proxy.config import PersonalAccessTokenMode
 from proxy.upstream.credentials import Credentials
 
@@ -17,12 +17,12 @@ def basic_authorization(token_id: str, token: str) -> str:
 
 
 class PersonalAccessTokenAuth:
-    def __init__(self, mode: PersonalAccessTokenMode, guard: HeadlessClientGuard) -> None:
+    def __init__(self, mode: PersonalAccessTokenMode, access: SharedAccess) -> None:
         self._credentials = Credentials(
             basic_authorization(mode.token_id, mode.token.get_secret_value())
         )
-        self._guard = guard
+        self._access = access
 
     async def authenticate(self, request: web.Request) -> Credentials:
-        self._guard.check(request)
+        self._access.check(request)
         return self._credentials

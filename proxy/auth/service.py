@@ -5,16 +5,16 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from proxy.auth.headless_clients import HeadlessClientGuard
+from proxy.auth.clients.access import SharedAccess
 from proxy.auth.service_identity import ServiceIdentity
 from proxy.upstream.credentials import Credentials
 
 
 class ServiceAuth:
-    def __init__(self, identity: ServiceIdentity, guard: HeadlessClientGuard) -> None:
+    def __init__(self, identity: ServiceIdentity, access: SharedAccess) -> None:
         self._identity = identity
-        self._guard = guard
+        self._access = access
 
     async def authenticate(self, request: web.Request) -> Credentials:
-        self._guard.check(request)
+        self._access.check(request)
         return await self._identity.credentials()

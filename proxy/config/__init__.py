@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from proxy.config.checks import cross_checks, upstream_ca_problem
+from proxy.config.clients import all_clients, read_clients_file
 from proxy.config.convert import section
 from proxy.config.modes import (
     CookieStore,
@@ -35,6 +36,7 @@ from proxy.config.problems import ConfigError, Problem, named_source
 from proxy.config.schema import (
     LOOPBACK_NETWORKS,
     Auth,
+    Client,
     Document,
     ForwardAuth,
     IPNetwork,
@@ -43,6 +45,7 @@ from proxy.config.schema import (
     Management,
     OAuth2,
     PersonalAccessToken,
+    RateLimit,
     Server,
     Service,
     Session,
@@ -55,6 +58,7 @@ __all__ = [
     "ENV_PREFIX",
     "LOOPBACK_NETWORKS",
     "Auth",
+    "Client",
     "ConfigError",
     "CookieStore",
     "Document",
@@ -70,6 +74,7 @@ __all__ = [
     "PersonalAccessToken",
     "PersonalAccessTokenMode",
     "Problem",
+    "RateLimit",
     "RedisStore",
     "Secret",
     "Server",
@@ -81,6 +86,7 @@ __all__ = [
     "Upstream",
     "env_name",
     "load",
+    "read_clients_file",
     "upstream_ca_problem",
 ]
 
@@ -91,7 +97,12 @@ def load(path: Path | None, environ: Mapping[str, str] = os.environ) -> Settings
     document = section(Document, raw, (), problems)
     if document is None:
         raise ConfigError([named_source(p, from_env) for p in problems])
-    settings = resolved(document, problems)  # first what is missing, then what is wrong
+    try:
+        clients = all_clients(document.auth)
+    except ConfigError as err:
+        problems += err.problems
+        clients = ()
+    settings = resolved(document, problems, clients)  # what is missing, then what is wrong
     problems += cross_checks(document)
     if problems or settings is None:
         raise ConfigError(problems)

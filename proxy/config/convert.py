@@ -75,8 +75,13 @@ def _field(kind: Any, value: object, key: Key, problems: list[Problem]) -> Any:
         return _value(kind, value, key, problems)
     # Item by item: msgspec would name only the first bad one.
     before = len(problems)
-    items = [_value(item, v, (*key, str(n)), problems) for n, v in enumerate(value)]
+    convert = _value if _section_type(item) is None else _section_item
+    items = [convert(item, v, (*key, str(n)), problems) for n, v in enumerate(value)]
     return _checked(kind, items, key, problems) if len(problems) == before else None
+
+
+def _section_item(kind: Any, value: object, key: Key, problems: list[Problem]) -> Any:
+    return section(kind, value, key, problems)
 
 
 def _value(kind: Any, value: object, key: Key, problems: list[Problem]) -> Any:
@@ -101,7 +106,8 @@ def _checked(kind: Any, value: Any, key: Key, problems: list[Problem]) -> Any:
 
 def _section_type(kind: Any) -> type[Section] | None:
     """The section a field holds (``Listen`` or ``Listen | None``), or None."""
-    for candidate in (kind, *typing.get_args(kind)):
+    union = typing.get_origin(kind) in (UnionType, typing.Union)
+    for candidate in (kind, *(typing.get_args(kind) if union else ())):
         if isinstance(candidate, type) and issubclass(candidate, Section):
             return candidate
     return None

@@ -14,7 +14,7 @@ from typing import TypeVar
 from urllib.parse import urlsplit
 
 from proxy.config.problems import Problem
-from proxy.config.schema import Document, OAuth2, PersonalAccessToken, Service
+from proxy.config.schema import Client, Document, OAuth2, PersonalAccessToken, Service
 from proxy.config.secret import Secret
 from proxy.config.sources import SECRET_FILES, env_name
 
@@ -68,16 +68,20 @@ class Settings(Document, frozen=True, kw_only=True):
 
     mode: Mode
     store: Store
+    # The shared modes' apps: auth.clients and auth.clients_file (config/clients.py).
+    clients: tuple[Client, ...] = ()
 
 
-def resolved(document: Document, problems: list[Problem]) -> Settings | None:
+def resolved(
+    document: Document, problems: list[Problem], clients: tuple[Client, ...] = ()
+) -> Settings | None:
     """The settings with mode and store, or None when ``problems`` says what is missing."""
     store = resolve_store(document, problems)
     mode = resolve_mode(document, store, problems)
     if mode is None or store is None:
         return None
     sections = {name: getattr(document, name) for name in document.__struct_fields__}
-    return Settings(**sections, mode=mode, store=store)
+    return Settings(**sections, mode=mode, store=store, clients=clients)
 
 
 def resolve_store(document: Document, problems: list[Problem]) -> Store | None:

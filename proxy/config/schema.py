@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 import msgspec
 
+from proxy.config.allow_rules import parse_rule
 from proxy.config.origins import is_loopback_host, normalise_origin, secure_prefix, valid_port
 from proxy.config.secret import Secret
 from proxy.crypto.keys import InvalidKey, decode_key
@@ -69,6 +70,12 @@ def _decodable_keys(keys: list[Secret]) -> list[Secret]:
         except InvalidKey as err:
             raise ValueError(f"key #{position + 1}: {err}") from None
     return keys
+
+
+def _allow_rules(rules: list[str]) -> list[str]:
+    for rule in rules:
+        parse_rule(rule)  # raises ValueError naming the rule and its fault
+    return rules
 
 
 def _loopback() -> list[IPNetwork]:
@@ -129,6 +136,22 @@ class Service(Section, frozen=True, kw_only=True):
     state_file: Path | None = None  # without it, session.store: redis keeps the identity
 
 
+class RateLimit(Section, frozen=True, kw_only=True):
+    requests: Annotated[int, msgspec.Meta(ge=1)]
+    per: Positive  # seconds
+
+
+class Client(Section, frozen=True, kw_only=True):
+    """One app's own credential for a shared mode (PAT, service): what it may call."""
+
+    name: Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9-]{1,40}\Z")]
+    token_id: Annotated[str, msgspec.Meta(pattern=r"^token-[A-Za-z0-9]{6}\Z")]
+    token_sha256: Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{64}\Z")]
+    allow: Annotated[list[str], Check(_allow_rules)] = msgspec.field(default_factory=list)
+    networks: list[IPNetwork] | None = None  # None: wherever allowed_client_networks allow
+    rate_limit: RateLimit | None = None
+
+
 class Auth(Section, frozen=True, kw_only=True):
     mode: Literal["oauth2", "personal_access_token", "service"] = "oauth2"
     oauth2: OAuth2 = msgspec.field(default_factory=OAuth2)
@@ -136,6 +159,10 @@ class Auth(Section, frozen=True, kw_only=True):
     service: Service = msgspec.field(default_factory=Service)
     # Headless modes (PAT, service) act as the account for anyone who reaches them.
     allowed_client_networks: list[IPNetwork] = msgspec.field(default_factory=_loopback)
+    # With clients listed, each app presents its own credential (auth/clients/).
+    clients: list[Client] = msgspec.field(default_factory=list)
+    clients_file: Path | None = None  # more clients, same format (a mounted Secret)
+    anonymous: Literal["deny", "allow"] = "deny"  # requests without a client credential
 
 
 class Session(Section, frozen=True, kw_only=True):

@@ -41,24 +41,28 @@ def read(path: Path | None, environ: Mapping[str, str]) -> tuple[dict[str, Any],
 def read_yaml(path: Path | None, problems: list[Problem]) -> dict[str, Any]:
     if path is None:
         return {}
-    import yaml  # imported here: only a config file needs the parser (0.8 MB, 25 ms)
-
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as err:
-        problems.append(Problem("--config", f"cannot read {path}: {err.strerror}"))
-        return {}
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        problems.append(Problem("--config", f"{path} is not valid YAML{where}"))
-        return {}
+    data = read_yaml_value(path, "--config", problems)
     if data is None:
         return {}
     if not isinstance(data, dict):
         problems.append(Problem("--config", f"{path} must hold a mapping of settings"))
         return {}
     return data
+
+
+def read_yaml_value(path: Path, key: str, problems: list[Problem]) -> Any:
+    """The file's YAML document, or None with the problem (under ``key``) added."""
+    import yaml  # imported here: only a config file needs the parser (0.8 MB, 25 ms)
+
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as err:
+        problems.append(Problem(key, f"cannot read {path}: {err.strerror}"))
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        problems.append(Problem(key, f"{path} is not valid YAML{where}"))
+    return None
 
 
 def overlay_environment(

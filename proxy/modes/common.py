@@ -8,6 +8,8 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
+from proxy.auth.clients.access import SharedAccess
+from proxy.auth.clients.gate import ClientGate, known
 from proxy.auth.headless_clients import (
     LOOPBACK_NAMES,
     ClientNetworks,
@@ -32,6 +34,14 @@ def headless_guard(settings: Settings, origin_policy: OriginPolicy) -> HeadlessC
     networks = ClientNetworks(settings.auth.allowed_client_networks)
     trusted = {host_name(urlsplit(settings.public_url).netloc), settings.listen.host.lower()}
     return HeadlessClientGuard(networks, origin_policy, frozenset(LOOPBACK_NAMES | trusted))
+
+
+def shared_access(settings: Settings, guard: HeadlessClientGuard) -> SharedAccess:
+    """The guard and, with clients listed, the gate every shared-mode request passes."""
+    if not settings.clients:
+        return SharedAccess(guard, None)  # as before clients existed: networks only
+    known_clients = [known(client) for client in settings.clients]
+    return SharedAccess(guard, ClientGate(known_clients, settings.auth.anonymous == "allow"))
 
 
 def oauth_client(context: ModeContext, client: OAuth2Client) -> OAuthClient:

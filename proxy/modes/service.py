@@ -28,6 +28,7 @@ from proxy.modes.common import (
     oauth_client,
     origins,
     redis_client,
+    shared_access,
 )
 from proxy.modes.parts import CleanupContext, ModeContext, ModeParts
 from proxy.oauth.client import OAuthClient
@@ -55,7 +56,7 @@ def build(context: ModeContext, mode: ServiceMode) -> ModeParts:
         register_operator_routes(router, prefix, login, identity, guard)
 
     return ModeParts(
-        ServiceAuth(identity, guard),
+        ServiceAuth(identity, shared_access(context.settings, guard)),
         origin_policy,
         operator_routes=operator_routes,
         lifecycle=(*lifecycle, _kept_fresh(identity)),

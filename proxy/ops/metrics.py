@@ -29,6 +29,7 @@ class Metrics:
         self.registry = CollectorRegistry()
         self._declare_traffic()
         self._declare_sessions()
+        self._declare_clients()
         self._declare_state()
         # The two children every request touches, looked up once per (route, status).
         self._children: dict[tuple[str, int], tuple[Counter, Histogram]] = {}
@@ -77,6 +78,20 @@ class Metrics:
         self.store_errors = self._counter(
             "sipgate_proxy_store_errors",
             "Requests answered 503 because the session store (Redis) was unavailable.",
+        )
+
+    def _declare_clients(self) -> None:
+        # client: a name from auth.clients (or "unknown" for a refused credential)
+        self.client_requests = self._counter(
+            "sipgate_proxy_client_requests",
+            "Shared modes: requests by client (auth.clients[].name) and HTTP status.",
+            ["client", "status"],
+        )
+        self.policy_denied = self._counter(
+            "sipgate_proxy_policy_denied",
+            "Shared modes: requests refused by the client gate, by client and reason "
+            "(credentials, network, policy, rate_limit).",
+            ["client", "reason"],
         )
 
     def _declare_state(self) -> None:

@@ -41,12 +41,16 @@ _RARE_DETAILS = frozenset(
         state.STORE_ERROR,
         state.UPSTREAM_401_RETRIED,
         state.SESSION_COOKIE_BYTES,
+        state.CLIENT,
+        state.POLICY_DENIED,
     }
 )
 _LOGGED = (
     (state.UPSTREAM_STATUS, "upstream_status"),
     (state.REFRESH_OUTCOME, "refresh"),
     (state.LOGIN_OUTCOME, "login"),
+    (state.CLIENT, "client"),
+    (state.POLICY_DENIED, "denied"),
 )
 
 
@@ -105,6 +109,7 @@ def _record(request: web.Request, metrics: Metrics, status: int, seconds: float)
     # are Mapping's generic versions, which raise and catch a KeyError for each absent key.
     noted = set(request)
     _count_details(request, noted, metrics)
+    _count_client(request, noted, metrics, status)
     if not log.isEnabledFor(logging.INFO):
         return  # build no log fields nobody will read
     fields: dict[str, object] = {
@@ -136,6 +141,14 @@ def route_class(request: web.Request) -> str:
 @functools.cache  # route names are the app's own: a bounded set
 def _route_class(name: str | None) -> str:
     return name.split(":", 1)[0] if name else "proxy"
+
+
+def _count_client(request: web.Request, noted: Noted, metrics: Metrics, status: int) -> None:
+    client = request[state.CLIENT] if state.CLIENT in noted else None
+    if client is not None:
+        metrics.client_requests.labels(client, str(status)).inc()
+    if state.POLICY_DENIED in noted:
+        metrics.policy_denied.labels(client or "unknown", request[state.POLICY_DENIED]).inc()
 
 
 def _count_details(request: web.Request, noted: Noted, metrics: Metrics) -> None:

@@ -202,8 +202,21 @@ async def cors(request: web.Request) -> web.Response:
     return response
 
 
+# Every request that reached the double, as "METHOD raw_path": what a refusal never sends.
+RECEIVED = web.AppKey("received", list[str])
+
+
+@web.middleware
+async def note_received(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    request.app[RECEIVED].append(f"{request.method} {request.raw_path}")
+    return await handler(request)
+
+
 def create_upstream_app(jwks_url: str | None = None) -> web.Application:
-    app = web.Application(client_max_size=1024**4)
+    app = web.Application(client_max_size=1024**4, middlewares=[note_received])
+    app[RECEIVED] = []
     if jwks_url:
         verifier = BearerVerifier(jwks_url)
         app[VERIFIER] = verifier

@@ -1,0 +1,102 @@
+"""The shared modes' gate: which app this is, and whether it may make this call.
+
+Decisions, in this order, each a JSON error that never reaches sipgate:
+malformed Authorization → 400; no, unknown or wrong credential → 401 (without any:
+``auth.anonymous: allow`` lets it pass, as before clients existed); outside the client's
+``networks`` → 403; method and path not in its ``allow`` list (or a path in a spelling
+with two readings, ``paths.py``) → 403 ``forbidden_by_policy``; over its rate → 429.
+
+The token is compared as its SHA-256 against every client's, in constant time and
+without stopping early: an unknown token id costs the same as a wrong token.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from proxy import request_state as state
+from proxy.auth.clients.credentials import Presented, presented_credential
+from proxy.auth.clients.paths import canonical_segments
+from proxy.auth.clients.rate_limit import TokenBucket
+from proxy.auth.headless_clients import ClientNetworks
+from proxy.clock import Clock
+from proxy.config import Client
+from proxy.config.allow_rules import AllowRule, parse_rule
+from proxy.errors import (
+    ClientNetworkRefused,
+    ForbiddenByPolicy,
+    InvalidClientCredentials,
+    RateLimited,
+)
+from proxy.upstream.target import path_and_query
+
+
+@dataclass(frozen=True)
+class KnownClient:
+    name: str
+    token_id: bytes
+    token_digest: bytes  # SHA-256 of the token; the token itself is never kept
+    rules: tuple[AllowRule, ...]
+    networks: ClientNetworks | None
+    bucket: TokenBucket | None
+
+
+def known(client: Client, clock: Clock = time.monotonic) -> KnownClient:
+    limit = client.rate_limit
+    return KnownClient(
+        client.name,
+        client.token_id.encode(),
+        bytes.fromhex(client.token_sha256),
+        tuple(parse_rule(rule) for rule in client.allow),
+        ClientNetworks(client.networks) if client.networks is not None else None,
+        TokenBucket(limit.requests, limit.per, clock) if limit is not None else None,
+    )
+
+
+class ClientGate:
+    def __init__(self, clients: Sequence[KnownClient], anonymous: bool) -> None:
+        self._clients = tuple(clients)
+        self._anonymous = anonymous  # auth.anonymous: allow
+
+    def admit(self, request: web.Request) -> None:
+        """Raises the first decision that refuses the request; notes the client."""
+        presented = presented_credential(request)
+        if presented is None and self._anonymous:
+            return
+        client = self._identify(presented) if presented is not None else None
+        if client is None:
+            request[state.POLICY_DENIED] = "credentials"
+            raise InvalidClientCredentials()
+        request[state.CLIENT] = client.name
+        self._check(request, client)
+
+    def _identify(self, presented: Presented) -> KnownClient | None:
+        digest = hashlib.sha256(presented.token.encode("utf-8", "replace")).digest()
+        wanted_id = (presented.token_id or "").encode("utf-8", "replace")
+        found = None
+        for client in self._clients:  # every one, whatever matched: constant time
+            same_token = hmac.compare_digest(digest, client.token_digest)
+            same_id = presented.token_id is None or hmac.compare_digest(wanted_id, client.token_id)
+            if same_token and same_id:
+                found = client
+        return found
+
+    def _check(self, request: web.Request, client: KnownClient) -> None:
+        if client.networks is not None and not client.networks.allows(request.remote):
+            request[state.POLICY_DENIED] = "network"
+            raise ClientNetworkRefused()
+        path = path_and_query(request.raw_path)
+        segments = canonical_segments(path)
+        if segments is None or not any(r.allows(request.method, segments) for r in client.rules):
+            request[state.POLICY_DENIED] = "policy"
+            raise ForbiddenByPolicy(client.name, request.method, path.split("?", 1)[0])
+        wait = client.bucket.take() if client.bucket is not None else None
+        if wait is not None:
+            request[state.POLICY_DENIED] = "rate_limit"
+            raise RateLimited(wait)

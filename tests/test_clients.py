@@ -1,0 +1,373 @@
+"""Client credentials and least privilege for the shared modes (issue 15): each app its
+own PAT-shaped credential and only the calls it needs; the real PAT never leaves."""
+
+from __future__ import annotations
+
+import base64
+import json
+import posixpath
+import uuid
+from typing import Any
+from urllib.parse import unquote
+
+import aiohttp
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+from hypothesis import given
+from hypothesis import strategies as st
+
+from proxy import config
+from proxy.auth.clients.paths import canonical_segments
+from proxy.auth.clients.rate_limit import TokenBucket
+from proxy.config.allow_rules import parse_rule
+from proxy.config.client_credentials import new_client, token_sha256
+from tests.conftest import PAT_ENV, ProxyFactory
+from tests.support.upstream import RECEIVED
+
+READER_ID, READER_TOKEN = "token-Rd0nly", str(uuid.uuid4())
+SENDER_ID, SENDER_TOKEN = "token-Sms001", str(uuid.uuid4())
+REAL_PAT = PAT_ENV["SIPGATE_PROXY_AUTH__PERSONAL_ACCESS_TOKEN__TOKEN"]
+
+
+def client(name: str, token_id: str, token: str, allow: list[str], **extra: Any) -> dict[str, Any]:
+    entry = {"name": name, "token_id": token_id, "token_sha256": token_sha256(token)}
+    return entry | {"allow": allow} | extra
+
+
+READER = client("reader", READER_ID, READER_TOKEN, ["GET,HEAD /v2/history/**", "GET /v2/account"])
+SENDER = client(
+    "sender",
+    SENDER_ID,
+    SENDER_TOKEN,
+    ["POST /v2/sessions/sms"],
+    rate_limit={"requests": 3, "per": 60},
+)
+
+
+def basic(token_id: str, token: str) -> dict[str, str]:
+    raw = base64.b64encode(f"{token_id}:{token}".encode()).decode()
+    return {"Authorization": f"Basic {raw}"}
+
+
+def clients_env(*clients: dict[str, Any], **auth: str) -> dict[str, str]:
+    env = {"SIPGATE_PROXY_AUTH__CLIENTS": json.dumps(list(clients))}
+    return env | {f"SIPGATE_PROXY_AUTH__{k.upper()}": v for k, v in auth.items()}
+
+
+async def call(
+    proxy: TestServer, method: str, path: str, headers: dict[str, str] | None = None
+) -> tuple[int, dict[str, Any], dict[str, str]]:
+    async with aiohttp.ClientSession() as session:
+        async with session.request(
+            method, str(proxy.make_url("")).rstrip("/") + path, headers=headers or {}
+        ) as resp:
+            body = await resp.json(content_type=None)
+            return resp.status, body, dict(resp.headers)
+
+
+def received(upstream: TestServer) -> list[str]:
+    app: web.Application = upstream.app
+    seen: list[str] = app[RECEIVED]
+    return seen.copy()
+
+
+# --- the rules and the canonical path --------------------------------------------------------
+
+
+def test_rules_match_one_segment_or_the_rest() -> None:
+    rule = parse_rule("GET,HEAD /v2/history/**")
+    assert rule.allows("GET", ("v2", "history", "h1"))
+    assert rule.allows("HEAD", ("v2", "history", "h1", "x"))
+    assert not rule.allows("GET", ("v2", "history"))  # ** is one segment or more
+    assert not rule.allows("get", ("v2", "history", "h1"))  # methods are case-sensitive
+    assert not rule.allows("POST", ("v2", "history", "h1"))
+    one = parse_rule("GET /v2/*/balance")
+    assert one.allows("GET", ("v2", "w0", "balance"))
+    assert not one.allows("GET", ("v2", "w0", "x", "balance"))
+    exact = parse_rule("GET /v2/account")
+    assert not exact.allows("GET", ("v2", "account", "extra"))  # an extra segment
+
+
+@pytest.mark.parametrize(
+    "rule", ["GET", "/v2/x", "get /v2/x", "GET v2/x", "GET /v2/**/x", "GET /v2/a b", "GET,/x"]
+)
+def test_malformed_rules_are_refused(rule: str) -> None:
+    with pytest.raises(ValueError, match=r"'"):
+        parse_rule(rule)
+
+
+# Spellings of refused paths: none may be read as an allowed one by any reader.
+REFUSED_SPELLINGS = [
+    "/v2/history/../sessions/sms",
+    "/v2/history/%2e%2e/sessions/sms",
+    "/v2/history/%2E%2E/sessions/sms",
+    "/v2/history/.%2e/sessions/sms",
+    "/v2/history/%2e./sessions/sms",
+    "/v2/history/..%2fsessions/sms",
+    "/v2/history/..%2Fsessions/sms",
+    "/v2/history%2f..%2fsessions/sms",
+    "/v2/history/%252e%252e/sessions/sms",
+    "/v2/history/%25252e/sessions/sms",
+    "/v2/history/..\\sessions/sms",
+    "/v2/history/..%5csessions/sms",
+    "/v2/history/..%5Csessions/sms",
+    "/v2/history\\..\\sessions\\sms",
+    "/v2/history/./../sessions/sms",
+    "/v2/./history/../sessions/sms",
+    "/v2/history//../sessions/sms",
+    "//v2/history/../sessions/sms",
+    "/v2//history/x",
+    "/v2/history/x/",
+    "/v2/history/./x",
+    "/v2/history/.",
+    "/v2/history/..",
+    "/v2/history/%2e",
+    "/v2/history/x%2f..%2f..%2fsessions%2fsms",
+    "/v2/history/x%00",
+    "/v2/history/\x00x",
+    "/v2/history/x\ty",
+    "/v2/history/x y",
+    "/v2/history/\u2025/sessions/sms",
+    "/v2/history/\uff0e\uff0e/sessions/sms",
+    "/v2/history/%c0%ae%c0%ae/sessions/sms",
+    "/v2/account/..",
+    "/v2/account/.",
+    "/v2/account%2f",
+    "/v2/sessions/sms",
+    "/v2/account/extra",
+]
+
+
+@pytest.mark.parametrize("path", REFUSED_SPELLINGS)
+def test_no_spelling_of_a_refused_path_is_allowed(path: str) -> None:
+    reader = [parse_rule(r) for r in READER["allow"]]
+    segments = canonical_segments(path)
+    assert segments is None or not any(r.allows("GET", segments) for r in reader), path
+
+
+_SEGMENT_PIECES = st.sampled_from(
+    ["v2", "history", "account", ".", "..", "", "%2e", "%2E", "%2f", "%5c", "%25", "x", "%41", "\\"]
+)
+
+
+@given(st.lists(st.lists(_SEGMENT_PIECES, max_size=3).map("".join), max_size=6))
+def test_an_accepted_path_reads_the_same_to_every_reader(segments: list[str]) -> None:
+    path = "/" + "/".join(segments)
+    accepted = canonical_segments(path)
+    if accepted is None:
+        return
+    decoded = unquote(unquote(path))
+    # Decoding (even twice) adds no separator and no dot segment: what the rules saw
+    # is what a decoding, normalising upstream sees.
+    assert "\\" not in decoded
+    assert decoded.count("/") == path.count("/")
+    assert posixpath.normpath(decoded) == decoded
+    assert tuple(decoded[1:].split("/")) == tuple(unquote(unquote(s)) for s in accepted)
+
+
+def test_token_bucket_lets_a_burst_pass_then_says_when() -> None:
+    now = [0.0]
+    bucket = TokenBucket(3, 60, clock=lambda: now[0])
+    assert [bucket.take() for _ in range(3)] == [None, None, None]
+    assert bucket.take() == 20  # one token every 20 s
+    now[0] = 20.0
+    assert bucket.take() is None
+
+
+# --- configuration ---------------------------------------------------------------------------
+
+
+def test_clients_load_and_bad_entries_are_named() -> None:
+    env = {**PAT_ENV, **clients_env(READER, SENDER)}
+    settings = config.load(None, env)
+    assert [c.name for c in settings.clients] == ["reader", "sender"]
+    bad = dict(READER, token_id="tok-1", allow=["get /x"])
+    with pytest.raises(config.ConfigError) as err:
+        config.load(None, {**PAT_ENV, **clients_env(bad, dict(READER, name="reader"))})
+    text = "\n".join(str(p) for p in err.value.problems)
+    assert "auth.clients.0.token_id" in text
+    assert "auth.clients.0.allow" in text
+    assert READER_TOKEN not in text
+
+
+def test_two_clients_with_one_name_or_id_are_refused() -> None:
+    twin = dict(SENDER, name="reader")
+    with pytest.raises(config.ConfigError) as err:
+        config.load(None, {**PAT_ENV, **clients_env(READER, twin)})
+    assert "two clients share the name 'reader'" in str(err.value.problems[0])
+
+
+def test_clients_come_from_a_file_too(tmp_path: Any) -> None:
+    path = tmp_path / "clients.yaml"
+    path.write_text(json.dumps({"clients": [SENDER]}))
+    env = {**PAT_ENV, **clients_env(READER), "SIPGATE_PROXY_AUTH__CLIENTS_FILE": str(path)}
+    assert [c.name for c in config.load(None, env).clients] == ["reader", "sender"]
+    path.write_text("- name: Not A Name\n")
+    with pytest.raises(config.ConfigError) as err:
+        config.load(None, env)
+    assert "auth.clients_file.0.name" in str(err.value.problems[0])
+
+
+def test_new_client_prints_an_entry_that_loads(tmp_path: Any) -> None:
+    entry, token_id, token = new_client("billing", ["GET /v2/history/**"], ["10.1.0.0/16"])
+    assert token_id.startswith("token-")
+    assert len(token_id) == 12
+    assert uuid.UUID(token).version == 4
+    assert token not in entry
+    assert token_sha256(token) in entry
+    path = tmp_path / "clients.yaml"
+    path.write_text(entry)
+    env = {**PAT_ENV, "SIPGATE_PROXY_AUTH__CLIENTS_FILE": str(path)}
+    (loaded,) = config.load(None, env).clients
+    assert loaded.name == "billing"
+    assert loaded.allow == ["GET /v2/history/**"]
+
+
+# --- through the proxy, against the upstream double --------------------------------------------
+
+
+async def test_a_client_credential_becomes_the_real_pat(
+    make_proxy: ProxyFactory, upstream: TestServer
+) -> None:
+    proxy = await make_proxy(clients_env(READER))
+    status, echoed, _ = await call(proxy, "GET", "/v2/history/h1", basic(READER_ID, READER_TOKEN))
+    assert status == 200
+    sent = [v for k, v in echoed["headers"] if k.lower() == "authorization"]
+    real = base64.b64encode(
+        f"{PAT_ENV['SIPGATE_PROXY_AUTH__PERSONAL_ACCESS_TOKEN__TOKEN_ID']}:{REAL_PAT}".encode()
+    )
+    assert sent == [f"Basic {real.decode()}"]  # the client's own never reaches sipgate
+    status, _, _ = await call(
+        proxy, "GET", "/v2/account", {"Authorization": f"Bearer {READER_TOKEN}"}
+    )
+    assert status == 200  # Bearer with the same token
+
+
+async def test_a_read_only_client_cannot_send_sms(
+    make_proxy: ProxyFactory, upstream: TestServer
+) -> None:
+    proxy = await make_proxy(clients_env(READER))
+    status, body, _ = await call(proxy, "POST", "/v2/sessions/sms", basic(READER_ID, READER_TOKEN))
+    assert status == 403
+    assert body == {
+        "error": "forbidden_by_policy",
+        "message": body["message"],
+        "client": "reader",
+        "method": "POST",
+        "path": "/v2/sessions/sms",
+    }
+    for spelling in (
+        "/v2/history/../sessions/sms",
+        "/v2/history/%2e%2e/sessions/sms",
+        "/v2/account/x",
+    ):
+        status, body, _ = await call(proxy, "GET", spelling, basic(READER_ID, READER_TOKEN))
+        assert (status, body["error"]) == (403, "forbidden_by_policy"), spelling
+    assert received(upstream) == []  # nothing was forwarded
+
+
+@pytest.mark.parametrize(
+    ("headers", "status", "error"),
+    [
+        ({}, 401, "invalid_client_credentials"),
+        (basic("token-Unknwn", READER_TOKEN), 401, "invalid_client_credentials"),
+        (basic(READER_ID, str(uuid.uuid4())), 401, "invalid_client_credentials"),
+        (basic(SENDER_ID, READER_TOKEN), 401, "invalid_client_credentials"),  # another's id
+        ({"Authorization": "Basic not-base64!"}, 400, "malformed_credentials"),
+        (
+            {"Authorization": "Basic " + base64.b64encode(b"no-colon").decode()},
+            400,
+            "malformed_credentials",
+        ),
+        ({"Authorization": "Digest x"}, 400, "malformed_credentials"),
+    ],
+)
+async def test_bad_credentials_are_refused_and_nothing_is_forwarded(
+    make_proxy: ProxyFactory,
+    upstream: TestServer,
+    headers: dict[str, str],
+    status: int,
+    error: str,
+) -> None:
+    proxy = await make_proxy(clients_env(READER, SENDER))
+    got, body, answer_headers = await call(proxy, "GET", "/v2/account", headers)
+    assert (got, body["error"]) == (status, error)
+    if status == 401:
+        assert answer_headers["WWW-Authenticate"].startswith("Basic")
+    assert REAL_PAT not in json.dumps(body)
+    assert received(upstream) == []
+
+
+async def test_two_authorization_headers_are_malformed(
+    make_proxy: ProxyFactory, upstream: TestServer
+) -> None:
+    proxy = await make_proxy(clients_env(READER))
+    async with aiohttp.ClientSession() as session:
+        headers = [("Authorization", basic(READER_ID, READER_TOKEN)["Authorization"])] * 2
+        async with session.get(proxy.make_url("/v2/account"), headers=headers) as resp:
+            assert resp.status == 400
+            assert (await resp.json())["error"] == "malformed_credentials"
+    assert received(upstream) == []
+
+
+async def test_the_right_credential_from_the_wrong_network_is_403(
+    make_proxy: ProxyFactory, upstream: TestServer
+) -> None:
+    fenced = dict(READER, networks=["127.0.0.1/32"])
+    proxy = await make_proxy(clients_env(fenced))
+    connector = aiohttp.TCPConnector(local_addr=("127.0.0.2", 0))
+    async with aiohttp.ClientSession(connector=connector) as session:
+        async with session.get(
+            proxy.make_url("/v2/account"), headers=basic(READER_ID, READER_TOKEN)
+        ) as resp:
+            assert resp.status == 403
+            assert (await resp.json())["error"] == "client_network_refused"
+    assert received(upstream) == []
+    status, _, _ = await call(proxy, "GET", "/v2/account", basic(READER_ID, READER_TOKEN))
+    assert status == 200  # from 127.0.0.1
+
+
+async def test_over_the_rate_exactly_one_429_with_retry_after(
+    make_proxy: ProxyFactory, upstream: TestServer
+) -> None:
+    proxy = await make_proxy(clients_env(SENDER))
+    answers = [
+        await call(proxy, "POST", "/v2/sessions/sms", basic(SENDER_ID, SENDER_TOKEN))
+        for _ in range(4)
+    ]
+    assert [status for status, _, _ in answers] == [200, 200, 200, 429]
+    assert answers[3][1]["error"] == "rate_limited"
+    assert int(answers[3][2]["Retry-After"]) == 20
+    assert len(received(upstream)) == 3
+
+
+async def test_anonymous_allow_keeps_the_old_behaviour_for_requests_without_one(
+    make_proxy: ProxyFactory,
+) -> None:
+    proxy = await make_proxy(clients_env(READER, anonymous="allow"))
+    status, _, _ = await call(proxy, "POST", "/v2/sessions/sms")
+    assert status == 200  # networks only, as before clients existed
+    status, _, _ = await call(proxy, "POST", "/v2/sessions/sms", basic(READER_ID, READER_TOKEN))
+    assert status == 403  # a client is still held to its rules
+
+
+async def test_metrics_and_log_name_the_client(
+    make_proxy: ProxyFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    proxy = await make_proxy(clients_env(READER))
+    caplog.set_level("INFO", logger="proxy.access")
+    await call(proxy, "GET", "/v2/account", basic(READER_ID, READER_TOKEN))
+    await call(proxy, "POST", "/v2/sessions/sms", basic(READER_ID, READER_TOKEN))
+    await call(proxy, "GET", "/v2/account", basic(READER_ID, "wrong"))
+    async with aiohttp.ClientSession() as session:
+        async with session.get(proxy.make_url("/metrics")) as resp:
+            text = await resp.text()
+    assert 'sipgate_proxy_client_requests_total{client="reader",status="200"} 1.0' in text
+    assert 'sipgate_proxy_policy_denied_total{client="reader",reason="policy"} 1.0' in text
+    assert 'sipgate_proxy_policy_denied_total{client="unknown",reason="credentials"} 1.0' in text
+    clients = [getattr(r, "client", None) for r in caplog.records if r.name == "proxy.access"]
+    assert clients[:2] == ["reader", "reader"]
+    logged = "\n".join(r.getMessage() + json.dumps(r.__dict__, default=str) for r in caplog.records)
+    assert READER_TOKEN not in logged
+    assert REAL_PAT not in logged
