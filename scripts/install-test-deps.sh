@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install the real peers the test suite talks to: Chromium (browser tests), nginx
-# (auth_request in front of the proxy), redis-server (the Redis store) and the
-# oidc-provider IdP's node modules. Safe to run again: it only installs what is missing.
+# (auth_request in front of the proxy), redis-server (the Redis store), the
+# oidc-provider IdP's node modules and sipgate's Node.js library (tests/sipgateio).
+# Safe to run again: it only installs what is missing.
 # Debian packages need root (or sudo).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,8 +21,10 @@ if [ "$node_major" -lt 20 ]; then
   echo "Node.js >= 20 is needed for the test IdP (found: ${node_major})" >&2
   exit 1
 fi
-stamp=tests/idp/node_modules/.installed-from-lock
-if [ ! -f "$stamp" ] || [ tests/idp/package-lock.json -nt "$stamp" ]; then
-  npm ci --prefix tests/idp --no-audit --no-fund --loglevel=error
-  touch "$stamp"
-fi
+for package in tests/idp tests/sipgateio; do
+  stamp=$package/node_modules/.installed-from-lock
+  if [ ! -f "$stamp" ] || [ $package/package-lock.json -nt "$stamp" ]; then
+    npm ci --prefix $package --no-audit --no-fund --loglevel=error
+    touch "$stamp"
+  fi
+done

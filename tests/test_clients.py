@@ -3,10 +3,13 @@ own PAT-shaped credential and only the calls it needs; the real PAT never leaves
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
+import os
 import posixpath
 import uuid
+from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
@@ -22,7 +25,8 @@ from proxy.auth.clients.paths import canonical_segments
 from proxy.auth.clients.rate_limit import TokenBucket
 from proxy.config.allow_rules import parse_rule
 from proxy.config.client_credentials import new_client, token_sha256
-from tests.conftest import PAT_ENV, ProxyFactory
+from tests.conftest import PAT_ENV, ProxyFactory, require
+from tests.support.idp import find_node
 from tests.support.upstream import RECEIVED
 
 READER_ID, READER_TOKEN = "token-Rd0nly", str(uuid.uuid4())
@@ -371,3 +375,50 @@ async def test_metrics_and_log_name_the_client(
     logged = "\n".join(r.getMessage() + json.dumps(r.__dict__, default=str) for r in caplog.records)
     assert READER_TOKEN not in logged
     assert REAL_PAT not in logged
+
+
+# --- sipgate's own Node.js library, with a proxy-issued credential in place of a PAT ---------
+
+SIPGATEIO = Path(__file__).parent / "sipgateio"
+USERINFO = client("legacy-app", READER_ID, READER_TOKEN, ["GET /v2/authorization/userinfo"])
+USERINFO["allow"] += ["GET /v2/history"]
+
+
+async def sipgateio(proxy: TestServer, action: str, token_id: str, token: str) -> dict[str, Any]:
+    node = find_node()
+    require(node is not None, "node is not installed")
+    require((SIPGATEIO / "node_modules" / "sipgateio").is_dir(), "run scripts/install-test-deps.sh")
+    assert node is not None
+    kept = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}  # no HTTP_PROXY
+    env = kept | {"SIPGATE_BASE": f"{str(proxy.make_url('')).rstrip('/')}/v2"}
+    process = await asyncio.create_subprocess_exec(
+        node,
+        str(SIPGATEIO / "client.js"),
+        action,
+        env=env | {"TOKEN_ID": token_id, "TOKEN": token},
+        stdout=asyncio.subprocess.PIPE,
+    )
+    out, _ = await asyncio.wait_for(process.communicate(), 60)
+    result: dict[str, Any] = json.loads(out)
+    return result
+
+
+async def test_sipgateio_with_a_client_credential_works_and_sipgate_sees_the_pat(
+    make_proxy: ProxyFactory, upstream: TestServer
+) -> None:
+    proxy = await make_proxy(clients_env(USERINFO, SENDER))
+    read = await sipgateio(proxy, "read", READER_ID, READER_TOKEN)
+    assert read["ok"], read
+    seen = [v for k, v in read["echoed"]["headers"] if k.lower() == "authorization"]
+    token_id = PAT_ENV["SIPGATE_PROXY_AUTH__PERSONAL_ACCESS_TOKEN__TOKEN_ID"]
+    assert seen == ["Basic " + base64.b64encode(f"{token_id}:{REAL_PAT}".encode()).decode()]
+    assert read["echoed"]["raw_path"] == "/v2/history?limit=2"
+    assert READER_TOKEN not in json.dumps(read["echoed"])  # the app's own stays here
+    # The read-only app cannot send an SMS: the library sees 403, sipgate sees nothing.
+    refused = await sipgateio(proxy, "sms", READER_ID, READER_TOKEN)
+    # (sipgateio words every 403 of the SMS call as "Invalid SMS extension")
+    assert refused == {"ok": False, "error": "Invalid SMS extension"}
+    assert "POST /v2/sessions/sms" not in received(upstream)
+    sent = await sipgateio(proxy, "sms", SENDER_ID, SENDER_TOKEN)
+    assert sent == {"ok": True}
+    assert received(upstream).count("POST /v2/sessions/sms") == 1
