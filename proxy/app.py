@@ -27,6 +27,7 @@ METRICS = web.AppKey("metrics", Metrics)
 HEALTH = web.AppKey("health", Health)
 # What the management listener serves besides probes and /metrics.
 MANAGEMENT_ROUTES = web.AppKey("management_routes", list[Callable[[web.UrlDispatcher], None]])
+RELOAD = web.AppKey("reload", tuple[Callable[[], None], ...])  # what SIGHUP runs
 
 
 def create_app(settings: Settings, workers_dir: Path | None = None) -> web.Application:
@@ -47,6 +48,7 @@ def create_app(settings: Settings, workers_dir: Path | None = None) -> web.Appli
     )
     app[CLIENTS], app[METRICS], app[HEALTH] = clients, metrics, health
     app[MANAGEMENT_ROUTES] = _management_routes(settings, mode)
+    app[RELOAD] = mode.reload
     app.cleanup_ctx.extend((open_clients(settings, clients), *mode.lifecycle))
     _routes(app.router, settings, mode, health)
     app.router.add_route("*", "/{tail:.*}", proxy)

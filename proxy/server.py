@@ -13,17 +13,19 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import os
 import shutil
 import signal
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import msgspec
 from aiohttp import web
 
-from proxy.app import CLIENTS, create_app, create_management_app
+from proxy.app import CLIENTS, RELOAD, create_app, create_management_app
 from proxy.config import CookieStore, OAuth2Mode, Secret, Settings
 from proxy.crypto.keys import generate_key
 from proxy.ops import log as log_setup
@@ -93,6 +95,7 @@ async def serve(
         settings.upstream.url,
         settings.auth.mode,
     )
+    _reload_on_sighup(app[RELOAD])
     await _until_signalled()
     app[CLIENTS].stopping = True
     log.info(
@@ -110,6 +113,18 @@ def _runner(app: web.Application, settings: Settings) -> web.AppRunner:
         shutdown_timeout=settings.server.shutdown_timeout,
         **handler_args(settings),
     )
+
+
+def _reload_on_sighup(reload: tuple[Callable[[], None], ...]) -> None:
+    """SIGHUP reloads what can change without a restart (the client list); requests and
+    connections in flight go on."""
+
+    def on_sighup() -> None:
+        log.info("SIGHUP: reloading")
+        for step in reload:
+            step()
+
+    asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, on_sighup)
 
 
 async def _until_signalled() -> None:
@@ -171,13 +186,7 @@ def _supervise(settings: Settings, workers_dir: Path | None) -> int:
         worker.start()
     log.info("started %d workers sharing port %d", len(workers), settings.listen.port)
 
-    def forward(signum: int, _frame: object) -> None:
-        for worker in workers:
-            if worker.pid is not None and worker.is_alive():
-                worker.terminate()  # SIGTERM: each finishes its requests in flight
-
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
+    forward = _forward_signals(workers)
     failed = False
     while any(worker.is_alive() for worker in workers):
         for worker in workers:
@@ -189,6 +198,26 @@ def _supervise(settings: Settings, workers_dir: Path | None) -> int:
                 failed = True
                 forward(signal.SIGTERM, None)
     return 1 if failed else 0
+
+
+def _forward_signals(workers: list[Any]) -> Callable[[int, object], None]:
+    """SIGTERM and SIGINT stop the workers (each finishes its requests in flight); SIGHUP
+    makes each reload. Returns the stopping handler, for a worker that died."""
+
+    def forward(signum: int, _frame: object) -> None:
+        for worker in workers:
+            if worker.pid is not None and worker.is_alive():
+                worker.terminate()
+
+    def forward_hangup(signum: int, _frame: object) -> None:
+        for worker in workers:
+            if worker.pid is not None and worker.is_alive():
+                os.kill(worker.pid, signal.SIGHUP)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    signal.signal(signal.SIGHUP, forward_hangup)
+    return forward
 
 
 def _worker(settings: Settings, workers_dir: Path | None) -> None:

@@ -8,6 +8,11 @@ import base64
 import json
 import os
 import posixpath
+import signal
+import threading
+import time
+import urllib.error
+import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any
@@ -23,10 +28,12 @@ from hypothesis import strategies as st
 from proxy import config
 from proxy.auth.clients.paths import canonical_segments
 from proxy.auth.clients.rate_limit import TokenBucket
+from proxy.auth.clients.reload import WATCH_INTERVAL
 from proxy.config.allow_rules import parse_rule
 from proxy.config.client_credentials import new_client, token_sha256
 from tests.conftest import PAT_ENV, ProxyFactory, require
 from tests.support.idp import find_node
+from tests.support.processes import free_port, running
 from tests.support.upstream import RECEIVED
 
 READER_ID, READER_TOKEN = "token-Rd0nly", str(uuid.uuid4())
@@ -422,3 +429,91 @@ async def test_sipgateio_with_a_client_credential_works_and_sipgate_sees_the_pat
     sent = await sipgateio(proxy, "sms", SENDER_ID, SENDER_TOKEN)
     assert sent == {"ok": True}
     assert received(upstream).count("POST /v2/sessions/sms") == 1
+
+
+# --- revocation without a restart --------------------------------------------------------------
+
+
+async def test_a_changed_clients_file_is_reloaded_and_a_broken_one_keeps_the_old_list(
+    make_proxy: ProxyFactory, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "clients.yaml"
+    path.write_text(json.dumps([READER, SENDER]))
+    proxy = await make_proxy({"SIPGATE_PROXY_AUTH__CLIENTS_FILE": str(path)})
+    assert (await call(proxy, "GET", "/v2/account", basic(READER_ID, READER_TOKEN)))[0] == 200
+    # Kubernetes swaps the Secret's directory: a new file appears in the path's place.
+    fresh = tmp_path / "clients.new"
+    fresh.write_text(json.dumps([SENDER]))
+    fresh.replace(path)
+    assert await eventually(proxy, basic(READER_ID, READER_TOKEN), 401)
+    path.write_text("- name: [broken\n")  # not YAML
+    await asyncio.sleep(WATCH_INTERVAL * 2.5)
+    errors = [r for r in caplog.records if "clients not reloaded" in r.getMessage()]
+    assert len(errors) == 1
+    assert "auth.clients_file" in errors[0].getMessage()
+    status, _, _ = await call(proxy, "POST", "/v2/sessions/sms", basic(SENDER_ID, SENDER_TOKEN))
+    assert status == 200  # the old list stays
+
+
+async def eventually(proxy: TestServer, headers: dict[str, str], status: int) -> bool:
+    for _ in range(int(WATCH_INTERVAL * 5 / 0.2)):
+        if (await call(proxy, "GET", "/v2/account", headers))[0] == status:
+            return True
+        await asyncio.sleep(0.2)
+    return False
+
+
+def test_sighup_revokes_a_client_while_another_clients_download_goes_on(tmp_path: Path) -> None:
+    upstream_port, proxy_port = free_port(), free_port()
+    path = tmp_path / "clients.json"
+    streamer = client("streamer", SENDER_ID, SENDER_TOKEN, ["GET /__test/slow_stream"])
+    path.write_text(json.dumps([READER, streamer]))
+    env = {
+        **PAT_ENV,
+        "SIPGATE_PROXY_LISTEN__PORT": str(proxy_port),
+        "SIPGATE_PROXY_UPSTREAM__URL": f"http://127.0.0.1:{upstream_port}",
+        "SIPGATE_PROXY_AUTH__CLIENTS_FILE": str(path),
+        "SIPGATE_PROXY_LOG__LEVEL": "info",
+    }
+    log = tmp_path / "proxy.log"
+    base = f"http://127.0.0.1:{proxy_port}"
+    with (
+        running(["-m", "tests.support.upstream", str(upstream_port)], upstream_port),
+        running(["-m", "proxy"], proxy_port, env, log=log) as proxy,
+    ):
+        reader = basic(READER_ID, READER_TOKEN)
+        assert status_of(base + "/v2/account", reader) == 200
+        streamer_auth = basic(SENDER_ID, SENDER_TOKEN)
+        download: dict[str, Any] = {}
+        slow = base + "/__test/slow_stream?chunks=20&interval=0.1"  # 2 s in flight
+        fetching = threading.Thread(target=fetch_into, args=(slow, streamer_auth, download))
+        fetching.start()
+        time.sleep(0.5)
+        path.write_text(json.dumps([streamer]))
+        os.utime(path, ns=(0, 0))  # the same mtime as never before: only SIGHUP reloads now
+        proxy.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 5
+        while status_of(base + "/v2/account", reader) != 401 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert status_of(base + "/v2/account", reader) == 401
+        fetching.join(timeout=30)
+    assert download == {"status": 200, "bytes": 20 * 1000}  # whole, not cut
+    text = log.read_text()
+    assert "clients reloaded: streamer" in text
+    assert READER_TOKEN not in text
+    assert REAL_PAT not in text
+
+
+def fetch_into(url: str, headers: dict[str, str], result: dict[str, Any]) -> None:
+    request = urllib.request.Request(url, headers=headers)  # noqa: S310 (loopback http)
+    with urllib.request.urlopen(request, timeout=30) as answer:  # noqa: S310 (loopback)
+        result["status"], result["bytes"] = answer.status, len(answer.read())
+
+
+def status_of(url: str, headers: dict[str, str]) -> int:
+    request = urllib.request.Request(url, headers=headers)  # noqa: S310 (loopback http)
+    try:
+        with urllib.request.urlopen(request, timeout=5) as answer:  # noqa: S310 (loopback)
+            return int(answer.status)
+    except urllib.error.HTTPError as err:
+        return int(err.code)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -10,6 +11,7 @@ from aiohttp import web
 
 from proxy.auth.clients.access import SharedAccess
 from proxy.auth.clients.gate import ClientGate, known
+from proxy.auth.clients.reload import reloader, watched
 from proxy.auth.headless_clients import (
     LOOPBACK_NAMES,
     ClientNetworks,
@@ -36,12 +38,26 @@ def headless_guard(settings: Settings, origin_policy: OriginPolicy) -> HeadlessC
     return HeadlessClientGuard(networks, origin_policy, frozenset(LOOPBACK_NAMES | trusted))
 
 
-def shared_access(settings: Settings, guard: HeadlessClientGuard) -> SharedAccess:
-    """The guard and, with clients listed, the gate every shared-mode request passes."""
-    if not settings.clients:
-        return SharedAccess(guard, None)  # as before clients existed: networks only
+@dataclass(frozen=True)
+class Shared:
+    """A shared mode's access check, and how its client list is reloaded."""
+
+    access: SharedAccess
+    reload: tuple[Callable[[], None], ...] = ()
+    lifecycle: tuple[CleanupContext, ...] = ()
+
+
+def shared_access(settings: Settings, guard: HeadlessClientGuard) -> Shared:
+    """The guard and, with clients listed (or a clients_file), the gate every shared-mode
+    request passes."""
+    auth = settings.auth
+    if not settings.clients and auth.clients_file is None:
+        return Shared(SharedAccess(guard, None))  # as before clients existed: networks only
     known_clients = [known(client) for client in settings.clients]
-    return SharedAccess(guard, ClientGate(known_clients, settings.auth.anonymous == "allow"))
+    gate = ClientGate(known_clients, auth.anonymous == "allow")
+    reload = reloader(auth, gate)
+    watch = () if auth.clients_file is None else (watched(auth.clients_file, reload),)
+    return Shared(SharedAccess(guard, gate), (reload,), watch)
 
 
 def oauth_client(context: ModeContext, client: OAuth2Client) -> OAuthClient:

@@ -41,4 +41,5 @@ class ModeParts:
     # Endpoints for the operator: on the management listener when there is one.
     operator_routes: Register | None = None
     lifecycle: tuple[CleanupContext, ...] = ()  # background tasks, clients to close
+    reload: tuple[Callable[[], None], ...] = ()  # run on SIGHUP (e.g. the client list)
     readiness: tuple[ReadinessCheck, ...] = ()  # e.g. the session store answers

@@ -11,5 +11,10 @@ from proxy.modes.parts import ModeContext, ModeParts
 def build(context: ModeContext, mode: PersonalAccessTokenMode) -> ModeParts:
     policy = origins(context.settings)
     guard = headless_guard(context.settings, policy)
-    access = shared_access(context.settings, guard)
-    return ModeParts(PersonalAccessTokenAuth(mode, access), policy)
+    shared = shared_access(context.settings, guard)
+    return ModeParts(
+        PersonalAccessTokenAuth(mode, shared.access),
+        policy,
+        lifecycle=shared.lifecycle,
+        reload=shared.reload,
+    )

@@ -44,6 +44,7 @@ def build(context: ModeContext, mode: ServiceMode) -> ModeParts:
     context.metrics.service_identity.set_function(lambda: identity.usable)
     origin_policy = origins(context.settings)
     guard = headless_guard(context.settings, origin_policy)
+    shared = shared_access(context.settings, guard)
     login = LoginRoutes(
         oauth,
         login_flows(context.settings, keys),
@@ -56,10 +57,11 @@ def build(context: ModeContext, mode: ServiceMode) -> ModeParts:
         register_operator_routes(router, prefix, login, identity, guard)
 
     return ModeParts(
-        ServiceAuth(identity, shared_access(context.settings, guard)),
+        ServiceAuth(identity, shared.access),
         origin_policy,
         operator_routes=operator_routes,
-        lifecycle=(*lifecycle, _kept_fresh(identity)),
+        lifecycle=(*lifecycle, _kept_fresh(identity), *shared.lifecycle),
+        reload=shared.reload,
     )
 
 

@@ -64,6 +64,14 @@ class ClientGate:
         self._clients = tuple(clients)
         self._anonymous = anonymous  # auth.anonymous: allow
 
+    def replace(self, clients: Sequence[KnownClient]) -> None:
+        """A reloaded list (SIGHUP, a changed clients_file): the next request sees it."""
+        self._clients = tuple(clients)
+
+    @property
+    def names(self) -> list[str]:
+        return [client.name for client in self._clients]
+
     def admit(self, request: web.Request) -> None:
         """Raises the first decision that refuses the request; notes the client."""
         presented = presented_credential(request)
