@@ -34,10 +34,14 @@ from proxy.config.client_credentials import new_client, token_sha256
 from tests.conftest import PAT_ENV, ProxyFactory, require
 from tests.support.idp import find_node
 from tests.support.processes import free_port, running
+from tests.support.secrets import WATCH
 from tests.support.upstream import RECEIVED
 
 READER_ID, READER_TOKEN = "token-Rd0nly", str(uuid.uuid4())
 SENDER_ID, SENDER_TOKEN = "token-Sms001", str(uuid.uuid4())
+for _id, _token in ((READER_ID, READER_TOKEN), (SENDER_ID, SENDER_TOKEN)):
+    WATCH.add(_token)  # no log line of the whole suite may hold them (test_log_hygiene)
+    WATCH.add(base64.b64encode(f"{_id}:{_token}".encode()).decode())
 REAL_PAT = PAT_ENV["SIPGATE_PROXY_AUTH__PERSONAL_ACCESS_TOKEN__TOKEN"]
 
 
@@ -517,3 +521,30 @@ def status_of(url: str, headers: dict[str, str]) -> int:
             return int(answer.status)
     except urllib.error.HTTPError as err:
         return int(err.code)
+
+
+async def test_forward_auth_answers_only_a_client_credential_for_an_allowed_call(
+    make_proxy: ProxyFactory,
+) -> None:
+    # nginx auth_request in front of an app: the subrequest carries the app's
+    # Authorization and the original method and URI; only then does the PAT come back.
+    enabled = {"SIPGATE_PROXY_FORWARD_AUTH__ENABLED": "true"}
+    proxy = await make_proxy(enabled | clients_env(READER))
+
+    async def ask(method: str, uri: str, headers: dict[str, str]) -> tuple[int, dict[str, str]]:
+        original = {"X-Original-Method": method, "X-Original-URI": uri} | headers
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(proxy.make_url("/oauth2/auth"), headers=original) as resp,
+        ):
+            return resp.status, dict(resp.headers)
+
+    status, headers = await ask("GET", "/v2/history/h1", basic(READER_ID, READER_TOKEN))
+    assert status == 202
+    assert headers["Authorization"].startswith("Basic ")
+    assert READER_TOKEN not in headers["Authorization"]
+    assert (await ask("GET", "/v2/history/h1", {}))[0] == 401  # no credential, no PAT
+    assert (await ask("POST", "/v2/sessions/sms", basic(READER_ID, READER_TOKEN)))[0] == 403
+    assert (await ask("GET", "/v2/history/../sessions/sms", basic(READER_ID, READER_TOKEN)))[
+        0
+    ] == 403
