@@ -185,12 +185,23 @@ def rendered_config(docs: list[Manifest], name: str = "sap-sipgate-auth-proxy") 
     return data
 
 
-SECRET_FILE_KEYS = {"client_secret_file", "keys_file", "token_file", "redis_url_file"}
+SECRET_FILE_KEYS = {
+    "client_secret_file",
+    "keys_file",
+    "token_file",
+    "redis_url_file",
+    "clients_file",
+}
 SECRET_VALUES = {
     "client-secret": "test-only-client-secret-0123456789",
     "session-keys": generate_key() + "\n" + generate_key() + "\n",
     "token": "3f1c0ad1-5a6e-4b8e-9a55-2d0c0c8e7a11",
     "redis-url": "redis://127.0.0.1:6379/0",
+    "clients.yaml": (
+        "- name: alerts\n  token_id: token-Alrt01\n"
+        f'  token_sha256: "{hashlib.sha256(b"test-only").hexdigest()}"\n'
+        '  allow: ["POST /v2/sessions/sms"]\n'
+    ),
 }
 
 
@@ -404,15 +415,18 @@ def test_value_set_renders_valid_hardened_manifests(value_set: str, tmp_path: Pa
             "token": keys["token"],
             "redis-url": keys["redisUrl"],
         }
-        redis = values.get("redis", {})
+        redis, clients = values.get("redis", {}), values.get("clientsSecret", {})
         for file, source in mounted.items():
             if file == "redis-url" and redis.get("existingSecret"):
                 assert source == (redis["existingSecret"], redis["existingSecretKey"])
+            elif file == "clients.yaml":  # the clients file's own Secret, whole directory
+                assert source == (clients["name"], clients.get("key", "clients.yaml"))
             else:
                 assert source == (existing, file_keys[file])
     else:
         made = one(docs, "Secret")
-        assert {name for name, _ in mounted.values()} == {made["metadata"]["name"]}
+        own = {name for file, (name, _) in mounted.items() if file != "clients.yaml"}
+        assert own == {made["metadata"]["name"]}
         assert {key for _, key in mounted.values()} <= set(made["data"])
         assert re.fullmatch(r"[0-9a-f]{64}", annotations["checksum/sipgate-auth-proxy-secret"])
 
@@ -541,6 +555,27 @@ def test_checksums_change_with_config_and_secret() -> None:
         (
             {"config": {"auth": {"service": {"state_file": "/data/identity"}}}},
             "config.auth.service.state_file is set by the chart",
+        ),
+        (
+            {"config": {"auth": {"clients_file": "/clients.yaml"}}},
+            "config.auth.clients_file is set by the chart",
+        ),
+        (
+            {
+                "config": {
+                    "auth": {
+                        "clients": [
+                            {
+                                "name": "billing",
+                                "token_id": "token-Ab12Cd",
+                                "token_sha256": "0" * 64,
+                                "token": "3f1c0ad1-5a6e-4b8e-9a55-2d0c0c8e7a11",
+                            }
+                        ]
+                    }
+                }
+            },
+            "additional properties 'token' not allowed",  # only a client's hash goes there
         ),
         ({"existingSecret": "Not_A_Name"}, "existingSecret"),
         ({"unknownValue": 1}, "unknownValue"),

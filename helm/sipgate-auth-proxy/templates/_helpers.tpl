@@ -100,6 +100,11 @@ file, e.g. auth.oauth2 + client_secret_file), secret (the Secret's name)}.
 {{- else -}}
 {{- $files = append $files (dict "key" $keys.token "file" "token" "section" "auth.personal_access_token" "option" "token_file" "secret" $main) -}}
 {{- end -}}
+{{- with .Values.clientsSecret -}}
+{{- if .name -}}
+{{- $files = append $files (dict "key" .key "file" "clients.yaml" "section" "auth" "option" "clients_file" "secret" .name) -}}
+{{- end -}}
+{{- end -}}
 {{- if include "sipgate-auth-proxy.redis" . -}}
 {{- if .Values.redis.existingSecret -}}
 {{- $files = append $files (dict "key" .Values.redis.existingSecretKey "file" "redis-url" "section" "session" "option" "redis_url_file" "secret" .Values.redis.existingSecret) -}}
@@ -161,6 +166,9 @@ the operator signs in), http://localhost:<management port>; else https://<first 
 {{- if hasKey $node (last $parts) -}}
 {{- fail (printf "config.%s: secrets come from the Secret (existingSecret, or secrets.* and secretKeys.*), mounted as files by the chart; remove it from config" $path) -}}
 {{- end -}}
+{{- end -}}
+{{- if hasKey ($config.auth | default dict) "clients_file" -}}
+{{- fail "config.auth.clients_file is set by the chart: name the Secret that holds the clients file in clientsSecret.name; remove it from config" -}}
 {{- end -}}
 {{- if hasKey ((($config.auth).service) | default dict) "state_file" -}}
 {{- fail "config.auth.service.state_file is set by the chart (a volume at /var/lib/sipgate-auth-proxy, see serviceState); remove it from config" -}}
