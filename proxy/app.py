@@ -27,7 +27,7 @@ METRICS = web.AppKey("metrics", Metrics)
 HEALTH = web.AppKey("health", Health)
 # What the management listener serves besides probes and /metrics.
 MANAGEMENT_ROUTES = web.AppKey("management_routes", list[Callable[[web.UrlDispatcher], None]])
-RELOAD = web.AppKey("reload", tuple[Callable[[], None], ...])  # what SIGHUP runs
+RELOAD = web.AppKey("reload", tuple[Callable[[Settings], None], ...])  # what SIGHUP runs
 
 
 def create_app(settings: Settings, workers_dir: Path | None = None) -> web.Application:

@@ -35,7 +35,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     log.setup(settings.log.level, settings.log.format)
     from proxy import server  # imported late: --check-config needs no aiohttp server
 
-    return server.run(settings)
+    return server.run(settings, load=lambda: config.load(args.config))
 
 
 def _parser() -> argparse.ArgumentParser:

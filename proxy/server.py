@@ -26,7 +26,7 @@ import msgspec
 from aiohttp import web
 
 from proxy.app import CLIENTS, RELOAD, create_app, create_management_app
-from proxy.config import CookieStore, OAuth2Mode, Secret, Settings
+from proxy.config import ConfigError, CookieStore, OAuth2Mode, Secret, Settings
 from proxy.crypto.keys import generate_key
 from proxy.ops import log as log_setup
 
@@ -46,13 +46,16 @@ def handler_args(settings: Settings) -> dict[str, Any]:
     }
 
 
-def run(settings: Settings) -> int:
+Loader = Callable[[], Settings]  # the configuration read again from its source (SIGHUP)
+
+
+def run(settings: Settings, load: Loader | None = None) -> int:
     settings = with_session_key(settings)
     if settings.server.workers == 1:
         _use_uvloop()
-        asyncio.run(serve(settings))
+        asyncio.run(serve(settings, load=load))
         return 0
-    return supervise(settings)
+    return supervise(settings, load)
 
 
 def with_session_key(settings: Settings) -> Settings:
@@ -68,7 +71,10 @@ def with_session_key(settings: Settings) -> Settings:
 
 
 async def serve(
-    settings: Settings, reuse_port: bool = False, workers_dir: Path | None = None
+    settings: Settings,
+    reuse_port: bool = False,
+    workers_dir: Path | None = None,
+    load: Loader | None = None,
 ) -> None:
     app = create_app(settings, workers_dir)
     runners = [_runner(app, settings)]
@@ -95,7 +101,7 @@ async def serve(
         settings.upstream.url,
         settings.auth.mode,
     )
-    _reload_on_sighup(app[RELOAD])
+    _reload_on_sighup(app[RELOAD], load)
     await _until_signalled()
     app[CLIENTS].stopping = True
     log.info(
@@ -115,14 +121,25 @@ def _runner(app: web.Application, settings: Settings) -> web.AppRunner:
     )
 
 
-def _reload_on_sighup(reload: tuple[Callable[[], None], ...]) -> None:
-    """SIGHUP reloads what can change without a restart (the client list); requests and
-    connections in flight go on."""
+def _reload_on_sighup(
+    reload: tuple[Callable[[Settings], None], ...], load: Callable[[], Settings] | None
+) -> None:
+    """SIGHUP loads the configuration again and hands it to what can change without a
+    restart (session keys, the client list); requests in flight go on. A configuration
+    that does not load changes nothing, and the log says why."""
 
     def on_sighup() -> None:
-        log.info("SIGHUP: reloading")
+        if load is None:
+            log.warning("SIGHUP: no configuration source to reload from; nothing changed")
+            return
+        try:
+            settings = load()
+        except ConfigError as err:
+            problems = "; ".join(str(p) for p in err.problems)
+            log.error("SIGHUP: configuration not reloaded, nothing changed: %s", problems)
+            return
         for step in reload:
-            step()
+            step(settings)
 
     asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, on_sighup)
 
@@ -143,7 +160,7 @@ def _use_uvloop() -> None:
     uvloop.install()
 
 
-def supervise(settings: Settings) -> int:
+def supervise(settings: Settings, load: Loader | None = None) -> int:
     try:
         workers_dir = _make_workers_dir(settings)
     except OSError as err:
@@ -155,7 +172,7 @@ def supervise(settings: Settings) -> int:
         )
         return 2
     try:
-        return _supervise(settings, workers_dir)
+        return _supervise(settings, workers_dir, load)
     finally:
         if workers_dir is not None:
             shutil.rmtree(workers_dir, ignore_errors=True)
@@ -169,14 +186,14 @@ def _make_workers_dir(settings: Settings) -> Path | None:
     return Path(tempfile.mkdtemp(prefix="sipgate-proxy-", dir=parent))  # mode 0700
 
 
-def _supervise(settings: Settings, workers_dir: Path | None) -> int:
+def _supervise(settings: Settings, workers_dir: Path | None, load: Loader | None) -> int:
     import multiprocessing  # imported here: one worker serves in this process, without it
 
     # fork: workers share the parent's imported code pages (10 instead of 43 MB each)
     # and start in a second; no loop or thread exists yet in the parent.
     context = multiprocessing.get_context("fork")
     workers = [
-        context.Process(target=_worker, args=(settings, workers_dir), name=f"worker-{n}")
+        context.Process(target=_worker, args=(settings, workers_dir, load), name=f"worker-{n}")
         for n in range(settings.server.workers)
     ]
     # Frozen before the fork: the workers' collections then never write to the shared
@@ -220,8 +237,8 @@ def _forward_signals(workers: list[Any]) -> Callable[[int, object], None]:
     return forward
 
 
-def _worker(settings: Settings, workers_dir: Path | None) -> None:
+def _worker(settings: Settings, workers_dir: Path | None, load: Loader | None) -> None:
     log_setup.setup(settings.log.level, settings.log.format)
     _use_uvloop()
-    asyncio.run(serve(settings, reuse_port=True, workers_dir=workers_dir))
+    asyncio.run(serve(settings, reuse_port=True, workers_dir=workers_dir, load=load))
     sys.exit(0)

@@ -25,11 +25,18 @@ TAG_BYTES = 16
 
 class KeyRing:
     def __init__(self, keys: Sequence[bytes]) -> None:
+        self.generation = 0  # counts replacements: caches of opened values compare it
+        self.replace(keys)
+
+    def replace(self, keys: Sequence[bytes]) -> None:
+        """New keys (rotation without a restart, on SIGHUP): what only a removed key
+        sealed no longer opens."""
         if not keys:
             raise ValueError("at least one key is needed")
-        self._primary_id = key_id(keys[0])
-        self._ciphers = {key_id(key): AESGCM(key) for key in keys}
-        self._primary = self._ciphers[self._primary_id]
+        ciphers = {key_id(key): AESGCM(key) for key in keys}
+        primary_id = key_id(keys[0])
+        self._primary_id, self._ciphers, self._primary = primary_id, ciphers, ciphers[primary_id]
+        self.generation += 1
 
     def seal(self, plaintext: bytes, context: bytes) -> bytes:
         nonce = os.urandom(NONCE_BYTES)

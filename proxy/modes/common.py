@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -11,7 +12,7 @@ from aiohttp import web
 
 from proxy.auth.clients.access import SharedAccess
 from proxy.auth.clients.gate import ClientGate, known
-from proxy.auth.clients.reload import reloader, watched
+from proxy.auth.clients.reload import from_file, from_settings, watched
 from proxy.auth.headless_clients import (
     LOOPBACK_NAMES,
     ClientNetworks,
@@ -20,12 +21,14 @@ from proxy.auth.headless_clients import (
 )
 from proxy.auth.origin import OriginPolicy
 from proxy.config import OAuth2Client, RedisStore, Settings
-from proxy.crypto.keys import session_keys
+from proxy.crypto.keys import decode_key, session_keys
 from proxy.crypto.sealing import KeyRing
 from proxy.login.flow_cookie import LoginFlows, flow_attributes
 from proxy.login.routes import LoginSettings
 from proxy.modes.parts import CleanupContext, ModeContext
 from proxy.oauth.client import OAuthClient
+
+log = logging.getLogger(__name__)
 
 
 def origins(settings: Settings) -> OriginPolicy:
@@ -43,7 +46,7 @@ class Shared:
     """A shared mode's access check, and how its client list is reloaded."""
 
     access: SharedAccess
-    reload: tuple[Callable[[], None], ...] = ()
+    reload: tuple[Callable[[Settings], None], ...] = ()
     lifecycle: tuple[CleanupContext, ...] = ()
 
 
@@ -55,9 +58,9 @@ def shared_access(settings: Settings, guard: HeadlessClientGuard) -> Shared:
         return Shared(SharedAccess(guard, None))  # as before clients existed: networks only
     known_clients = [known(client) for client in settings.clients]
     gate = ClientGate(known_clients, auth.anonymous == "allow")
-    reload = reloader(auth, gate)
-    watch = () if auth.clients_file is None else (watched(auth.clients_file, reload),)
-    return Shared(SharedAccess(guard, gate), (reload,), watch)
+    changed = from_file(auth, gate)
+    watch = () if auth.clients_file is None else (watched(auth.clients_file, changed),)
+    return Shared(SharedAccess(guard, gate), (from_settings(gate),), watch)
 
 
 def oauth_client(context: ModeContext, client: OAuth2Client) -> OAuthClient:
@@ -98,3 +101,18 @@ def key_ring(settings: Settings) -> KeyRing:
     any, one throw-away key (crypto.keys warns)."""
     configured = [key.get_secret_value() for key in settings.session.keys]
     return KeyRing(session_keys(configured, settings.is_local))
+
+
+def new_keys(ring: KeyRing) -> Callable[[Settings], None]:
+    """SIGHUP's step: the reloaded session keys (rotation without a restart). A reload
+    that finds none keeps the current ones (a throw-away key would end every session)."""
+
+    def rotate(settings: Settings) -> None:
+        configured = [key.get_secret_value() for key in settings.session.keys]
+        if not configured:
+            log.warning("SIGHUP: no session.keys in the reloaded configuration; kept the keys")
+            return
+        ring.replace([decode_key(key) for key in configured])
+        log.info("session keys reloaded: %d", len(configured))
+
+    return rotate

@@ -13,7 +13,7 @@ from proxy.config import OAuth2Mode
 from proxy.crypto.sealing import KeyRing
 from proxy.login.routes import LoginRoutes
 from proxy.login.session_routes import SessionRoutes, start_browser_session
-from proxy.modes.common import key_ring, login_flows, login_settings, oauth_client
+from proxy.modes.common import key_ring, login_flows, login_settings, new_keys, oauth_client
 from proxy.modes.common import origins as origin_policy
 from proxy.modes.parts import ModeContext, ModeParts, Register
 from proxy.modes.session_store import session_store
@@ -42,6 +42,7 @@ def build(context: ModeContext, mode: OAuth2Mode) -> ModeParts:
         routes=_login_routes(context, keys, oauth, store.sessions, origins),
         lifecycle=store.lifecycle,
         readiness=store.readiness,
+        reload=(new_keys(keys),),
     )
 
 

@@ -41,5 +41,6 @@ class ModeParts:
     # Endpoints for the operator: on the management listener when there is one.
     operator_routes: Register | None = None
     lifecycle: tuple[CleanupContext, ...] = ()  # background tasks, clients to close
-    reload: tuple[Callable[[], None], ...] = ()  # run on SIGHUP (e.g. the client list)
+    # Run on SIGHUP with the configuration loaded again: session keys, the client list.
+    reload: tuple[Callable[[Settings], None], ...] = ()
     readiness: tuple[ReadinessCheck, ...] = ()  # e.g. the session store answers

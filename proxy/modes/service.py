@@ -25,6 +25,7 @@ from proxy.modes.common import (
     key_ring,
     login_flows,
     login_settings,
+    new_keys,
     oauth_client,
     origins,
     redis_client,
@@ -61,7 +62,7 @@ def build(context: ModeContext, mode: ServiceMode) -> ModeParts:
         origin_policy,
         operator_routes=operator_routes,
         lifecycle=(*lifecycle, _kept_fresh(identity), *shared.lifecycle),
-        reload=shared.reload,
+        reload=(new_keys(keys), *shared.reload),
     )
 
 

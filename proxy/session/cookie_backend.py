@@ -29,14 +29,14 @@ class CookieBackend:
     async def read(self, value: str) -> StoredSession | None:
         if len(value) > MAX_COOKIE_TEXT:
             return None
-        stored = self._opened.get(value)
+        stored = self._opened.get(value, self._keys.generation)
         if stored is None:
             sealed = b64.decode(value)
             stored = (
                 session_codec.open_sealed(self._keys, sealed, self._context) if sealed else None
             )
             if stored is not None:
-                self._opened.put(value, stored)
+                self._opened.put(value, stored, self._keys.generation)
         return stored
 
     async def write(self, stored: StoredSession, previous: str | None, ttl: float) -> str:
@@ -57,19 +57,21 @@ def cookie_session_store(
 class _OpenedCookies:
     """Sessions already opened, by their cookie text: a browser sends the same cookie for
     minutes, and AES-GCM + inflate + parse need not run on every request. Only
-    authenticated results are kept, and the store's time checks still run on every use."""
+    authenticated results are kept, and the store's time checks still run on every use.
+    Each entry remembers the key ring's generation: after new keys, it opens again."""
 
     def __init__(self, limit: int = 4096) -> None:
-        self._entries: OrderedDict[str, StoredSession] = OrderedDict()
+        self._entries: OrderedDict[str, tuple[int, StoredSession]] = OrderedDict()
         self._limit = limit
 
-    def get(self, key: str) -> StoredSession | None:
-        stored = self._entries.get(key)
-        if stored is not None:
-            self._entries.move_to_end(key)
-        return stored
+    def get(self, key: str, generation: int) -> StoredSession | None:
+        entry = self._entries.get(key)
+        if entry is None or entry[0] != generation:
+            return None
+        self._entries.move_to_end(key)
+        return entry[1]
 
-    def put(self, key: str, stored: StoredSession) -> None:
-        self._entries[key] = stored
+    def put(self, key: str, stored: StoredSession, generation: int) -> None:
+        self._entries[key] = (generation, stored)
         if len(self._entries) > self._limit:
             self._entries.popitem(last=False)

@@ -1,7 +1,8 @@
-"""Revocation without a restart: the client list is read again on SIGHUP and whenever
-``auth.clients_file`` changes (Kubernetes updates a mounted Secret by swapping its
-directory's symlink: the file's inode and time change). A file that does not load keeps
-the old list, and the log says why (the problems name keys, never values)."""
+"""Revocation without a restart: the client list is replaced when SIGHUP reloads the
+configuration, and whenever ``auth.clients_file`` changes (Kubernetes updates a mounted
+Secret by swapping its directory's symlink: the file's inode and time change). A file
+that does not load keeps the old list, and the log says why (the problems name keys,
+never values)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from pathlib import Path
 from aiohttp import web
 
 from proxy.auth.clients.gate import ClientGate, known
-from proxy.config import Auth, ConfigError
+from proxy.config import Auth, ConfigError, Settings
 from proxy.config.clients import all_clients
 
 log = logging.getLogger(__name__)
@@ -23,7 +24,19 @@ log = logging.getLogger(__name__)
 WATCH_INTERVAL = 2.0  # seconds between looks at clients_file
 
 
-def reloader(auth: Auth, gate: ClientGate) -> Callable[[], None]:
+def from_settings(gate: ClientGate) -> Callable[[Settings], None]:
+    """SIGHUP's step: the reloaded configuration's clients (inline and from the file)."""
+
+    def reload(settings: Settings) -> None:
+        gate.replace([known(client) for client in settings.clients])
+        log.info("clients reloaded: %s", ", ".join(gate.names) or "none")
+
+    return reload
+
+
+def from_file(auth: Auth, gate: ClientGate) -> Callable[[], None]:
+    """The watcher's step: the clients read again (the file's, with the inline ones)."""
+
     def reload() -> None:
         try:
             clients = all_clients(auth)
