@@ -548,3 +548,13 @@ async def test_forward_auth_answers_only_a_client_credential_for_an_allowed_call
     assert (await ask("GET", "/v2/history/../sessions/sms", basic(READER_ID, READER_TOKEN)))[
         0
     ] == 403
+
+
+async def test_an_empty_allow_list_allows_nothing(
+    make_proxy: ProxyFactory, upstream: TestServer
+) -> None:
+    nothing = client("nothing", READER_ID, READER_TOKEN, [])
+    proxy = await make_proxy(clients_env(nothing))
+    status, body, _ = await call(proxy, "GET", "/v2/account", basic(READER_ID, READER_TOKEN))
+    assert (status, body["error"]) == (403, "forbidden_by_policy")
+    assert received(upstream) == []
