@@ -13,12 +13,10 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-import os
 import shutil
 import signal
 import sys
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +24,10 @@ import msgspec
 from aiohttp import web
 
 from proxy.app import CLIENTS, RELOAD, create_app, create_management_app
-from proxy.config import ConfigError, CookieStore, OAuth2Mode, Secret, Settings
+from proxy.config import CookieStore, OAuth2Mode, Secret, Settings
 from proxy.crypto.keys import generate_key
 from proxy.ops import log as log_setup
+from proxy.ops.signals import Loader, forward_signals, reload_on_sighup, until_signalled
 
 log = logging.getLogger(__name__)
 
@@ -44,9 +43,6 @@ def handler_args(settings: Settings) -> dict[str, Any]:
         # proxy.observe writes one line per request instead.
         "access_log": None,
     }
-
-
-Loader = Callable[[], Settings]  # the configuration read again from its source (SIGHUP)
 
 
 def run(settings: Settings, load: Loader | None = None) -> int:
@@ -77,23 +73,7 @@ async def serve(
     load: Loader | None = None,
 ) -> None:
     app = create_app(settings, workers_dir)
-    runners = [_runner(app, settings)]
-    management = settings.management.listen
-    if management is not None:
-        runners.append(_runner(create_management_app(app), settings))
-    for runner in runners:
-        await runner.setup()
-    # What exists now lives as long as the process: out of the collector's sight, a full
-    # collection no longer walks some 40,000 start-up objects (20 ms here: a p99 spike).
-    gc.collect()
-    gc.freeze()
-    await web.TCPSite(
-        runners[0], settings.listen.host, settings.listen.port, reuse_port=reuse_port
-    ).start()
-    if management is not None:
-        await web.TCPSite(
-            runners[1], management.host, management.port, reuse_port=reuse_port
-        ).start()
+    runners = await _listen(app, settings, reuse_port)
     log.info(
         "listening on %s:%d, forwarding to %s (%s mode)",
         settings.listen.host,
@@ -101,8 +81,8 @@ async def serve(
         settings.upstream.url,
         settings.auth.mode,
     )
-    _reload_on_sighup(app[RELOAD], load)
-    await _until_signalled()
+    reload_on_sighup(app[RELOAD], load)
+    await until_signalled()
     app[CLIENTS].stopping = True
     log.info(
         "stopping: finishing requests in flight (at most %.0f s)", settings.server.shutdown_timeout
@@ -112,6 +92,26 @@ async def serve(
     log.info("stopped")
 
 
+async def _listen(
+    app: web.Application, settings: Settings, reuse_port: bool
+) -> list[web.AppRunner]:
+    """The main listener and, when configured, the management one, started."""
+    listeners = [(app, settings.listen.host, settings.listen.port)]
+    management = settings.management.listen
+    if management is not None:
+        listeners.append((create_management_app(app), management.host, management.port))
+    runners = [_runner(served, settings) for served, _, _ in listeners]
+    for runner in runners:
+        await runner.setup()
+    # What exists now lives as long as the process: out of the collector's sight, a full
+    # collection no longer walks some 40,000 start-up objects (20 ms here: a p99 spike).
+    gc.collect()
+    gc.freeze()
+    for runner, (_, host, port) in zip(runners, listeners, strict=True):
+        await web.TCPSite(runner, host, port, reuse_port=reuse_port).start()
+    return runners
+
+
 def _runner(app: web.Application, settings: Settings) -> web.AppRunner:
     return web.AppRunner(
         app,
@@ -119,37 +119,6 @@ def _runner(app: web.Application, settings: Settings) -> web.AppRunner:
         shutdown_timeout=settings.server.shutdown_timeout,
         **handler_args(settings),
     )
-
-
-def _reload_on_sighup(
-    reload: tuple[Callable[[Settings], None], ...], load: Callable[[], Settings] | None
-) -> None:
-    """SIGHUP loads the configuration again and hands it to what can change without a
-    restart (session keys, the client list); requests in flight go on. A configuration
-    that does not load changes nothing, and the log says why."""
-
-    def on_sighup() -> None:
-        if load is None:
-            log.warning("SIGHUP: no configuration source to reload from; nothing changed")
-            return
-        try:
-            settings = load()
-        except ConfigError as err:
-            problems = "; ".join(str(p) for p in err.problems)
-            log.error("SIGHUP: configuration not reloaded, nothing changed: %s", problems)
-            return
-        for step in reload:
-            step(settings)
-
-    asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, on_sighup)
-
-
-async def _until_signalled() -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    await stop.wait()
 
 
 def _use_uvloop() -> None:
@@ -203,7 +172,7 @@ def _supervise(settings: Settings, workers_dir: Path | None, load: Loader | None
         worker.start()
     log.info("started %d workers sharing port %d", len(workers), settings.listen.port)
 
-    forward = _forward_signals(workers)
+    forward = forward_signals(workers)
     failed = False
     while any(worker.is_alive() for worker in workers):
         for worker in workers:
@@ -215,26 +184,6 @@ def _supervise(settings: Settings, workers_dir: Path | None, load: Loader | None
                 failed = True
                 forward(signal.SIGTERM, None)
     return 1 if failed else 0
-
-
-def _forward_signals(workers: list[Any]) -> Callable[[int, object], None]:
-    """SIGTERM and SIGINT stop the workers (each finishes its requests in flight); SIGHUP
-    makes each reload. Returns the stopping handler, for a worker that died."""
-
-    def forward(signum: int, _frame: object) -> None:
-        for worker in workers:
-            if worker.pid is not None and worker.is_alive():
-                worker.terminate()
-
-    def forward_hangup(signum: int, _frame: object) -> None:
-        for worker in workers:
-            if worker.pid is not None and worker.is_alive():
-                os.kill(worker.pid, signal.SIGHUP)
-
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
-    signal.signal(signal.SIGHUP, forward_hangup)
-    return forward
 
 
 def _worker(settings: Settings, workers_dir: Path | None, load: Loader | None) -> None:

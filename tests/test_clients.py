@@ -33,7 +33,7 @@ from proxy.config.allow_rules import parse_rule
 from proxy.config.client_credentials import new_client, token_sha256
 from tests.conftest import PAT_ENV, ProxyFactory, require
 from tests.support.idp import find_node
-from tests.support.processes import free_port, running
+from tests.support.processes import free_port, http_status, running
 from tests.support.secrets import WATCH
 from tests.support.upstream import RECEIVED
 
@@ -486,7 +486,7 @@ def test_sighup_revokes_a_client_while_another_clients_download_goes_on(tmp_path
         running(["-m", "proxy"], proxy_port, env, log=log) as proxy,
     ):
         reader = basic(READER_ID, READER_TOKEN)
-        assert status_of(base + "/v2/account", reader) == 200
+        assert http_status(base + "/v2/account", reader) == 200
         streamer_auth = basic(SENDER_ID, SENDER_TOKEN)
         download: dict[str, Any] = {}
         slow = base + "/__test/slow_stream?chunks=20&interval=0.1"  # 2 s in flight
@@ -497,9 +497,9 @@ def test_sighup_revokes_a_client_while_another_clients_download_goes_on(tmp_path
         os.utime(path, ns=(0, 0))  # the same mtime as never before: only SIGHUP reloads now
         proxy.send_signal(signal.SIGHUP)
         deadline = time.monotonic() + 5
-        while status_of(base + "/v2/account", reader) != 401 and time.monotonic() < deadline:
+        while http_status(base + "/v2/account", reader) != 401 and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert status_of(base + "/v2/account", reader) == 401
+        assert http_status(base + "/v2/account", reader) == 401
         fetching.join(timeout=30)
     assert download == {"status": 200, "bytes": 20 * 1000}  # whole, not cut
     text = log.read_text()
@@ -512,15 +512,6 @@ def fetch_into(url: str, headers: dict[str, str], result: dict[str, Any]) -> Non
     request = urllib.request.Request(url, headers=headers)  # noqa: S310 (loopback http)
     with urllib.request.urlopen(request, timeout=30) as answer:  # noqa: S310 (loopback)
         result["status"], result["bytes"] = answer.status, len(answer.read())
-
-
-def status_of(url: str, headers: dict[str, str]) -> int:
-    request = urllib.request.Request(url, headers=headers)  # noqa: S310 (loopback http)
-    try:
-        with urllib.request.urlopen(request, timeout=5) as answer:  # noqa: S310 (loopback)
-            return int(answer.status)
-    except urllib.error.HTTPError as err:
-        return int(err.code)
 
 
 async def test_forward_auth_answers_only_a_client_credential_for_an_allowed_call(

@@ -7,14 +7,12 @@ from __future__ import annotations
 import os
 import signal
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 from proxy.crypto.keys import decode_key, generate_key
 from proxy.crypto.sealing import KeyRing
 from proxy.oauth.tokens import TokenSet
-from tests.support.processes import free_port, running
+from tests.support.processes import free_port, http_status, running
 from tests.support.secrets import WATCH
 from tests.support.sessions import cookie_store, opened, seal
 
@@ -73,16 +71,16 @@ def test_sighup_rotates_the_session_keys_and_a_broken_file_changes_nothing(
         running(["-m", "proxy"], proxy_port, env, log=log) as proxy,
     ):
         with_old, with_new = session_cookie(old), session_cookie(new)
-        assert status_of(url, with_old) == 200
-        assert status_of(url, with_new) == 401
+        assert http_status(url, cookie_headers(with_old)) == 200
+        assert http_status(url, cookie_headers(with_new)) == 401
         keys_file.write_text("not a key\n")  # broken: nothing may change
         proxy.send_signal(signal.SIGHUP)
         assert wait_for(lambda: "configuration not reloaded" in log.read_text())
-        assert status_of(url, with_old) == 200
+        assert http_status(url, cookie_headers(with_old)) == 200
         keys_file.write_text(new + "\n")  # the old key retired
         proxy.send_signal(signal.SIGHUP)
-        assert wait_for(lambda: status_of(url, with_old) == 401)
-        assert status_of(url, with_new) == 200
+        assert wait_for(lambda: http_status(url, cookie_headers(with_old)) == 401)
+        assert http_status(url, cookie_headers(with_new)) == 200
     text = log.read_text()
     assert text.count("configuration not reloaded") == 1
     assert "session.keys" in text  # the problem names the key, never the value
@@ -100,11 +98,5 @@ def wait_for(condition: object, seconds: float = 10) -> bool:
     return False
 
 
-def status_of(url: str, cookie: str) -> int:
-    headers = {"Cookie": cookie, "Accept": "application/json"}
-    request = urllib.request.Request(url, headers=headers)  # noqa: S310 (loopback http)
-    try:
-        with urllib.request.urlopen(request, timeout=5) as answer:  # noqa: S310 (loopback)
-            return int(answer.status)
-    except urllib.error.HTTPError as err:
-        return int(err.code)
+def cookie_headers(cookie: str) -> dict[str, str]:
+    return {"Cookie": cookie, "Accept": "application/json"}

@@ -7,6 +7,8 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -70,3 +72,13 @@ def peak_rss_bytes(pid: int) -> int:
 def reset_peak_rss(pid: int) -> None:
     """Writing 5 to clear_refs resets VmHWM to the current RSS (Linux ≥ 4.0)."""
     Path(f"/proc/{pid}/clear_refs").write_text("5")
+
+
+def http_status(url: str, headers: Mapping[str, str] | None = None) -> int:
+    """The status of a GET to a loopback server, error statuses included."""
+    request = urllib.request.Request(url, headers=dict(headers or {}))  # noqa: S310 (loopback)
+    try:
+        with urllib.request.urlopen(request, timeout=5) as answer:  # noqa: S310 (loopback)
+            return int(answer.status)
+    except urllib.error.HTTPError as err:
+        return int(err.code)
