@@ -76,3 +76,14 @@ image-clean:
 # Re-pin requirements/runtime.txt and build.txt (with hashes) after a dependency change.
 lock: setup
 	bash scripts/lock-requirements.sh
+
+# The whole flow on this machine, no sipgate account needed (stand-ins for the login and
+# the API, on loopback, in the foreground; Ctrl-C stops everything).
+# `make demo DEMO_MODE=personal_access_token` or `DEMO_MODE=service` for the other modes.
+DEMO_MODE ?= oauth2
+DEMO_PORT ?= 8080
+DEMO_ACCESS_TTL ?= 60
+.PHONY: demo
+demo: setup
+	bash scripts/install-demo-deps.sh
+	$(BIN)/python -m scripts.demo.run --mode $(DEMO_MODE) --port $(DEMO_PORT) --access-ttl $(DEMO_ACCESS_TTL)

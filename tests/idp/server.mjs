@@ -295,7 +295,7 @@ function page(kind, title, body) {
 <body data-idp-page="${kind}" id="keycloak-bg">
 <div id="kc-content"><h1 id="kc-page-title">${esc(title)}</h1>
 ${body}
-</div><p><small>sipgate-auth-proxy test IdP (oidc-provider). Test only.</small></p></body></html>`;
+</div><p><small>sipgate-auth-proxy test IdP (oidc-provider): NOT sipgate's login. Tests and make demo only.</small></p></body></html>`;
 }
 
 function loginPage(action, { username = '', error = '' } = {}) {
