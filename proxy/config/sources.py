@@ -58,6 +58,8 @@ def read_yaml_value(path: Path, key: str, problems: list[Problem]) -> Any:
         return yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as err:
         problems.append(Problem(key, f"cannot read {path}: {err.strerror}"))
+    except UnicodeDecodeError:
+        problems.append(Problem(key, f"{path} is not UTF-8 text"))
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""

@@ -12,7 +12,7 @@ from aiohttp import web
 
 from proxy.auth.clients.access import SharedAccess
 from proxy.auth.clients.gate import ClientGate, known
-from proxy.auth.clients.reload import from_file, from_settings, watched
+from proxy.auth.clients.reload import ClientList, watched
 from proxy.auth.headless_clients import (
     LOOPBACK_NAMES,
     ClientNetworks,
@@ -58,9 +58,9 @@ def shared_access(settings: Settings, guard: HeadlessClientGuard) -> Shared:
         return Shared(SharedAccess(guard, None))  # as before clients existed: networks only
     known_clients = [known(client) for client in settings.clients]
     gate = ClientGate(known_clients, auth.anonymous == "allow")
-    changed = from_file(auth, gate)
-    watch = () if auth.clients_file is None else (watched(auth.clients_file, changed),)
-    return Shared(SharedAccess(guard, gate), (from_settings(gate),), watch)
+    source = ClientList(auth, gate)
+    watch = () if auth.clients_file is None else (watched(auth.clients_file, source.from_file),)
+    return Shared(SharedAccess(guard, gate), (source.from_settings,), watch)
 
 
 def oauth_client(context: ModeContext, client: OAuth2Client) -> OAuthClient:

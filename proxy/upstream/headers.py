@@ -36,7 +36,19 @@ RESPONSE_FIELDS_SET_BY_SERVER = frozenset({"content-length"})
 # The upstream takes these as the proxy's word, so a client's copy never passes: the
 # forwarding headers the proxy does not set, and the identity headers other auth proxies
 # set for the apps behind them (compared in lower case, "_" read as "-").
-UNTRUSTED_FIELDS = frozenset({"forwarded", "x-real-ip"})
+UNTRUSTED_FIELDS = frozenset(
+    {
+        "forwarded",
+        "x-real-ip",
+        # what some frameworks take as the real method or path: a client's policy is
+        # checked on the request line, so nothing may restate it
+        "x-http-method-override",
+        "x-http-method",
+        "x-method-override",
+        "x-original-url",
+        "x-rewrite-url",
+    }
+)
 UNTRUSTED_PREFIXES = (
     "x-forwarded-",  # X-Forwarded-For is rebuilt by add_forwarded_for
     "x-auth-request-",

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import base64
-import binascii
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -39,7 +38,7 @@ def presented_credential(request: web.Request) -> Presented | None:
         raise MalformedCredentials()
     try:
         decoded = base64.b64decode(rest, validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
+    except ValueError:  # binascii.Error, a non-ASCII str, bad UTF-8: all ValueErrors
         raise MalformedCredentials() from None
     token_id, colon, token = decoded.partition(":")
     if not colon or not token_id or not token:

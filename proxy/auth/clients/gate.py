@@ -12,6 +12,7 @@ without stopping early: an unknown token id costs the same as a wrong token.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 import time
@@ -45,6 +46,7 @@ class KnownClient:
     rules: tuple[AllowRule, ...]
     networks: ClientNetworks | None
     bucket: TokenBucket | None
+    rate: tuple[int, float] | None  # the bucket's settings: a reload keeps an unchanged one
 
 
 def known(client: Client, clock: Clock = time.monotonic) -> KnownClient:
@@ -56,7 +58,14 @@ def known(client: Client, clock: Clock = time.monotonic) -> KnownClient:
         tuple(parse_rule(rule) for rule in client.allow),
         ClientNetworks(client.networks) if client.networks is not None else None,
         TokenBucket(limit.requests, limit.per, clock) if limit is not None else None,
+        (limit.requests, limit.per) if limit is not None else None,
     )
+
+
+def _kept_bucket(new: KnownClient, old: KnownClient | None) -> KnownClient:
+    if old is None or old.rate != new.rate:
+        return new
+    return dataclasses.replace(new, bucket=old.bucket)
 
 
 class ClientGate:
@@ -65,8 +74,10 @@ class ClientGate:
         self._anonymous = anonymous  # auth.anonymous: allow
 
     def replace(self, clients: Sequence[KnownClient]) -> None:
-        """A reloaded list (SIGHUP, a changed clients_file): the next request sees it."""
-        self._clients = tuple(clients)
+        """A reloaded list (SIGHUP, a changed clients_file): the next request sees it. A
+        client whose rate limit is unchanged keeps its bucket: a reload is no new burst."""
+        old = {client.token_id: client for client in self._clients}
+        self._clients = tuple(_kept_bucket(client, old.get(client.token_id)) for client in clients)
 
     @property
     def names(self) -> list[str]:

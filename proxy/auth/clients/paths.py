@@ -3,7 +3,8 @@
 The forwarder passes the path to the upstream byte for byte, so a client's rules are only
 matched against a path that has no spelling the upstream could read otherwise: no empty,
 ``.`` or ``..`` segment, no backslash, no percent-encoded ``/``, ``\\``, ``.`` or ``%`` (a
-double encoding), no control, space or non-ASCII character, raw or percent-encoded. Any
+double encoding), no ``;`` (a path parameter, raw or encoded), no ``%`` that is not an
+escape, no control, space or non-ASCII character, raw or percent-encoded. Any
 other spelling is refused outright, whatever the rules say, so no spelling of a path
 reaches sipgate that the rule set would refuse.
 """
@@ -15,7 +16,10 @@ import re
 # Percent-encodings that would let one path be spelt two ways (/, \, ., %), or that a
 # decoder may read as something else: control characters and any byte above 0x7F (an
 # overlong UTF-8 "%c0%ae" is "." to some).
-_AMBIGUOUS_ESCAPES = re.compile(r"%(2[fFeE5]|5[cC]|[01][0-9a-fA-F]|7[fF]|[89a-fA-F][0-9a-fA-F])")
+_AMBIGUOUS_ESCAPES = re.compile(
+    r"%(2[0fFeE5]|3[bB]|5[cC]|[01][0-9a-fA-F]|7[fF]|[89a-fA-F][0-9a-fA-F])"
+    r"|%(?![0-9a-fA-F]{2})"  # a "%" that is no escape: double decoding, IIS's "%u002e"
+)
 _PLAIN = re.compile(r"[\x21-\x7e]*\Z")
 
 
@@ -23,7 +27,9 @@ def canonical_segments(raw_path: str) -> tuple[str, ...] | None:
     """The path's segments (without the query), or None when it is not in the one
     spelling that every reader of it agrees on."""
     path = raw_path.split("?", 1)[0].split("#", 1)[0]
-    if not path.startswith("/") or not _PLAIN.match(path) or "\\" in path:
+    # ";" starts a path parameter, which Tomcat, Spring and Jetty cut off a segment before
+    # they resolve dots: "/allowed/..;/refused" is "/refused" to them.
+    if not path.startswith("/") or not _PLAIN.match(path) or "\\" in path or ";" in path:
         return None
     if _AMBIGUOUS_ESCAPES.search(path):
         return None

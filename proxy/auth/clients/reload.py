@@ -2,7 +2,8 @@
 configuration, and whenever ``auth.clients_file`` changes (Kubernetes updates a mounted
 Secret by swapping its directory's symlink: the file's inode and time change). A file
 that does not load keeps the old list, and the log says why (the problems name keys,
-never values)."""
+never values). The file is read once it has stopped changing for one look, so a file
+written in place is not read half-written."""
 
 from __future__ import annotations
 
@@ -10,13 +11,13 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 
 from aiohttp import web
 
 from proxy.auth.clients.gate import ClientGate, known
-from proxy.config import Auth, ConfigError, Settings
+from proxy.config import Auth, Client, ConfigError, Settings
 from proxy.config.clients import all_clients
 
 log = logging.getLogger(__name__)
@@ -24,30 +25,32 @@ log = logging.getLogger(__name__)
 WATCH_INTERVAL = 2.0  # seconds between looks at clients_file
 
 
-def from_settings(gate: ClientGate) -> Callable[[Settings], None]:
-    """SIGHUP's step: the reloaded configuration's clients (inline and from the file)."""
+class ClientList:
+    """Where the gate's clients come from: the configuration SIGHUP loaded last (so a
+    file change never brings back a client SIGHUP removed) and its clients_file."""
 
-    def reload(settings: Settings) -> None:
-        gate.replace([known(client) for client in settings.clients])
-        log.info("clients reloaded: %s", ", ".join(gate.names) or "none")
+    def __init__(self, auth: Auth, gate: ClientGate) -> None:
+        self._auth = auth
+        self._gate = gate
 
-    return reload
+    def from_settings(self, settings: Settings) -> None:
+        """SIGHUP's step: the reloaded configuration's clients (inline and from the file)."""
+        self._auth = settings.auth
+        self._replace(settings.clients)
 
-
-def from_file(auth: Auth, gate: ClientGate) -> Callable[[], None]:
-    """The watcher's step: the clients read again (the file's, with the inline ones)."""
-
-    def reload() -> None:
+    def from_file(self) -> None:
+        """The watcher's step: the clients read again (the file's, with the inline ones)."""
         try:
-            clients = all_clients(auth)
+            clients = all_clients(self._auth)
         except ConfigError as err:
             problems = "; ".join(str(p) for p in err.problems)
             log.error("clients not reloaded, the old list stays: %s", problems)
             return
-        gate.replace([known(client) for client in clients])
-        log.info("clients reloaded: %s", ", ".join(gate.names) or "none")
+        self._replace(clients)
 
-    return reload
+    def _replace(self, clients: Sequence[Client]) -> None:
+        self._gate.replace([known(client) for client in clients])
+        log.info("clients reloaded: %s", ", ".join(self._gate.names) or "none")
 
 
 def watched(
@@ -70,9 +73,16 @@ async def _watch(path: Path, reload: Callable[[], None], interval: float) -> Non
     while True:
         await asyncio.sleep(interval)
         now = _identity(path)
-        if now != seen:
-            seen = now
+        if now == seen:
+            continue
+        await asyncio.sleep(interval)  # still changing: look again before reading
+        if _identity(path) != now:
+            continue
+        seen = now
+        try:
             reload()
+        except Exception as err:  # the watcher must outlive any one bad read
+            log.error("clients not reloaded, the old list stays: %s", type(err).__name__)
 
 
 def _identity(path: Path) -> tuple[int, int, int] | None:
