@@ -6,11 +6,10 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
-from aiohttp.typedefs import Middleware
+from aiohttp.typedefs import Handler, Middleware
 
 from proxy.auth.origin import OriginPolicy, vary_with_origin
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 ResponseHook = Callable[[web.Request, web.StreamResponse], Awaitable[None]]
 
 

@@ -24,10 +24,10 @@ sent as ``X-Sipgate-Set-Cookie-<n>`` (n < ``COOKIE_SLOTS``), one header per cook
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
 from typing import Literal
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 from multidict import CIMultiDict
 
 from proxy.auth.headless_clients import ClientNetworks
@@ -38,7 +38,6 @@ from proxy.request_state import SET_COOKIES, cookies_to_set
 
 log = logging.getLogger(__name__)
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Listener = Literal["main", "management"]
 
 FETCH_METADATA = ("Origin", "Sec-Fetch-Site", "Sec-Fetch-Mode", "Sec-Fetch-Dest", "Sec-Fetch-User")

@@ -7,16 +7,12 @@ instructions per request (791,573 against 795,172; bench/instructions.py, c50)."
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-
 import aiohttp
 from aiohttp import web
-from aiohttp.typedefs import Middleware
+from aiohttp.typedefs import Handler, Middleware
 
 from proxy import request_state as state
 from proxy.errors import ProxyError, StoreUnavailable, json_error
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 @web.middleware

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from proxy.auth.protocol import Authenticator
 from proxy.upstream.clients import HttpClients
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def proxy_handler(authenticator: Authenticator, clients: HttpClients) -> Handler:

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from proxy import request_state as rs
 from proxy.auth.redirects import safe_return_path
@@ -29,7 +30,6 @@ from proxy.session.request_cookies import request_cookies
 
 log = logging.getLogger(__name__)
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Wrap = Callable[[Handler], Handler]
 # A redeemed login's answer: the request, its tokens, where the attempt started.
 LoginCompletion = Callable[[web.Request, TokenSet, str], Awaitable[web.Response]]

@@ -10,12 +10,13 @@ from __future__ import annotations
 import html
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from proxy import request_state as rs
 from proxy.auth.headless_clients import HeadlessClientGuard
 from proxy.auth.service_identity import ServiceIdentity
 from proxy.login.pages import html_page
-from proxy.login.routes import Handler, LoginCompletion, LoginRoutes
+from proxy.login.routes import LoginCompletion, LoginRoutes
 from proxy.oauth.tokens import TokenSet
 
 

@@ -12,18 +12,16 @@ import logging
 import os
 import re
 import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
-from aiohttp.typedefs import Middleware
+from aiohttp.typedefs import Handler, Middleware
 
 from proxy import request_state as state
 from proxy.ops.metrics import Metrics
 
 log = logging.getLogger("proxy.access")
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _valid_request_id = VALID_REQUEST_ID.match

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp_session
 from aiohttp import web
+from aiohttp.typedefs import Handler
 from aiohttp.web_exceptions import NotAppKeyWarning
 
 from proxy.oauth.tokens import TokenSet
@@ -25,7 +26,6 @@ from proxy.session.store import SessionStore
 
 log = logging.getLogger(__name__)
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 # aiohttp-session keeps its state under plain string keys, which aiohttp 3.12+ warns about
 # once per key; that is the library's business, not something an operator can act on.

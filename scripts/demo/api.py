@@ -6,17 +6,16 @@ from __future__ import annotations
 
 import base64
 import sys
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from tests.support.upstream import BearerVerifier
 
 NOTICE = "demo stand-in for api.sipgate.com: NOT sipgate, no real account, made-up data"
 DEMO_PAT = ("token-DEMO00", "00000000-0000-4000-8000-000000000000")
 VERIFIER = web.AppKey("verifier", BearerVerifier)
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def answer(data: dict[str, Any], status: int = 200) -> web.Response:
