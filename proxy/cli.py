@@ -96,16 +96,17 @@ def _end_sessions(settings: config.Settings, subject: str) -> int:
 
     from proxy.crypto.sealing import KeyRing
     from proxy.errors import StoreUnavailable
-    from proxy.session import redis_backend as redis_store
+    from proxy.session.redis_backend import RedisBackend
+    from proxy.session.redis_connection import connect
 
     async def end() -> int:
-        client = redis_store.connect(store.url.get_secret_value())
+        redis = connect(store)
         keys = KeyRing(keys_from(settings))
-        sessions = redis_store.RedisBackend(client, keys, settings.session.cookie_name)
+        sessions = RedisBackend(redis.client, keys, settings.session.cookie_name)
         try:
             return await sessions.end_subject(subject)
         finally:
-            await client.aclose()
+            await redis.aclose()
 
     try:
         ended = asyncio.run(end())

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install the real peers the test suite talks to: Chromium (browser tests), nginx
-# (auth_request in front of the proxy), redis-server (the Redis store), the
-# oidc-provider IdP's node modules and sipgate's Node.js library (tests/sipgateio).
+# (auth_request in front of the proxy), redis-server and redis-sentinel (the Redis store:
+# standalone, Sentinel and Cluster), the oidc-provider IdP's node modules and sipgate's
+# Node.js library (tests/sipgateio).
 # Safe to run again: it only installs what is missing.
 # Debian packages need root (or sudo).
 set -euo pipefail
@@ -13,6 +14,7 @@ apt_packages=()
 [ -x /usr/bin/chromium ] || apt_packages+=(chromium)
 [ -x /usr/sbin/nginx ] || apt_packages+=(nginx)
 [ -x /usr/bin/redis-server ] || apt_packages+=(redis-server)
+[ -x /usr/bin/redis-sentinel ] || apt_packages+=(redis-sentinel)
 
 apt_install "${apt_packages[@]}"
 

@@ -55,7 +55,9 @@ def test_redis_store_carries_url_and_lock_ttl_when_store_is_redis() -> None:
         "SIPGATE_PROXY_SESSION__REDIS_LOCK_TTL": "2",
     }
     store = config.load(None, env).store
-    assert store == config.RedisStore(config.Secret("rediss://r:6380/1"), 2.0)
+    assert store == config.RedisStore(
+        config.RedisServer(config.Secret("rediss://r:6380/1"), cluster=False), 2.0
+    )
 
 
 def test_service_identity_lives_in_the_state_file_when_one_is_set(tmp_path: Path) -> None:

@@ -38,14 +38,13 @@ from proxy.app import create_app
 from proxy.crypto.sealing import KeyRing
 from proxy.oauth.tokens import TokenSet
 from proxy.server import handler_args
-from proxy.session.redis_backend import connect
 from tests.conftest import CLIENT_ID, CLIENT_SECRET, ProxyFactory, require
 from tests.support.idp import RunningIdP, idp_available, start_idp
 from tests.support.processes import free_port
 from tests.support.redis_server import RedisServer
 from tests.support.scripted_browser import FORM_ACTION, NAVIGATION, ScriptedBrowser
 from tests.support.secrets import WATCH
-from tests.support.sessions import cookie_store, opened, redis_store, seal
+from tests.support.sessions import connect, cookie_store, opened, redis_store, seal
 
 ServerFactory = Callable[..., Awaitable[TestServer]]
 

@@ -9,15 +9,15 @@ import os
 from collections.abc import AsyncIterator
 
 import pytest
-import redis.asyncio as redis
 
 from proxy.crypto.sealing import KeyRing
 from proxy.errors import StoreUnavailable
 from proxy.oauth.tokens import TokenSet
-from proxy.session.redis_backend import RedisBackend, connect
+from proxy.session.redis_backend import RedisBackend
+from proxy.session.redis_connection import RedisClient
 from proxy.session.store import SessionStore
 from tests.support.redis_server import RedisServer
-from tests.support.sessions import end_subject, redis_store
+from tests.support.sessions import connect, end_subject, redis_store
 from tests.test_session_cookie import NOW, as_jar, sipgate_tokens
 
 
@@ -111,18 +111,19 @@ async def test_end_sessions_command_ends_them(
 
 
 # --- the per-subject index -------------------------------------------------------------
-# Read straight from Redis: the index is "{ns}:subject:<sha256(sub)>", a set of record keys.
+# Read straight from Redis: the index is "{ns}:subject-sessions:<sha256(sub)>", a sorted set
+# of record keys scored with their expiry.
 
 DAY = 86400.0
 MAX_LIFETIME = 30 * DAY
 
 
 def index_key(subject: str) -> str:
-    return f"sipgate-proxy:subject:{hashlib.sha256(subject.encode()).hexdigest()}"
+    return f"sipgate-proxy:subject-sessions:{hashlib.sha256(subject.encode()).hexdigest()}"
 
 
 @pytest.fixture
-async def raw(redis_server: RedisServer) -> AsyncIterator[redis.Redis]:
+async def raw(redis_server: RedisServer) -> AsyncIterator[RedisClient]:
     client = connect(redis_server.url, timeout=0.5)
     yield client
     await client.aclose()
@@ -134,7 +135,7 @@ def clock() -> list[float]:
 
 
 @pytest.fixture
-def timed_store(raw: redis.Redis, clock: list[float]) -> SessionStore:
+def timed_store(raw: RedisClient, clock: list[float]) -> SessionStore:
     keys = KeyRing([os.urandom(32)])
     return redis_store(raw, keys, "sipgate_proxy", True, MAX_LIFETIME, clock=lambda: clock[0])
 
@@ -144,20 +145,20 @@ def alice(now: float, refresh_for: float = DAY) -> TokenSet:
 
 
 async def test_sign_out_removes_the_session_from_its_subject_index(
-    timed_store: SessionStore, raw: redis.Redis
+    timed_store: SessionStore, raw: RedisClient
 ) -> None:
     kept = as_jar(await timed_store.save(alice(NOW), NOW, {}, new_session=True))
     ended = as_jar(await timed_store.save(alice(NOW), NOW, {}, new_session=True))
-    assert await raw.scard(index_key("alice")) == 2
+    assert await raw.zcard(index_key("alice")) == 2
     await timed_store.clear(ended)
-    assert await raw.scard(index_key("alice")) == 1
+    assert await raw.zcard(index_key("alice")) == 1
     await timed_store.clear(kept)
     assert await raw.exists(index_key("alice")) == 0
     assert await end_subject(timed_store, "alice") == 0
 
 
 async def test_subject_index_lives_no_longer_than_its_sessions_when_refreshed_daily(
-    timed_store: SessionStore, raw: redis.Redis, clock: list[float]
+    timed_store: SessionStore, raw: RedisClient, clock: list[float]
 ) -> None:
     jar = as_jar(await timed_store.save(alice(NOW), NOW, {}, new_session=True))
     index_ttl = await raw.pttl(index_key("alice")) / 1000
@@ -171,10 +172,29 @@ async def test_subject_index_lives_no_longer_than_its_sessions_when_refreshed_da
 
 
 async def test_subject_index_drops_sessions_that_expired_when_a_new_one_is_saved(
-    timed_store: SessionStore, raw: redis.Redis
+    timed_store: SessionStore, raw: RedisClient
 ) -> None:
     await timed_store.save(alice(NOW, refresh_for=1), NOW, {}, new_session=True)
     await asyncio.sleep(1.2)  # that session's record expires in Redis
     await timed_store.save(alice(NOW), NOW, {}, new_session=True)
-    assert await raw.scard(index_key("alice")) == 1
+    assert await raw.zcard(index_key("alice")) == 1
     assert await raw.pttl(index_key("alice")) / 1000 <= DAY  # a short one never shortens it
+
+
+async def test_sessions_indexed_before_the_index_was_sorted_still_end(
+    timed_store: SessionStore, raw: RedisClient
+) -> None:
+    # 0.1 kept the index as a set at "{ns}:subject:<sha256(sub)>"; its records point there.
+    legacy = f"sipgate-proxy:subject:{hashlib.sha256(b'alice').hexdigest()}"
+    old = as_jar(await timed_store.save(alice(NOW), NOW, {}, new_session=True))
+    signed_out = as_jar(await timed_store.save(alice(NOW), NOW, {}, new_session=True))
+    records = [key async for key in raw.scan_iter("sipgate-proxy:session:*")]
+    await raw.delete(index_key("alice"))
+    for record in records:
+        await raw.hset(record, "idx", legacy)
+        await raw.sadd(legacy, record)
+    await timed_store.clear(signed_out)
+    assert await raw.scard(legacy) == 1
+    assert await end_subject(timed_store, "alice") == 1
+    assert await timed_store.load(old) is None
+    assert await raw.exists(legacy) == 0

@@ -9,10 +9,9 @@ import pytest
 
 from proxy.crypto.sealing import KeyRing
 from proxy.oauth.tokens import TokenSet
-from proxy.session.redis_backend import connect
 from proxy.session.store import SessionStore
 from tests.support.redis_server import RedisServer
-from tests.support.sessions import cookie_store, redis_store
+from tests.support.sessions import connect, cookie_store, redis_store
 from tests.test_session_cookie import NOW, as_jar, sipgate_tokens
 
 KEY = os.urandom(32)

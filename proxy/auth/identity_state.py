@@ -11,12 +11,10 @@ import tempfile
 from pathlib import Path
 from typing import Protocol
 
-import redis.asyncio as redis
-
 from proxy.crypto.sealing import KeyRing, context
 from proxy.session import codec as session_codec
 from proxy.session.codec import StoredSession
-from proxy.session.redis_backend import call
+from proxy.session.redis_connection import RedisClient, call
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +63,7 @@ class FileState:
 
 
 class RedisState:
-    def __init__(self, client: redis.Redis, keys: KeyRing, namespace: str) -> None:
+    def __init__(self, client: RedisClient, keys: KeyRing, namespace: str) -> None:
         self._redis = client
         self._keys = keys
         self._key = f"{namespace}:service:identity"

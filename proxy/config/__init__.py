@@ -26,13 +26,13 @@ from proxy.config.modes import (
     OAuth2Client,
     OAuth2Mode,
     PersonalAccessTokenMode,
-    RedisStore,
     ServiceMode,
     Settings,
     Store,
     resolved,
 )
 from proxy.config.problems import ConfigError, Problem, named_source
+from proxy.config.redis_store import RedisAuth, RedisSentinels, RedisServer, RedisStore
 from proxy.config.schema import (
     LOOPBACK_NETWORKS,
     Auth,
@@ -75,6 +75,9 @@ __all__ = [
     "PersonalAccessTokenMode",
     "Problem",
     "RateLimit",
+    "RedisAuth",
+    "RedisSentinels",
+    "RedisServer",
     "RedisStore",
     "Secret",
     "Server",

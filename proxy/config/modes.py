@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
-from urllib.parse import urlsplit
 
 from proxy.config.problems import Problem
+from proxy.config.redis_store import RedisStore, resolve_redis
 from proxy.config.schema import Client, Document, OAuth2, PersonalAccessToken, Service
 from proxy.config.secret import Secret
 from proxy.config.sources import SECRET_FILES, env_name
@@ -44,12 +44,6 @@ class PersonalAccessTokenMode:
 @dataclass(frozen=True)
 class CookieStore:
     """Sessions live sealed in the browser's cookies; the server keeps nothing."""
-
-
-@dataclass(frozen=True)
-class RedisStore:
-    url: Secret  # redis://, rediss:// (TLS) or unix://
-    lock_ttl: float  # seconds a refresh holds the cross-replica lock before renewing it
 
 
 @dataclass(frozen=True)
@@ -85,25 +79,9 @@ def resolved(
 
 
 def resolve_store(document: Document, problems: list[Problem]) -> Store | None:
-    session = document.session
-    if session.store == "cookie":
+    if document.session.store == "cookie":
         return CookieStore()
-    url = session.redis_url
-    if url is None:
-        problems.append(
-            Problem(
-                "session.redis_url",
-                f"required with store: redis (set {env_name('session.redis_url')} or "
-                "session.redis_url_file)",
-            )
-        )
-    elif urlsplit(url.get_secret_value()).scheme not in ("redis", "rediss", "unix"):
-        problems.append(
-            Problem("session.redis_url", "must be a redis://, rediss:// or unix:// URL")
-        )
-    else:
-        return RedisStore(url, session.redis_lock_ttl)
-    return None
+    return resolve_redis(document.session, problems)
 
 
 def resolve_mode(document: Document, store: Store | None, problems: list[Problem]) -> Mode | None:

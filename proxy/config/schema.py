@@ -16,10 +16,16 @@ from urllib.parse import urlsplit
 
 import msgspec
 
-from proxy.config.allow_rules import parse_rule
-from proxy.config.origins import is_loopback_host, normalise_origin, secure_prefix, valid_port
+from proxy.config.origins import is_loopback_host, secure_prefix
+from proxy.config.rules import (
+    allow_rules,
+    bare_origins,
+    decodable_keys,
+    host_ports,
+    http_url,
+    public_origin,
+)
 from proxy.config.secret import Secret
-from proxy.crypto.keys import InvalidKey, decode_key
 
 if TYPE_CHECKING:
     IPNetwork: TypeAlias = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -36,46 +42,6 @@ class Check:
     ValueError with the problem."""
 
     check: Callable[[Any], Any]
-
-
-def _http_url(value: str) -> str:
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname or not valid_port(value):
-        raise ValueError("must be an http(s) URL such as https://api.sipgate.com")
-    if parts.username or parts.password or parts.query or parts.fragment:
-        raise ValueError("must not contain credentials, a query or a fragment")
-    return value.rstrip("/")
-
-
-def _public_origin(value: str) -> str:
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname or not valid_port(value):
-        raise ValueError("must be the http(s) origin browsers use, e.g. https://proxy.example")
-    if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username:
-        raise ValueError("must be an origin only (scheme, host, port), without a path")
-    return value.rstrip("/")
-
-
-def _bare_origins(origins: list[str]) -> list[str]:
-    for origin in origins:
-        if normalise_origin(origin) is None:
-            raise ValueError(f"{origin!r} is not a bare origin such as https://app.example")
-    return origins
-
-
-def _decodable_keys(keys: list[Secret]) -> list[Secret]:
-    for position, key in enumerate(keys):
-        try:
-            decode_key(key.get_secret_value())
-        except InvalidKey as err:
-            raise ValueError(f"key #{position + 1}: {err}") from None
-    return keys
-
-
-def _allow_rules(rules: list[str]) -> list[str]:
-    for rule in rules:
-        parse_rule(rule)  # raises ValueError naming the rule and its fault
-    return rules
 
 
 def _loopback() -> list[IPNetwork]:
@@ -100,7 +66,7 @@ class Listen(Section, frozen=True, kw_only=True):
 
 
 class Upstream(Section, frozen=True, kw_only=True):
-    url: Annotated[str, Check(_http_url)] = "https://api.sipgate.com"
+    url: Annotated[str, Check(http_url)] = "https://api.sipgate.com"
     connect_timeout: Positive = 5.0
     read_timeout: Positive = 60.0
     max_body_size: Annotated[int, msgspec.Meta(ge=0)] = 64 * 1024 * 1024
@@ -147,7 +113,7 @@ class Client(Section, frozen=True, kw_only=True):
     name: Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9-]{1,40}\Z")]
     token_id: Annotated[str, msgspec.Meta(pattern=r"^token-[A-Za-z0-9]{6}\Z")]
     token_sha256: Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{64}\Z")]
-    allow: Annotated[list[str], Check(_allow_rules)] = msgspec.field(default_factory=list)
+    allow: Annotated[list[str], Check(allow_rules)] = msgspec.field(default_factory=list)
     networks: list[IPNetwork] | None = None  # None: wherever allowed_client_networks allow
     rate_limit: RateLimit | None = None
 
@@ -169,14 +135,26 @@ class Session(Section, frozen=True, kw_only=True):
     cookie_name: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{1,64}\Z")] = "sipgate_proxy"
     # None: on, except for a loopback http public_url with an unprefixed cookie_name
     cookie_secure: bool | None = None
-    keys: Annotated[list[Secret], Check(_decodable_keys)] = msgspec.field(default_factory=list)
+    keys: Annotated[list[Secret], Check(decodable_keys)] = msgspec.field(default_factory=list)
     store: Literal["cookie", "redis"] = "cookie"
-    redis_url: Secret | None = None  # redis://, rediss:// (TLS) or unix://
+    redis_mode: Literal["standalone", "sentinel", "cluster"] = "standalone"
+    # standalone: redis://, rediss:// (TLS) or unix://; cluster: any node, as the seed
+    redis_url: Secret | None = None
     redis_lock_ttl: Annotated[float, msgspec.Meta(gt=0, le=60)] = 5.0
+    redis_tls_ca_file: Path | None = None  # the data nodes' CA, if not the system's
+    # sentinel: the sentinels name the primary. A URL could not hold both the sentinels'
+    # and the data nodes' credentials and TLS, so each has its own keys.
+    redis_sentinels: Annotated[list[str], Check(host_ports)] = msgspec.field(default_factory=list)
+    redis_sentinel_master: str | None = None
+    redis_sentinel_username: str | None = None
+    redis_sentinel_password: Secret | None = None
+    redis_sentinel_tls: bool = False
+    redis_sentinel_tls_ca_file: Path | None = None
+    redis_username: str | None = None  # the data nodes' (sentinel mode)
+    redis_password: Secret | None = None
+    redis_tls: bool = False
     max_lifetime: Positive = 30 * 24 * 3600
-    allowed_origins: Annotated[list[str], Check(_bare_origins)] = msgspec.field(
-        default_factory=list
-    )
+    allowed_origins: Annotated[list[str], Check(bare_origins)] = msgspec.field(default_factory=list)
 
 
 class Server(Section, frozen=True, kw_only=True):
@@ -216,7 +194,7 @@ class Document(Section, frozen=True, kw_only=True):
     is resolved; ``Settings`` adds what the mode requires."""
 
     listen: Listen = msgspec.field(default_factory=Listen)
-    public_url: Annotated[str, Check(_public_origin)] = "http://localhost:8080"
+    public_url: Annotated[str, Check(public_origin)] = "http://localhost:8080"
     upstream: Upstream = msgspec.field(default_factory=Upstream)
     auth: Auth = msgspec.field(default_factory=Auth)
     session: Session = msgspec.field(default_factory=Session)

@@ -19,6 +19,8 @@ SECRET_FILES = (
     (("auth", "personal_access_token"), "token", "token_file", False),
     (("session",), "keys", "keys_file", True),
     (("session",), "redis_url", "redis_url_file", False),
+    (("session",), "redis_password", "redis_password_file", False),
+    (("session",), "redis_sentinel_password", "redis_sentinel_password_file", False),
 )
 
 

@@ -81,17 +81,17 @@ def login_flows(settings: Settings, keys: KeyRing) -> LoginFlows:
 
 def redis_client(store: RedisStore) -> Any:
     # Imported here: a cookie-store proxy never loads the Redis client (-6.6 MB RSS).
-    from proxy.session import redis_backend
+    from proxy.session import redis_connection
 
-    return redis_backend.connect(store.url.get_secret_value())
+    return redis_connection.connect(store)
 
 
-def closing(client: Any) -> CleanupContext:
-    """A Redis client, closed when the app stops."""
+def closing(connection: Any) -> CleanupContext:
+    """A Redis connection, closed when the app stops."""
 
     async def close_at_shutdown(app: web.Application) -> AsyncIterator[None]:
         yield
-        await client.aclose()
+        await connection.aclose()
 
     return close_at_shutdown
 

@@ -87,11 +87,11 @@ def _storage(
         return FileState(mode.state, keys), None, ()
     from proxy.refresh.redis import RedisCoordinationPolicy, RedisRefreshCoordination
 
-    client = redis_client(store)
+    redis = redis_client(store)
     policy = RedisCoordinationPolicy(lock_ttl=store.lock_ttl)
-    coordination = RedisRefreshCoordination(client, keys, policy)
+    coordination = RedisRefreshCoordination(redis.client, keys, policy)
     state = FileState(mode.state, keys) if isinstance(mode.state, Path) else None
-    return state or RedisState(client, keys, "sipgate-proxy"), coordination, (closing(client),)
+    return state or RedisState(redis.client, keys, "sipgate-proxy"), coordination, (closing(redis),)
 
 
 def _kept_fresh(identity: ServiceIdentity) -> CleanupContext:

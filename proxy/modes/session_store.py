@@ -43,11 +43,11 @@ def _redis_store(context: ModeContext, store: RedisStore, keys: KeyRing) -> Stor
     from proxy.refresh.redis import RedisCoordinationPolicy, RedisRefreshCoordination
     from proxy.session import redis_backend
 
-    settings, session, client = context.settings, context.settings.session, redis_client(store)
-    backend = redis_backend.RedisBackend(client, keys, session.cookie_name)
+    settings, session, redis = context.settings, context.settings.session, redis_client(store)
+    backend = redis_backend.RedisBackend(redis.client, keys, session.cookie_name)
     sessions = redis_backend.redis_session_store(
         backend, session.cookie_name, settings.cookie_secure, session.max_lifetime
     )
     policy = RedisCoordinationPolicy(lock_ttl=store.lock_ttl)
-    coordination = RedisRefreshCoordination(client, keys, policy)
-    return StoreParts(sessions, coordination, (closing(client),), (backend.ping,))
+    coordination = RedisRefreshCoordination(redis.client, keys, policy)
+    return StoreParts(sessions, coordination, (closing(redis),), (backend.ping,))

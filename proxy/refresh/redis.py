@@ -19,15 +19,13 @@ import secrets
 import time
 from dataclasses import dataclass
 
-import redis.asyncio as redis
-
 from proxy.crypto.sealing import KeyRing, context
 from proxy.errors import StoreUnavailable
 from proxy.oauth.tokens import TokenSet
 from proxy.refresh.single_flight import Exchange, Outcome, RefreshFailed
 from proxy.session import codec as session_codec
 from proxy.session.codec import StoredSession
-from proxy.session.redis_backend import call
+from proxy.session.redis_connection import RedisClient, call
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +50,7 @@ class RedisCoordinationPolicy:
 class RedisRefreshCoordination:
     def __init__(
         self,
-        client: redis.Redis,
+        client: RedisClient,
         keys: KeyRing,
         policy: RedisCoordinationPolicy = RedisCoordinationPolicy(),
     ) -> None:
@@ -110,7 +108,11 @@ class RedisRefreshCoordination:
 
     async def _known(self, k: str) -> TokenSet | None:
         """The result of an earlier refresh of this token, or FATAL if it is dead."""
-        result, dead = await call(self._redis.mget([self._result_key(k), self._dead_key(k)]))
+        # Two GETs in one round trip (an MGET would fail on a cluster: two hash slots).
+        pipeline = self._redis.pipeline(transaction=False)
+        pipeline.get(self._result_key(k))
+        pipeline.get(self._dead_key(k))
+        result, dead = await call(pipeline.execute())
         if dead is not None:
             raise RefreshFailed(Outcome.FATAL, "refresh token already refused by the IdP")
         return self._open(k, result) if isinstance(result, bytes) else None

@@ -6,14 +6,14 @@ import time
 from collections.abc import Coroutine, Mapping
 from typing import Any, TypeVar
 
-import redis.asyncio as redis
-
 from proxy.clock import Clock
+from proxy.config import RedisServer, Secret
 from proxy.crypto.sealing import KeyRing
 from proxy.oauth.tokens import TokenSet
 from proxy.session.codec import StoredSession
 from proxy.session.cookie_backend import cookie_session_store
 from proxy.session.redis_backend import RedisBackend, redis_session_store
+from proxy.session.redis_connection import RedisClient, connect_server
 from proxy.session.store import SessionStore
 
 T = TypeVar("T")
@@ -21,8 +21,13 @@ T = TypeVar("T")
 cookie_store = cookie_session_store
 
 
+def connect(url: str, timeout: float = 2.0, cluster: bool = False) -> RedisClient:
+    """A client as the proxy makes one, for a server (or a cluster node) by URL."""
+    return connect_server(RedisServer(Secret(url), cluster), timeout)
+
+
 def redis_store(
-    client: redis.Redis,
+    client: RedisClient,
     keys: KeyRing,
     name: str,
     secure: bool,
