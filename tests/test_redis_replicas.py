@@ -40,14 +40,21 @@ class Replicas:
 
 @pytest.fixture
 def replicas_factory(
+    request: pytest.FixtureRequest,
     tmp_path: Path,
-    redis_server: RedisServer,
     idp_factory: Callable[..., RunningIdP],
     aiohttp_server: Callable[..., Awaitable[TestServer]],
 ) -> Iterator[Callable[..., Awaitable[Replicas]]]:
+    """Two proxies on one Redis: the redis_server fixture's, unless ``redis`` says
+    where (the session.redis_* variables of a Sentinel set or a Cluster)."""
     stack = ExitStack()
 
-    async def start(env: dict[str, str] | None = None, **idp_options: Any) -> Replicas:
+    async def start(
+        env: dict[str, str] | None = None, redis: dict[str, str] | None = None, **idp_options: Any
+    ) -> Replicas:
+        if redis is None:
+            server: RedisServer = request.getfixturevalue("redis_server")
+            redis = {"SIPGATE_PROXY_SESSION__REDIS_URL": server.url}
         ports = [free_port(), free_port()]
         urls = [f"http://localhost:{port}" for port in ports]
         idp = idp_factory(f"{urls[0]}/oauth2/callback", **idp_options)
@@ -59,7 +66,7 @@ def replicas_factory(
             "SIPGATE_PROXY_AUTH__OAUTH2__CLIENT_ID": CLIENT_ID,
             "SIPGATE_PROXY_AUTH__OAUTH2__CLIENT_SECRET": CLIENT_SECRET,
             "SIPGATE_PROXY_SESSION__STORE": "redis",
-            "SIPGATE_PROXY_SESSION__REDIS_URL": redis_server.url,
+            **redis,
             "SIPGATE_PROXY_SESSION__KEYS": f"[{generate_key()}]",
             **(env or {}),
         }

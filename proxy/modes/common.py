@@ -87,13 +87,14 @@ def redis_client(store: RedisStore) -> Any:
 
 
 def closing(connection: Any) -> CleanupContext:
-    """A Redis connection, closed when the app stops."""
+    """A Redis connection, opened when the app starts and closed when it stops."""
 
-    async def close_at_shutdown(app: web.Application) -> AsyncIterator[None]:
+    async def open_until_shutdown(app: web.Application) -> AsyncIterator[None]:
+        await connection.open()
         yield
         await connection.aclose()
 
-    return close_at_shutdown
+    return open_until_shutdown
 
 
 def key_ring(settings: Settings) -> KeyRing:

@@ -34,7 +34,9 @@ async def call(awaitable: Awaitable[T]) -> T:
     """Await a Redis command; any Redis failure is the store being unavailable."""
     try:
         return await awaitable
-    except (RedisError, OSError) as err:
+    # RuntimeError: under uvloop, a write to a connection that redis-py closed beneath a
+    # concurrent command (a cluster client re-reading the topology) raises it, not OSError.
+    except (RedisError, OSError, RuntimeError) as err:
         log.warning("session store unavailable: %s", type(err).__name__)
         raise StoreUnavailable() from None
 
@@ -45,6 +47,16 @@ class RedisConnection:
 
     client: RedisClient
     sentinels: tuple[redis.Redis, ...] = ()
+
+    async def open(self) -> None:
+        """A cluster client reads the topology now, before requests share it: done
+        lazily by concurrent first commands, it closes connections they are using."""
+        if not isinstance(self.client, RedisCluster):
+            return
+        try:
+            await self.client.initialize()
+        except (RedisError, OSError) as err:  # then on first use; /readyz tells
+            log.warning("Redis cluster not reachable at start: %s", type(err).__name__)
 
     async def aclose(self) -> None:
         await self.client.aclose()
