@@ -21,13 +21,16 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from proxy import config
 from proxy.auth.identity_state import RedisState
 from proxy.crypto.sealing import KeyRing
+from proxy.errors import StoreUnavailable
 from proxy.oauth.tokens import TokenSet
 from proxy.refresh.redis import RedisCoordinationPolicy, RedisRefreshCoordination
 from proxy.refresh.single_flight import Outcome, RefreshFailed
 from proxy.session.codec import StoredSession
 from proxy.session.redis_connection import RedisClient
+from proxy.session.redis_connection import connect as connect_store
 from tests.conftest import require
 from tests.support.redis_topologies import (
     MASTER,
@@ -35,10 +38,12 @@ from tests.support.redis_topologies import (
     SENTINEL_PASSWORD,
     RedisClusterOf3,
     SentinelSet,
-    cli,
+    Tls,
     topologies_available,
 )
 from tests.support.sessions import connect, end_subject, redis_store
+from tests.support.tls import make_certificates
+from tests.test_config_modes import OAUTH
 from tests.test_redis_replicas import JSON, Replicas, logged_in_cookie, replicas_factory, spread
 from tests.test_session_cookie import NOW, as_jar
 
@@ -82,19 +87,19 @@ async def test_the_session_scripts_run_on_a_cluster_and_the_records_spread(
     newest = await store.load(jars[0])
     assert newest is not None
     assert newest.tokens.expires_at == NOW + 600
+    holders = Counter(
+        node.port
+        for node in redis_cluster.nodes
+        for _ in node.cli("--scan", "--pattern", "sipgate-proxy:*").split()
+    )
+    print(f"cluster: keys per primary with 13 sessions: {dict(holders)}")
+    assert len(holders) >= 2  # spread over the primaries: nothing pins them to one slot
     await store.clear(jars[1])  # delete + the index entry, on two slots
     assert await store.load(jars[1]) is None
     assert await end_subject(store, "alice") == 11
     assert all([await store.load(jar) is None for jar in jars])
     assert await store.load(bob) is not None
-    holders = Counter(
-        node.port
-        for node in redis_cluster.nodes
-        for _ in cli(node.port, "--scan", "--pattern", "sipgate-proxy:*").split()
-    )
-    print(f"cluster: keys per primary after the test: {dict(holders)}")
     assert await end_subject(store, "bob") == 1
-    assert len(holders) >= 2  # bob's record and index sit on different primaries
 
 
 async def test_refresh_coordination_runs_on_a_cluster(cluster_client: RedisClient) -> None:
@@ -221,13 +226,15 @@ async def test_sentinel_failover_is_503_never_a_logout_then_the_same_cookies_wor
     )
     cookies = [await logged_in_cookie(replicas, user) for user in ("alice", "bob", "carol")]
     logged_in = time.monotonic()  # the last login: 16 s on, all three are due (skew 4)
-    replica = sentinel_set.replica.port
+    replica = sentinel_set.replica
     sentinel_set.wait_until(
-        lambda: len(cli(replica, "--scan", "--pattern", "sipgate-proxy:session:*").split()) == 3
+        lambda: len(replica.cli("--scan", "--pattern", "sipgate-proxy:session:*").split()) == 3
     )
     old_primary = sentinel_set.primary_port()
     sentinel_set.primary.kill()
-    answers = await watch(replicas.urls, cookies, lambda: sentinel_set.primary_port() == replica)
+    answers = await watch(
+        replicas.urls, cookies, lambda: sentinel_set.primary_port() == replica.port
+    )
     assert sentinel_set.primary_port() != old_primary
     refused = [a for a in answers if a.status != 200]
     assert {a.status for a in refused} <= {503}  # never a 401: nobody was logged out
@@ -249,3 +256,49 @@ async def test_sentinel_failover_is_503_never_a_logout_then_the_same_cookies_wor
         assert await spread(replicas.urls, cookie, 60) == [200] * 60
     assert replicas.grants(None) == 3
     assert replicas.idp.token_calls("refresh_token", "invalid_grant") == 0
+
+
+def tls_sentinel_env(sentinels: SentinelSet, nodes_ca: Path, sentinels_ca: Path) -> dict[str, str]:
+    return {
+        **OAUTH,
+        **sentinel_env(sentinels),
+        "SIPGATE_PROXY_SESSION__STORE": "redis",
+        "SIPGATE_PROXY_SESSION__REDIS_TLS": "true",
+        "SIPGATE_PROXY_SESSION__REDIS_TLS_CA_FILE": str(nodes_ca),
+        "SIPGATE_PROXY_SESSION__REDIS_SENTINEL_TLS": "true",
+        "SIPGATE_PROXY_SESSION__REDIS_SENTINEL_TLS_CA_FILE": str(sentinels_ca),
+    }
+
+
+async def test_sentinels_and_data_nodes_each_speak_tls_under_their_own_ca(tmp_path: Path) -> None:
+    require(*topologies_available())
+    for name in ("nodes", "sentinels"):
+        (tmp_path / name).mkdir()
+    nodes = make_certificates(tmp_path / "nodes")
+    sentinels = make_certificates(tmp_path / "sentinels")
+    both = tmp_path / "both-cas.pem"  # a sentinel dials the nodes and the other sentinels
+    both.write_bytes(nodes.ca_file.read_bytes() + sentinels.ca_file.read_bytes())
+    tls_set = SentinelSet(tmp_path / "set", tls=(Tls(nodes, nodes.ca_file), Tls(sentinels, both)))
+    tls_set.start()
+    try:
+        right = config.load(None, tls_sentinel_env(tls_set, nodes.ca_file, sentinels.ca_file))
+        assert isinstance(right.store, config.RedisStore)
+        connection = connect_store(right.store, timeout=1.0)
+        keys = KeyRing([os.urandom(32)])
+        store = redis_store(connection.client, keys, "p", True, 86400)
+        jar = as_jar(await store.save(tokens("alice"), NOW, {}, new_session=True))
+        assert await store.load(jar) is not None
+        await connection.aclose()
+        for nodes_ca, sentinels_ca in ((sentinels.ca_file, sentinels.ca_file),
+                                       (nodes.ca_file, nodes.ca_file)):  # fmt: skip
+            wrong = config.load(None, tls_sentinel_env(tls_set, nodes_ca, sentinels_ca))
+            assert isinstance(wrong.store, config.RedisStore)
+            connection = connect_store(wrong.store, timeout=1.0)
+            store = redis_store(connection.client, keys, "p", True, 86400)
+            started = time.monotonic()
+            with pytest.raises(StoreUnavailable):
+                await store.load(jar)
+            assert time.monotonic() - started < 10  # redis-py's default retries took 35 s
+            await connection.aclose()
+    finally:
+        tls_set.stop()

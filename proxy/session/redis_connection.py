@@ -85,7 +85,7 @@ def connect_server(where: RedisServer, timeout: float = 2.0) -> RedisClient:
 def _sentinel_primary(where: RedisSentinels, timeout: float) -> RedisConnection:
     sentinel = Sentinel(  # type: ignore[no-untyped-call]
         list(where.addresses),
-        sentinel_kwargs={**_socket(timeout), **_auth(where.sentinels)},
+        sentinel_kwargs={**_options(timeout), **_auth(where.sentinels)},
         **_options(timeout),
         health_check_interval=30,
         **_auth(where.nodes),

@@ -15,9 +15,11 @@ import socket
 import subprocess
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from tests.support.processes import free_port, wait_for_port
+from tests.support.tls import LoopbackCertificates
 
 REDIS = "/usr/bin/redis-server"
 SENTINEL = "/usr/bin/redis-sentinel"
@@ -34,10 +36,30 @@ def topologies_available() -> tuple[bool, str]:
     return True, ""
 
 
-def cli(port: int, *args: str, password: str = NODE_PASSWORD) -> str:
+def cli(port: int, *args: str, login: tuple[str, ...] = ("-a", NODE_PASSWORD)) -> str:
     """One redis-cli command against a loopback node; its output."""
-    command = [REDIS_CLI, "-p", str(port), "--no-auth-warning", "-a", password, *args]
+    command = [REDIS_CLI, "-p", str(port), "--no-auth-warning", *login, *args]
     return subprocess.run(command, capture_output=True, text=True, timeout=30, check=True).stdout
+
+
+@dataclass(frozen=True)
+class Tls:
+    """A node's certificate and the CA file it trusts for the nodes it dials."""
+
+    certificates: LoopbackCertificates
+    trusts: Path
+
+    def directives(self, port: int) -> list[tuple[str, str]]:
+        c = self.certificates
+        return [("port", "0"), ("tls-port", str(port)), ("tls-cert-file", str(c.cert_file)),
+                ("tls-key-file", str(c.key_file)), ("tls-ca-cert-file", str(self.trusts)),
+                ("tls-auth-clients", "no"), ("tls-replication", "yes")]  # fmt: skip
+
+    def server_args(self, port: int) -> list[str]:
+        return [arg for name, value in self.directives(port) for arg in (f"--{name}", value)]
+
+    def client_args(self) -> tuple[str, ...]:
+        return ("--tls", "--cacert", str(self.certificates.ca_file))
 
 
 def _cluster_port() -> int:
@@ -62,7 +84,11 @@ class Node:
 
     def __init__(self, binary: str, work: Path, port: int, args: list[str]) -> None:
         self.binary, self.work, self.port, self.args = binary, work, port, args
+        self.login: tuple[str, ...] = ("-a", NODE_PASSWORD)  # redis-cli's
         self.process: subprocess.Popen[bytes] | None = None
+
+    def cli(self, *args: str) -> str:
+        return cli(self.port, *args, login=self.login)
 
     def start(self) -> None:
         self.work.mkdir(parents=True, exist_ok=True)
@@ -84,13 +110,16 @@ class Node:
             self.process.wait(timeout=10)
 
 
-def _data_node(work: Path, port: int, extra: list[str]) -> Node:
+def _data_node(work: Path, port: int, extra: list[str], tls: Tls | None = None) -> Node:
+    listen = tls.server_args(port) if tls else ["--port", str(port)]
     args = [
-        "--port", str(port), "--bind", "127.0.0.1", "--dir", str(work), "--save", "",
-        "--appendonly", "no", "--daemonize", "no", "--requirepass", NODE_PASSWORD,
-        "--masterauth", NODE_PASSWORD, *extra,
+        *listen, "--bind", "127.0.0.1", "--dir", str(work), "--save", "", "--appendonly", "no",
+        "--daemonize", "no", "--requirepass", NODE_PASSWORD, "--masterauth", NODE_PASSWORD,
+        *extra,
     ]  # fmt: skip
-    return Node(REDIS, work, port, args)
+    node = Node(REDIS, work, port, args)
+    node.login += tls.client_args() if tls else ()
+    return node
 
 
 CLUSTER_NODE = ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
@@ -111,19 +140,19 @@ class RedisClusterOf3:
         for node in self.nodes:
             node.start()
         addresses = [f"127.0.0.1:{node.port}" for node in self.nodes]
-        cli(self.nodes[0].port, "--cluster", "create", *addresses, "--cluster-replicas", "0",
+        self.nodes[0].cli("--cluster", "create", *addresses, "--cluster-replicas", "0",
             "--cluster-yes")  # fmt: skip
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            if all("cluster_state:ok" in cli(n.port, "cluster", "info") for n in self.nodes):
+            if all("cluster_state:ok" in n.cli("cluster", "info") for n in self.nodes):
                 return
             time.sleep(0.2)
         raise RuntimeError("the cluster did not reach cluster_state:ok")
 
     def node_of(self, key: str) -> int:
         """The port of the primary that serves the key's hash slot."""
-        slot = int(cli(self.nodes[0].port, "cluster", "keyslot", key))
-        for line in cli(self.nodes[0].port, "cluster", "nodes").splitlines():
+        slot = int(self.nodes[0].cli("cluster", "keyslot", key))
+        for line in self.nodes[0].cli("cluster", "nodes").splitlines():
             # <id> <ip:port@bus> <flags> <primary> <ping> <pong> <epoch> <link> <slot>...
             fields = line.split()
             port = int(fields[1].split("@")[0].rsplit(":", 1)[1])
@@ -139,32 +168,39 @@ class RedisClusterOf3:
 
 
 class SentinelSet:
-    """1 primary + 1 replica, watched by 3 sentinels (quorum 2) under MASTER."""
+    """1 primary + 1 replica, watched by 3 sentinels (quorum 2) under MASTER; with
+    ``tls`` (the data nodes', the sentinels'), everything speaks TLS only."""
 
-    def __init__(self, work: Path, down_after_ms: int = 1000) -> None:
+    def __init__(self, work: Path, tls: tuple[Tls, Tls] | None = None) -> None:
         primary_port, replica_port = free_port(), free_port()
-        self.primary = _data_node(work / "primary", primary_port, [])
+        self.tls = tls
+        nodes_tls = tls[0] if tls else None
+        self.primary = _data_node(work / "primary", primary_port, [], nodes_tls)
         self.replica = _data_node(
-            work / "replica", replica_port, ["--replicaof", "127.0.0.1", str(primary_port)]
-        )
+            work / "replica", replica_port, ["--replicaof", "127.0.0.1", str(primary_port)],
+            nodes_tls,
+        )  # fmt: skip
         self.sentinels = [
-            self._sentinel(work / f"sentinel-{i}", free_port(), primary_port, down_after_ms)
-            for i in range(3)
+            self._sentinel(work / f"sentinel-{i}", free_port(), primary_port) for i in range(3)
         ]
 
-    @staticmethod
-    def _sentinel(work: Path, port: int, primary_port: int, down_after_ms: int) -> Node:
+    def _sentinel(self, work: Path, port: int, primary_port: int) -> Node:
         work.mkdir(parents=True, exist_ok=True)
+        tls = self.tls[1] if self.tls else None
+        directives = tls.directives(port) if tls else [("port", str(port))]
+        listen = "".join(f"{name} {value}\n" for name, value in directives)
         (work / "sentinel.conf").write_text(
-            f"port {port}\nbind 127.0.0.1\ndir {work}\n"
+            f"{listen}bind 127.0.0.1\ndir {work}\n"
             f"requirepass {SENTINEL_PASSWORD}\nsentinel sentinel-pass {SENTINEL_PASSWORD}\n"
             f"sentinel monitor {MASTER} 127.0.0.1 {primary_port} 2\n"
             f"sentinel auth-pass {MASTER} {NODE_PASSWORD}\n"
-            f"sentinel down-after-milliseconds {MASTER} {down_after_ms}\n"
+            f"sentinel down-after-milliseconds {MASTER} 1000\n"
             f"sentinel failover-timeout {MASTER} 10000\n"
             f"sentinel parallel-syncs {MASTER} 1\n"
         )
-        return Node(SENTINEL, work, port, [str(work / "sentinel.conf")])
+        node = Node(SENTINEL, work, port, [str(work / "sentinel.conf")])
+        node.login = ("-a", SENTINEL_PASSWORD, *(tls.client_args() if tls else ()))
+        return node
 
     @property
     def addresses(self) -> list[str]:
@@ -173,24 +209,15 @@ class SentinelSet:
     def start(self) -> None:
         for node in (self.primary, self.replica, *self.sentinels):
             node.start()
-        self.wait_until(lambda: "master_link_status:up" in cli(self.replica.port, "info"))
+        self.wait_until(lambda: "master_link_status:up" in self.replica.cli("info"))
         self.wait_until(lambda: self._known_sentinels() >= 2)
 
     def primary_port(self) -> int:
-        answer = cli(
-            self.sentinels[0].port,
-            "sentinel",
-            "get-master-addr-by-name",
-            MASTER,
-            password=SENTINEL_PASSWORD,
-        )
+        answer = self.sentinels[0].cli("sentinel", "get-master-addr-by-name", MASTER)
         return int(answer.split()[1])
 
     def _known_sentinels(self) -> int:
-        answer = cli(
-            self.sentinels[0].port, "sentinel", "master", MASTER, password=SENTINEL_PASSWORD
-        )
-        fields = answer.split()
+        fields = self.sentinels[0].cli("sentinel", "master", MASTER).split()
         return int(fields[fields.index("num-other-sentinels") + 1])
 
     @staticmethod
