@@ -78,11 +78,13 @@ class Tracing:
             headers={name: value.get_secret_value() for name, value in settings.headers.items()},
             timeout=settings.timeout,
         )
-        quiet_export_failures()
+        failures = _ExportFailures()
+        _filter_export_logs(failures, add=True)
         self._provider.add_span_processor(BatchSpanProcessor(exporter))
         log.info("exporting traces to %s", settings.otlp_endpoint)
         yield
         await asyncio.to_thread(self._provider.shutdown)
+        _filter_export_logs(failures, add=False)
 
 
 class _ExportFailures(logging.Filter):
@@ -108,11 +110,7 @@ class _ExportFailures(logging.Filter):
         return True
 
 
-_FAILURES = _ExportFailures()
-
-
-def quiet_export_failures() -> None:
+def _filter_export_logs(failures: _ExportFailures, add: bool) -> None:
     for name in EXPORT_LOGGERS:
         logger = logging.getLogger(name)
-        if _FAILURES not in logger.filters:
-            logger.addFilter(_FAILURES)
+        (logger.addFilter if add else logger.removeFilter)(failures)
