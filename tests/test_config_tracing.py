@@ -4,6 +4,7 @@ collector headers kept secret."""
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -12,6 +13,12 @@ from proxy.config.tracing import SDK_MODULES
 from tests.test_config import PAT, problems
 
 ENDPOINT = "SIPGATE_PROXY_TRACING__OTLP_ENDPOINT"
+
+
+def test_endpoint_written_as_null_is_off(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text("tracing: {otlp_endpoint: null}\n")
+    assert not config.load(path, PAT).tracing.enabled
 
 
 def test_tracing_is_off_by_default() -> None:

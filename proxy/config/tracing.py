@@ -23,8 +23,10 @@ SDK_MODULES = ("opentelemetry.sdk.trace", "opentelemetry.exporter.otlp.proto.htt
 _HEADER_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
-def _otlp_url(value: str) -> str:
+def _otlp_url(value: str | None) -> str | None:
     """The collector's OTLP/HTTP traces URL; a bare origin gets /v1/traces."""
+    if value is None:  # written as null: off
+        return None
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.hostname or not valid_port(value):
         raise ValueError("must be an http(s) URL such as http://collector:4318/v1/traces")
