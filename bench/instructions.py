@@ -9,6 +9,11 @@ under valgrind (about 50 times slower): a warm-up, then ``--requests`` counted r
 with ``--concurrency`` in flight.
 
     .venv/bin/python bench/instructions.py --baseline DIR [--requests 1000] [--concurrency 50]
+
+``--tracing``: this checkout with tracing on (every span exported, over OTLP/HTTP to the
+same nginx, which answers the POST with 200), the baseline with it off: give this
+checkout as the baseline too, and the ratio is what tracing costs. ``--tracing 0``: the
+same with no trace sampled (spans made but neither recorded nor exported).
 """
 
 from __future__ import annotations
@@ -54,19 +59,28 @@ def session_cookie(key: str) -> str:
     return "; ".join(line.split(";", 1)[0] for line in lines)
 
 
-def environment(port: int, upstream: str, key: str) -> dict[str, str]:
-    kept = {k: v for k, v in os.environ.items() if not k.startswith("SIPGATE_PROXY_")}
-    return kept | {
-        "SIPGATE_PROXY_LISTEN__HOST": "127.0.0.1",
-        "SIPGATE_PROXY_LISTEN__PORT": str(port),
-        "SIPGATE_PROXY_PUBLIC_URL": f"http://127.0.0.1:{port}",
-        "SIPGATE_PROXY_UPSTREAM__URL": upstream,
-        "SIPGATE_PROXY_AUTH__OAUTH2__ISSUER": "http://127.0.0.1:9/realms/bench",
-        "SIPGATE_PROXY_AUTH__OAUTH2__CLIENT_ID": "bench",
-        "SIPGATE_PROXY_AUTH__OAUTH2__CLIENT_SECRET": "bench-secret",
-        "SIPGATE_PROXY_SESSION__KEYS": f"[{key}]",
-        "SIPGATE_PROXY_LOG__LEVEL": "warning",
+def environment(port: int, upstream: str, key: str, tracing: float | None = None) -> dict[str, str]:
+    kept = {k: v for k, v in os.environ.items() if not k.startswith(("SIPGATE_PROXY_", "OTEL_"))}
+    traced = {
+        "SIPGATE_PROXY_TRACING__OTLP_ENDPOINT": f"{upstream}/v1/traces",
+        "SIPGATE_PROXY_TRACING__SAMPLE_RATIO": str(tracing),
+        "OTEL_BSP_SCHEDULE_DELAY": "200",  # exported while counted, not after the dump
     }
+    return (
+        kept
+        | (traced if tracing is not None else {})
+        | {
+            "SIPGATE_PROXY_LISTEN__HOST": "127.0.0.1",
+            "SIPGATE_PROXY_LISTEN__PORT": str(port),
+            "SIPGATE_PROXY_PUBLIC_URL": f"http://127.0.0.1:{port}",
+            "SIPGATE_PROXY_UPSTREAM__URL": upstream,
+            "SIPGATE_PROXY_AUTH__OAUTH2__ISSUER": "http://127.0.0.1:9/realms/bench",
+            "SIPGATE_PROXY_AUTH__OAUTH2__CLIENT_ID": "bench",
+            "SIPGATE_PROXY_AUTH__OAUTH2__CLIENT_SECRET": "bench-secret",
+            "SIPGATE_PROXY_SESSION__KEYS": f"[{key}]",
+            "SIPGATE_PROXY_LOG__LEVEL": "warning",
+        }
+    )
 
 
 async def load(url: str, cookie: str, count: int, concurrency: int) -> None:
@@ -84,14 +98,21 @@ async def load(url: str, cookie: str, count: int, concurrency: int) -> None:
         await asyncio.gather(*(one() for _ in range(count)))
 
 
-def counted(source: Path, upstream: str, key: str, args: argparse.Namespace, work: Path) -> int:
+def counted(
+    source: Path,
+    upstream: str,
+    key: str,
+    args: argparse.Namespace,
+    work: Path,
+    tracing: float | None,
+) -> int:
     """Instructions the proxy from ``source`` spent on ``args.requests`` requests."""
     port = peers.free_port()
-    out = work / f"callgrind.{source.name}"
+    out = work / f"callgrind.{source.name}{'' if tracing is None else '.traced'}"
     process = subprocess.Popen(  # noqa: S603 (fixed programs, loopback targets)
         [*VALGRIND, f"--callgrind-out-file={out}", peers.PYTHON, "-m", "proxy"],
         cwd=source,
-        env=environment(port, upstream, key),
+        env=environment(port, upstream, key, tracing),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -131,19 +152,27 @@ def main() -> int:
     parser.add_argument("--baseline", type=Path, required=True, help="another checkout")
     parser.add_argument("--requests", type=int, default=1000)
     parser.add_argument("--concurrency", type=int, default=50)
+    parser.add_argument(
+        "--tracing",
+        type=float,
+        nargs="?",
+        const=1.0,
+        metavar="SAMPLE_RATIO",
+        help="this checkout with tracing on (tracing.sample_ratio, default 1)",
+    )
     args = parser.parse_args()
     key = generate_key()
     with contextlib.ExitStack() as stack, tempfile.TemporaryDirectory() as directory:
         work = Path(directory)
         nginx = peers.start_nginx(stack, work, big_file=False)
-        per_request = {
-            source: counted(source, nginx.url, key, args, work) / args.requests
-            for source in (args.baseline.resolve(), ROOT)
-        }
-    base, this = per_request[args.baseline.resolve()], per_request[ROOT]
+        base, this = (
+            counted(source, nginx.url, key, args, work, tracing) / args.requests
+            for source, tracing in ((args.baseline.resolve(), None), (ROOT, args.tracing))
+        )
     print(f"instructions per request, c{args.concurrency}, {args.requests} requests:")
     print(f"  baseline ({args.baseline}): {base:,.0f}")
-    print(f"  this checkout:  {this:,.0f}")
+    traced = "" if args.tracing is None else f" (tracing on, sample ratio {args.tracing:g})"
+    print(f"  this checkout{traced}:  {this:,.0f}")
     print(f"  this / baseline: {this / base:.3f}x")
     return 0
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
@@ -20,7 +21,10 @@ from proxy.modes.parts import ModeContext, ModeParts, Register
 from proxy.ops.health import Health
 from proxy.ops.metrics import Metrics
 from proxy.ops.observe import add_request_id, observer
-from proxy.upstream.clients import HttpClients, open_clients
+from proxy.upstream.clients import ClientMiddlewares, HttpClients, open_clients
+
+if TYPE_CHECKING:
+    from proxy.tracing import Tracing
 
 CLIENTS = web.AppKey("clients", HttpClients)
 METRICS = web.AppKey("metrics", Metrics)
@@ -33,12 +37,13 @@ RELOAD = web.AppKey("reload", tuple[Callable[[Settings], None], ...])  # what SI
 def create_app(settings: Settings, workers_dir: Path | None = None) -> web.Application:
     """``workers_dir``: the private directory the workers of one proxy share (set by the
     supervisor with ``server.workers`` > 1)."""
-    metrics, clients = Metrics(), HttpClients()
-    mode = build_mode(ModeContext(settings, clients, metrics, workers_dir))
+    metrics, clients, tracing = Metrics(), HttpClients(), _tracing(settings)
+    mode = build_mode(ModeContext(settings, clients, metrics, workers_dir, tracing))
     health = Health(metrics, clients.ready, mode.readiness)
     proxy = proxy_handler(mode.authenticator, clients)
     app = web.Application(
         middlewares=[
+            *([tracing.server_middleware()] if tracing else []),  # outermost: the whole answer
             observer(metrics),
             refuse_faulty_framing,
             errors_as_json,
@@ -49,11 +54,29 @@ def create_app(settings: Settings, workers_dir: Path | None = None) -> web.Appli
     app[CLIENTS], app[METRICS], app[HEALTH] = clients, metrics, health
     app[MANAGEMENT_ROUTES] = _management_routes(settings, mode)
     app[RELOAD] = mode.reload
-    app.cleanup_ctx.extend((open_clients(settings, clients), *mode.lifecycle))
+    if tracing is not None:
+        app.cleanup_ctx.append(tracing.lifecycle)  # first in, last out: every span ended
+    app.cleanup_ctx.extend((open_clients(settings, clients, _traced(tracing)), *mode.lifecycle))
     _routes(app.router, settings, mode, health)
     app.router.add_route("*", "/{tail:.*}", proxy)
     app.on_response_prepare.extend((add_request_id, write_cookies, cors_headers(mode.origins)))
     return app
+
+
+def _tracing(settings: Settings) -> Tracing | None:
+    if not settings.tracing.enabled:
+        return None  # and no OpenTelemetry module is ever imported
+    from proxy.tracing import Tracing
+
+    return Tracing(settings.tracing)
+
+
+def _traced(tracing: Tracing | None) -> ClientMiddlewares:
+    if tracing is None:
+        return ClientMiddlewares()
+    return ClientMiddlewares(
+        (tracing.client_middleware("upstream"),), (tracing.client_middleware("idp"),)
+    )
 
 
 def create_management_app(main: web.Application) -> web.Application:

@@ -22,6 +22,9 @@ LOGIN_OUTCOME = web.RequestKey("login_outcome", str)
 STORE_ERROR = web.RequestKey("store_error", bool)
 CLIENT = web.RequestKey("client", str)  # the shared modes' app, by its configured name
 POLICY_DENIED = web.RequestKey("policy_denied", str)  # why the app was refused
+# The request's span (tracing on): its trace and span id, as the access log writes them.
+TRACE_ID = web.RequestKey("trace_id", str)
+SPAN_ID = web.RequestKey("span_id", str)
 # The Set-Cookie lines this request's answer carries, by what they hold ("session",
 # "login_flow"): whatever the answer turns out to be (proxied, streamed, an error page,
 # a redirect), one response hook writes them, once (http/cookies.py).

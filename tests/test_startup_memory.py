@@ -61,6 +61,10 @@ NOT_LOADED = (
     "proxy.auth.identity_state",
     "proxy.auth.service",
     "proxy.login.service_routes",
+    # tracing is off unless tracing.otlp_endpoint is set
+    "opentelemetry",
+    "google.protobuf",
+    "proxy.tracing",
 )
 
 MODES = {
@@ -76,7 +80,7 @@ MODES = {
 }
 
 
-def serving_modules(mode: str) -> set[str]:
+def serving_modules(mode: str, extra: dict[str, str] | None = None) -> set[str]:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("SIPGATE_PROXY_")}
     env |= MODES[mode] | {
@@ -88,6 +92,7 @@ def serving_modules(mode: str) -> set[str]:
         "SIPGATE_PROXY_SESSION__KEYS": f"[{generate_key()}, {generate_key()}]",
         "SIPGATE_PROXY_SERVER__WORKERS": "1",
         "SIPGATE_PROXY_LOG__LEVEL": "warning",
+        **(extra or {}),
     }
     result = subprocess.run(
         [sys.executable, "-c", SERVE_AND_LIST_MODULES, str(port)],
@@ -111,6 +116,15 @@ def test_serving_loads_no_module_its_mode_does_not_use(mode: str) -> None:
         name for name in modules if any(name == n or name.startswith(n + ".") for n in NOT_LOADED)
     )
     assert unexpected == []
+
+
+def test_tracing_loads_opentelemetry_when_an_endpoint_is_set() -> None:
+    """The other side of NOT_LOADED's "opentelemetry": the check sees it when it is there."""
+    endpoint = f"http://127.0.0.1:{free_port()}/v1/traces"  # nobody listens: no matter
+    modules = serving_modules(
+        "personal_access_token", {"SIPGATE_PROXY_TRACING__OTLP_ENDPOINT": endpoint}
+    )
+    assert {"proxy.tracing", "opentelemetry.sdk.trace"} <= modules
 
 
 # --- inline lists from the environment are read as YAML reads them, without YAML --------

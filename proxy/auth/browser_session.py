@@ -23,11 +23,11 @@ from proxy.auth.redirects import login_url
 from proxy.clock import Clock
 from proxy.errors import CrossSiteRefused, IdPUnavailable, Unauthenticated
 from proxy.oauth.tokens import TokenSet
-from proxy.refresh.single_flight import Outcome, Refresher, RefreshFailed
+from proxy.refresh.single_flight import Outcome, Refreshes, RefreshFailed
 from proxy.session.aiohttp_adapter import session_cookie_bytes
 from proxy.session.codec import StoredSession
 from proxy.session.request_cookies import request_cookies
-from proxy.session.store import SessionStore
+from proxy.session.store import Sessions
 from proxy.upstream.credentials import Credentials
 
 log = logging.getLogger(__name__)
@@ -45,8 +45,8 @@ class SessionPolicy:
 class BrowserSessionAuth:
     def __init__(
         self,
-        storage: SessionStore,
-        refresher: Refresher,
+        storage: Sessions,
+        refresher: Refreshes,
         origins: OriginPolicy,
         policy: SessionPolicy,
         clock: Clock = time.time,

@@ -27,7 +27,7 @@ from proxy.clock import Clock
 from proxy.errors import IdPUnavailable, ProxyError, ServiceIdentityMissing
 from proxy.oauth.errors import OAuthError
 from proxy.oauth.tokens import TokenSet, unverified_claim
-from proxy.refresh.single_flight import Refresher, RefreshFailed
+from proxy.refresh.single_flight import Refreshes, RefreshFailed
 from proxy.session.codec import StoredSession
 from proxy.upstream.credentials import Credentials
 
@@ -51,7 +51,7 @@ class ServiceIdentity:
     def __init__(
         self,
         state: IdentityState,
-        refresher: Refresher,
+        refresher: Refreshes,
         revoker: Revoker,
         policy: IdentityPolicy,
         clock: Clock = time.time,

@@ -12,6 +12,7 @@ from proxy.config.origins import is_loopback_host, secure_prefix, valid_port
 from proxy.config.problems import Problem
 from proxy.config.schema import Document, Upstream
 from proxy.config.sources import env_name
+from proxy.config.tracing import tracing_problems
 
 
 def cross_checks(document: Document) -> Iterator[Problem]:
@@ -26,6 +27,7 @@ def cross_checks(document: Document) -> Iterator[Problem]:
             "forward_auth.listener",
             "management needs management.listen (a second listener for probes and metrics)",
         )
+    yield from tracing_problems(document.tracing)
 
 
 def _upstream_checks(upstream: Upstream) -> Iterator[Problem]:

@@ -21,8 +21,9 @@ from typing import Annotated, Any, Literal, TypeVar
 import msgspec
 
 from proxy.config.problems import Problem, dotted
-from proxy.config.schema import Check, IPNetwork, Section
+from proxy.config.schema import IPNetwork
 from proxy.config.secret import Secret
+from proxy.config.section import Check, Section
 
 S = TypeVar("S", bound=Section)
 Key = tuple[str, ...]

@@ -8,10 +8,8 @@ return the value (possibly normalised) or raise ValueError. ``convert.py`` appli
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeAlias
+from typing import TYPE_CHECKING, Annotated, Literal, TypeAlias
 from urllib.parse import urlsplit
 
 import msgspec
@@ -26,6 +24,8 @@ from proxy.config.rules import (
     public_origin,
 )
 from proxy.config.secret import Secret
+from proxy.config.section import Check, Positive, Section
+from proxy.config.tracing import Tracing
 
 if TYPE_CHECKING:
     IPNetwork: TypeAlias = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -36,28 +36,12 @@ else:
 LOOPBACK_NETWORKS = ["127.0.0.0/8", "::1/128"]
 
 
-@dataclass(frozen=True)
-class Check:
-    """A rule msgspec cannot state: returns the value (possibly normalised) or raises
-    ValueError with the problem."""
-
-    check: Callable[[Any], Any]
-
-
 def _loopback() -> list[IPNetwork]:
     return [ipaddress.ip_network(n) for n in LOOPBACK_NETWORKS]
 
 
 Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
-Positive = Annotated[float, msgspec.Meta(gt=0)]
 HeaderName = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9-]{1,64}\Z")]
-
-
-class Section(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    def model_dump(self) -> dict[str, Any]:
-        """The settings as plain data, secrets masked; named as pydantic named it."""
-        data: dict[str, Any] = msgspec.to_builtins(self, enc_hook=str)
-        return data
 
 
 class Listen(Section, frozen=True, kw_only=True):
@@ -202,6 +186,7 @@ class Document(Section, frozen=True, kw_only=True):
     management: Management = msgspec.field(default_factory=Management)
     forward_auth: ForwardAuth = msgspec.field(default_factory=ForwardAuth)
     log: Log = msgspec.field(default_factory=Log)
+    tracing: Tracing = msgspec.field(default_factory=Tracing)
 
     @property
     def is_local(self) -> bool:

@@ -18,9 +18,9 @@ from proxy.modes.common import origins as origin_policy
 from proxy.modes.parts import ModeContext, ModeParts, Register
 from proxy.modes.session_store import session_store
 from proxy.oauth.client import OAuthClient
-from proxy.refresh.single_flight import Refresher, RefreshPolicy
+from proxy.refresh.single_flight import Refresher, Refreshes, RefreshPolicy
 from proxy.session.aiohttp_adapter import SessionStorage, with_sessions
-from proxy.session.store import SessionStore
+from proxy.session.store import Sessions, SessionStore
 
 
 def build(context: ModeContext, mode: OAuth2Mode) -> ModeParts:
@@ -33,9 +33,14 @@ def build(context: ModeContext, mode: OAuth2Mode) -> ModeParts:
     oauth2 = settings.auth.oauth2
     policy = RefreshPolicy(timeout=oauth2.timeout, keep_id_token=oauth2.idp_logout)
     session = SessionPolicy(settings.public_url, oauth2.path_prefix, oauth2.refresh_skew)
-    authenticator = BrowserSessionAuth(
-        store.sessions, Refresher(oauth, policy, store.coordination), origins, session
-    )
+    sessions: Sessions = store.sessions
+    refresher: Refreshes = Refresher(oauth, policy, store.coordination)
+    if context.tracing is not None:
+        sessions, refresher = (
+            context.tracing.sessions(sessions),
+            context.tracing.refresher(refresher),
+        )
+    authenticator = BrowserSessionAuth(sessions, refresher, origins, session)
     return ModeParts(
         authenticator,
         origins,

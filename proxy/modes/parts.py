@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
@@ -13,6 +14,9 @@ from proxy.auth.protocol import Authenticator
 from proxy.config import Settings
 from proxy.ops.metrics import Metrics
 from proxy.upstream.clients import HttpClients
+
+if TYPE_CHECKING:  # imported only when tracing is on (app.py)
+    from proxy.tracing import Tracing
 
 Register = Callable[[web.UrlDispatcher], None]
 CleanupContext = Callable[[web.Application], AsyncIterator[None]]
@@ -27,6 +31,7 @@ class ModeContext:
     # The private directory the workers of one proxy share (server.workers > 1):
     # cookie-store refreshes coordinate there.
     workers_dir: Path | None = None
+    tracing: Tracing | None = None  # tracing.otlp_endpoint set: spans for sessions, refreshes
 
 
 def no_routes(router: web.UrlDispatcher) -> None:

@@ -33,7 +33,7 @@ from proxy.modes.common import (
 )
 from proxy.modes.parts import CleanupContext, ModeContext, ModeParts
 from proxy.oauth.client import OAuthClient
-from proxy.refresh.single_flight import Coordination, Refresher, RefreshPolicy
+from proxy.refresh.single_flight import Coordination, Refresher, Refreshes, RefreshPolicy
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,9 @@ def _identity(
     state, coordination, lifecycle = _storage(context, mode, keys)
     login = login_url(settings.public_url, oauth2.path_prefix, "/")
     policy = IdentityPolicy(mode.allowed_subjects, oauth2.refresh_skew, login)
-    refresher = Refresher(oauth, RefreshPolicy(timeout=oauth2.timeout), coordination)
+    refresher: Refreshes = Refresher(oauth, RefreshPolicy(timeout=oauth2.timeout), coordination)
+    if context.tracing is not None:
+        refresher = context.tracing.refresher(refresher)
     return ServiceIdentity(state, refresher, oauth, policy), lifecycle
 
 

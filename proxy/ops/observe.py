@@ -49,6 +49,8 @@ _LOGGED = (
     (state.LOGIN_OUTCOME, "login"),
     (state.CLIENT, "client"),
     (state.POLICY_DENIED, "denied"),
+    (state.TRACE_ID, "trace_id"),  # tracing on: the request's span
+    (state.SPAN_ID, "span_id"),
 )
 
 

@@ -55,6 +55,12 @@ class RefreshFailed(Exception):
 Exchange = Callable[[TokenSet], Awaitable[TokenSet]]
 
 
+class Refreshes(Protocol):
+    """What a user of the refresher calls: the ``Refresher``, or a traced one around it."""
+
+    async def refresh(self, tokens: TokenSet) -> tuple[TokenSet, Outcome]: ...
+
+
 class Coordination(Protocol):
     """Single flight across processes (Redis): run ``exchange`` in one place only."""
 

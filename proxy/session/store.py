@@ -46,6 +46,26 @@ class SessionBackend(Protocol):
     async def delete(self, value: str) -> None: ...
 
 
+class Sessions(Protocol):
+    """What the layers above use of a store: the ``SessionStore``, or a traced one."""
+
+    cookie_name: str
+
+    def present(self, cookies: Mapping[str, str]) -> bool: ...
+
+    async def load(self, cookies: Mapping[str, str]) -> StoredSession | None: ...
+
+    async def save(
+        self,
+        tokens: TokenSet,
+        created: float,
+        cookies: Mapping[str, str],
+        new_session: bool = False,
+    ) -> list[str]: ...
+
+    async def clear(self, cookies: Mapping[str, str]) -> list[str]: ...
+
+
 @dataclass(frozen=True)
 class SessionCookie:
     name: str  # session.cookie_name: the chunks are <name>_0 … <name>_n

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import aiohttp
 from aiohttp import web
+from aiohttp.client_middlewares import ClientMiddlewareType
 
 from proxy.config import Settings, Upstream
 from proxy.upstream.forwarder import Forwarder
@@ -33,6 +34,14 @@ class HttpClients:
         return open_ and self.forwarder is not None and not self.stopping
 
 
+@dataclass(frozen=True)
+class ClientMiddlewares:
+    """What wraps each outgoing call (tracing's spans); by default nothing at all."""
+
+    upstream: tuple[ClientMiddlewareType, ...] = ()
+    idp: tuple[ClientMiddlewareType, ...] = ()
+
+
 def upstream_tls(upstream: Upstream) -> ssl.SSLContext | bool:
     """The configured CA bundle replaces the system's roots (as nginx's
     proxy_ssl_trusted_certificate does); without one, aiohttp's default verification."""
@@ -42,10 +51,13 @@ def upstream_tls(upstream: Upstream) -> ssl.SSLContext | bool:
 
 
 def open_clients(
-    settings: Settings, clients: HttpClients
+    settings: Settings, clients: HttpClients, middlewares: ClientMiddlewares = ClientMiddlewares()
 ) -> Callable[[web.Application], AsyncIterator[None]]:
     async def open_and_close(app: web.Application) -> AsyncIterator[None]:
-        async with _upstream_client(settings.upstream) as upstream, _idp_client(settings) as idp:
+        async with (
+            _upstream_client(settings.upstream, middlewares.upstream) as upstream,
+            _idp_client(settings, middlewares.idp) as idp,
+        ):
             clients.upstream, clients.idp = upstream, idp
             clients.forwarder = Forwarder(
                 settings.upstream,
@@ -58,7 +70,9 @@ def open_clients(
     return open_and_close
 
 
-def _upstream_client(upstream: Upstream) -> aiohttp.ClientSession:
+def _upstream_client(
+    upstream: Upstream, middlewares: tuple[ClientMiddlewareType, ...]
+) -> aiohttp.ClientSession:
     return aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(
             limit=0, enable_cleanup_closed=True, ssl=upstream_tls(upstream)
@@ -69,11 +83,15 @@ def _upstream_client(upstream: Upstream) -> aiohttp.ClientSession:
         auto_decompress=False,
         cookie_jar=aiohttp.DummyCookieJar(),  # upstream cookies belong to the client
         skip_auto_headers=("User-Agent", "Accept-Encoding", "Accept"),
+        middlewares=middlewares,
     )
 
 
-def _idp_client(settings: Settings) -> aiohttp.ClientSession:
+def _idp_client(
+    settings: Settings, middlewares: tuple[ClientMiddlewareType, ...]
+) -> aiohttp.ClientSession:
     return aiohttp.ClientSession(
         timeout=aiohttp.ClientTimeout(total=settings.auth.oauth2.timeout),
         cookie_jar=aiohttp.DummyCookieJar(),
+        middlewares=middlewares,
     )

@@ -1,0 +1,28 @@
+"""What every section of the schema is built from: the Struct base and the ``Check`` rule
+(in a module of its own, so that a section may live outside schema.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import msgspec
+
+
+@dataclass(frozen=True)
+class Check:
+    """A rule msgspec cannot state: returns the value (possibly normalised) or raises
+    ValueError with the problem."""
+
+    check: Callable[[Any], Any]
+
+
+Positive = Annotated[float, msgspec.Meta(gt=0)]
+
+
+class Section(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    def model_dump(self) -> dict[str, Any]:
+        """The settings as plain data, secrets masked; named as pydantic named it."""
+        data: dict[str, Any] = msgspec.to_builtins(self, enc_hook=str)
+        return data
