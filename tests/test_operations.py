@@ -185,12 +185,14 @@ async def test_workers_share_the_port_and_stop_on_sigterm(tmp_path: Path) -> Non
     ):
         listening = _wait_for_listeners(proxy.pid, proxy_port, 2)
         assert len(listening) == 2
-        statuses = []
+        statuses, request_ids = [], set()
         for _ in range(20):
             async with aiohttp.ClientSession() as client:  # new connection each time
                 async with client.get(f"http://127.0.0.1:{proxy_port}/v2/x") as resp:
                     statuses.append(resp.status)
+                    request_ids.add(resp.headers["X-Request-Id"])
         assert statuses == [200] * 20
+        assert len(request_ids) == 20  # each worker names its requests apart
         proxy.send_signal(signal.SIGTERM)
         assert proxy.wait(timeout=20) == 0
         assert not any(psutil.pid_exists(pid) for pid in listening if _alive(pid))

@@ -25,9 +25,18 @@ log = logging.getLogger("proxy.access")
 
 VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _valid_request_id = VALID_REQUEST_ID.match
-# Unique without a syscall per request: a random per-process prefix and a counter.
+# Unique without a syscall per request: a random per-process prefix and a counter,
+# both made anew in a forked worker (else the workers would hand out the same ids).
 _ID_PREFIX = os.urandom(12).hex()
 _ID_COUNTER = itertools.count()
+
+
+def _new_id_source() -> None:
+    global _ID_PREFIX, _ID_COUNTER
+    _ID_PREFIX, _ID_COUNTER = os.urandom(12).hex(), itertools.count()
+
+
+os.register_at_fork(after_in_child=_new_id_source)
 
 # The keys the layers of one request noted for the observer (see request_state).
 Noted = set[str | web.RequestKey[Any]]
