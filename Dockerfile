@@ -12,7 +12,9 @@
 # Configuration: /etc/sipgate-auth-proxy/config.yaml (a container default is baked in: listen
 # on 0.0.0.0:8080, probes and metrics on 0.0.0.0:9090, JSON logs; mount your own file over
 # it) and SIPGATE_PROXY_* environment variables, which win over the file. Secrets belong
-# in mounted files (*_file keys) or environment variables, never in the image.
+# in mounted files (*_file keys) or environment variables, never in the image. The
+# OpenTelemetry SDK is in (the tracing extra): SIPGATE_PROXY_TRACING__OTLP_ENDPOINT turns
+# traces on; without it no OpenTelemetry module is loaded.
 #
 # The image runs as uid/gid 10001, writes nothing outside /tmp and works with a read-only
 # root filesystem (mount a tmpfs or an emptyDir on /tmp). Nothing here depends on the

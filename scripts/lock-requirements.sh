@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Regenerate the pinned, hash-checked requirement files the container image installs:
-#   requirements/runtime.txt  the runtime dependencies from pyproject.toml (not the test
-#                             extras), pinned to the versions in .venv, i.e. what the test
-#                             suite ran against;
+#   requirements/runtime.txt  the runtime dependencies from pyproject.toml with the
+#                             tracing extra (not the test extras), pinned to the versions
+#                             in .venv, i.e. what the test suite ran against;
 #   requirements/build.txt    what building the proxy's own wheel needs (pyproject's
 #                             [build-system] requires).
 # Each pin carries the hashes of every file PyPI has for it, so `pip install
@@ -34,7 +34,10 @@ with open("pyproject.toml", "rb") as f:
 # versions are pinned unconditionally here: `pip check` in the Dockerfile finds any
 # that are missing (redis needs async-timeout on Python < 3.11.3).
 OTHER_PYTHONS = ["async-timeout>=4.0.3"]
-runtime = ["-c constraints.txt", *project["project"]["dependencies"], *OTHER_PYTHONS]
+# The image carries the tracing extra, so a deployment turns traces on by configuration
+# alone (no OpenTelemetry module is imported while tracing is off).
+tracing = project["project"]["optional-dependencies"]["tracing"]
+runtime = ["-c constraints.txt", *project["project"]["dependencies"], *tracing, *OTHER_PYTHONS]
 (work / "runtime.in").write_text("\n".join(runtime) + "\n")
 (work / "build.in").write_text("\n".join(project["build-system"]["requires"]) + "\n")
 PY
