@@ -41,6 +41,7 @@ from proxy.crypto.keys import generate_key
 from proxy.ops.metrics import Metrics
 from tests.conftest import require
 from tests.support.processes import free_port
+from tests.support.tls import make_certificates
 
 ROOT = Path(__file__).resolve().parents[1]
 CHART = ROOT / "helm" / "sipgate-auth-proxy"
@@ -190,13 +191,21 @@ SECRET_FILE_KEYS = {
     "keys_file",
     "token_file",
     "redis_url_file",
+    "redis_password_file",
+    "redis_sentinel_password_file",
+    "redis_tls_ca_file",
+    "redis_sentinel_tls_ca_file",
     "clients_file",
 }
+CA_FILES = {"redis-ca.crt", "redis-sentinel-ca.crt"}  # PEM, made per test (with_secret_files)
 SECRET_VALUES = {
     "client-secret": "test-only-client-secret-0123456789",
     "session-keys": generate_key() + "\n" + generate_key() + "\n",
     "token": "3f1c0ad1-5a6e-4b8e-9a55-2d0c0c8e7a11",
-    "redis-url": "redis://127.0.0.1:6379/0",
+    # rediss: a value set may mount the data nodes' CA, which the proxy accepts only with TLS
+    "redis-url": "rediss://127.0.0.1:6379/0",
+    "redis-password": "test-only-redis-password",
+    "redis-sentinel-password": "test-only-sentinel-password",
     "clients.yaml": (
         "- name: alerts\n  token_id: token-Alrt01\n"
         f'  token_sha256: "{hashlib.sha256(b"test-only").hexdigest()}"\n'
@@ -218,7 +227,12 @@ def with_secret_files(config: dict[str, Any], directory: Path) -> dict[str, Any]
                 assert isinstance(value, str)
                 assert value.startswith(SECRET_DIR + "/"), value
                 name = value.rsplit("/", 1)[1]
-                (directory / name).write_text(SECRET_VALUES[name])
+                if name in CA_FILES:
+                    (directory / f"{name}.d").mkdir()
+                    ca = make_certificates(directory / f"{name}.d").ca_file
+                    (directory / name).write_bytes(ca.read_bytes())
+                else:
+                    (directory / name).write_text(SECRET_VALUES[name])
                 node[key] = str(directory / name)
 
     walk(moved)
@@ -254,13 +268,49 @@ def secret_files(config: dict[str, Any]) -> set[str]:
 
 
 def mounted_secret_files(spec: dict[str, Any]) -> dict[str, tuple[str, str]]:
-    """{file name in the secret volume: (Secret name, key)}."""
+    """{file name in the secret volume: (Secret name, key)}; a ConfigMap's name is given as
+    configMap/NAME."""
     volume = next(v for v in spec["volumes"] if v["name"] == "sipgate-auth-proxy-secrets")
     files: dict[str, tuple[str, str]] = {}
     for source in volume["projected"]["sources"]:
-        for item in source["secret"]["items"]:
-            files[item["path"]] = (source["secret"]["name"], item["key"])
+        (kind, projection), *_ = source.items()
+        assert kind in ("secret", "configMap"), source
+        name = projection["name"] if kind == "secret" else f"configMap/{projection['name']}"
+        for item in projection["items"]:
+            assert item["path"] not in files, f"{item['path']} is mounted twice"
+            files[item["path"]] = (name, item["key"])
     return files
+
+
+def sources_named_in_redis_values(values: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    """The mounts that values name outside the main Secret (redis.*, clientsSecret), as
+    mounted_secret_files gives them: {file: (name, key)}, for the files the chart mounts."""
+    defaults = yaml.safe_load((CHART / "values.yaml").read_text())
+    redis = merge(defaults["redis"], values.get("redis", {}))
+    sentinel = values.get("config", {}).get("session", {}).get("redis_mode") == "sentinel"
+    named: dict[str, tuple[str, str]] = {}
+    if redis["existingSecret"]:
+        keys = (
+            {
+                "redis-password": redis["existingSecretPasswordKey"],
+                "redis-sentinel-password": redis["existingSecretSentinelPasswordKey"],
+            }
+            if sentinel
+            else {"redis-url": redis["existingSecretKey"]}
+        )
+        named.update({f: (redis["existingSecret"], k) for f, k in keys.items() if k})
+    for file, ca in (
+        ("redis-ca.crt", redis["tls"]["ca"]),
+        ("redis-sentinel-ca.crt", redis["tls"]["sentinelCa"]),
+    ):
+        if ca["secretName"]:
+            named[file] = (ca["secretName"], ca["key"])
+        elif ca["configMapName"]:
+            named[file] = (f"configMap/{ca['configMapName']}", ca["key"])
+    clients = values.get("clientsSecret", {})
+    if clients.get("name"):
+        named["clients.yaml"] = (clients["name"], clients.get("key", "clients.yaml"))
+    return named
 
 
 # ---------------------------------------------------------------------------------------
@@ -358,7 +408,15 @@ def test_helm_lint_strict() -> None:
 
 
 def test_value_sets_cover_the_required_uses() -> None:
-    assert {"standalone-oauth2", "standalone-pat", "sidecar", "redis", "service"} <= set(VALUE_SETS)
+    assert {
+        "standalone-oauth2",
+        "standalone-pat",
+        "sidecar",
+        "redis",
+        "redis-sentinel",
+        "redis-cluster",
+        "service",
+    } <= set(VALUE_SETS)
 
 
 @pytest.mark.parametrize("value_set", VALUE_SETS)
@@ -403,31 +461,34 @@ def test_value_set_renders_valid_hardened_manifests(value_set: str, tmp_path: Pa
     # Exactly the secret files the configuration reads are mounted, from the right Secret.
     mounted = mounted_secret_files(spec)
     assert set(mounted) == secret_files(config)
+    # Files from Secrets or ConfigMaps named in redis.* or clientsSecret come from those;
+    # the rest from the main Secret, under the keys secretKeys names.
+    named = sources_named_in_redis_values(values)
+    assert {f: s for f, s in mounted.items() if f in named} == {
+        f: s for f, s in named.items() if f in mounted
+    }
+    main = {file: source for file, source in mounted.items() if file not in named}
+    defaults = yaml.safe_load((CHART / "values.yaml").read_text())["secretKeys"]
+    keys = {**defaults, **values.get("secretKeys", {})}
+    file_keys = {
+        "client-secret": keys["clientSecret"],
+        "session-keys": keys["sessionKeys"],
+        "token": keys["token"],
+        "redis-url": keys["redisUrl"],
+        "redis-password": keys["redisPassword"],
+        "redis-sentinel-password": keys["redisSentinelPassword"],
+    }
     existing = values.get("existingSecret")
     if existing:
         assert "Secret" not in kinds(docs), "existingSecret: the chart makes no Secret"
         assert "checksum/sipgate-auth-proxy-secret" not in annotations
-        defaults = yaml.safe_load((CHART / "values.yaml").read_text())["secretKeys"]
-        keys = {**defaults, **values.get("secretKeys", {})}
-        file_keys = {
-            "client-secret": keys["clientSecret"],
-            "session-keys": keys["sessionKeys"],
-            "token": keys["token"],
-            "redis-url": keys["redisUrl"],
-        }
-        redis, clients = values.get("redis", {}), values.get("clientsSecret", {})
-        for file, source in mounted.items():
-            if file == "redis-url" and redis.get("existingSecret"):
-                assert source == (redis["existingSecret"], redis["existingSecretKey"])
-            elif file == "clients.yaml":  # the clients file's own Secret, whole directory
-                assert source == (clients["name"], clients.get("key", "clients.yaml"))
-            else:
-                assert source == (existing, file_keys[file])
+        for file, source in main.items():
+            assert source == (existing, file_keys[file])
     else:
         made = one(docs, "Secret")
-        own = {name for file, (name, _) in mounted.items() if file != "clients.yaml"}
-        assert own == {made["metadata"]["name"]}
-        assert {key for _, key in mounted.values()} <= set(made["data"])
+        for file, source in main.items():
+            assert source == (made["metadata"]["name"], file_keys[file])
+        assert {key for _, key in main.values()} <= set(made["data"])
         assert re.fullmatch(r"[0-9a-f]{64}", annotations["checksum/sipgate-auth-proxy-secret"])
 
     service = one(docs, "Service")
