@@ -561,6 +561,14 @@ def test_checksums_change_with_config_and_secret() -> None:
     assert after_secret[key_config] == before[key_config]
 
 
+SENTINEL = {
+    "store": "redis",
+    "redis_mode": "sentinel",
+    "redis_sentinels": ["redis-node-0.redis-headless:26379", "[fd00::1]:26379"],
+    "redis_sentinel_master": "mymaster",
+}
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [
@@ -640,6 +648,112 @@ def test_checksums_change_with_config_and_secret() -> None:
         ),
         ({"existingSecret": "Not_A_Name"}, "existingSecret"),
         ({"unknownValue": 1}, "unknownValue"),
+        *[
+            ({"config": {"session": {key: "x"}}}, f"config.session.{key}: secrets come from")
+            for key in (
+                "redis_password",
+                "redis_password_file",
+                "redis_sentinel_password",
+                "redis_sentinel_password_file",
+            )
+        ],
+        *[
+            (
+                {"config": {"session": {key: "/ca.pem"}}},
+                f"config.session.{key} is set by the chart: name the Secret or ConfigMap "
+                f"holding the CA in {where}",
+            )
+            for key, where in (
+                ("redis_tls_ca_file", "redis.tls.ca"),
+                ("redis_sentinel_tls_ca_file", "redis.tls.sentinelCa"),
+            )
+        ],
+        *[
+            (
+                {"config": {"session": {"store": "redis", "redis_mode": mode}}},
+                f"session.store redis (redis_mode {mode}) needs the Redis URL",
+            )
+            for mode in ("standalone", "cluster")
+        ],
+        (
+            {"config": {"session": SENTINEL}, "secrets": {"redisUrl": "redis://r:6379"}},
+            "session.redis_mode sentinel reads no Redis URL",
+        ),
+        (
+            {"config": {"session": SENTINEL}, "existingSecret": "sipgate-oauth"},
+            "session.redis_mode sentinel with existingSecret: name the Secret holding the "
+            "Redis passwords in redis.existingSecret",
+        ),
+        (
+            {
+                "config": {"session": SENTINEL},
+                "redis": {"existingSecret": "redis"},
+                "secrets": {"redisSentinelPassword": "x"},
+            },
+            "are not used with redis.existingSecret",
+        ),
+        *[
+            (
+                {
+                    "config": {"session": {"store": "redis", "redis_mode": mode}},
+                    "secrets": {"redisUrl": "redis://r:6379", "redisPassword": "x"},
+                },
+                f"are for session.redis_mode sentinel only (with {mode}, put the password "
+                "into the Redis URL)",
+            )
+            for mode in ("standalone", "cluster")
+        ],
+        (
+            {
+                "config": {"session": {"store": "redis", "redis_mode": "cluster"}},
+                "secrets": {"redisUrl": "rediss://r:6379"},
+                "redis": {"tls": {"sentinelCa": {"secretName": "ca"}}},
+            },
+            "redis.tls.sentinelCa is for session.redis_mode sentinel only (not cluster)",
+        ),
+        (
+            {
+                "config": {"session": {**SENTINEL, "redis_tls": True}},
+                "redis": {"tls": {"ca": {"secretName": "ca", "configMapName": "ca"}}},
+            },
+            "redis.tls.ca: set secretName or configMapName, not both",
+        ),
+        (
+            {
+                "config": {"session": SENTINEL},
+                "redis": {"tls": {"ca": {"configMapName": "ca"}}},
+            },
+            "with session.redis_mode sentinel it needs config.session.redis_tls: true",
+        ),
+        (
+            {
+                "config": {"session": SENTINEL},
+                "redis": {"tls": {"sentinelCa": {"secretName": "ca"}}},
+            },
+            "redis.tls.sentinelCa is the sentinels' CA: it needs "
+            "config.session.redis_sentinel_tls: true",
+        ),
+        # values.schema.json: sentinel mode names its sentinels (host:port) and the master
+        (
+            {"config": {"session": {"store": "redis", "redis_mode": "sentinel"}}},
+            "missing properties 'redis_sentinels', 'redis_sentinel_master'",
+        ),
+        (
+            {"config": {"session": {**SENTINEL, "redis_sentinels": []}}},
+            "/config/session/redis_sentinels': minItems",
+        ),
+        (
+            {"config": {"session": {**SENTINEL, "redis_sentinels": ["redis-node-0"]}}},
+            "/config/session/redis_sentinels/0",
+        ),
+        (
+            {"config": {"session": {"store": "redis", "redis_mode": "replica"}}},
+            "/config/session/redis_mode",
+        ),
+        (
+            {"redis": {"existingSecretPasswordKey": "not a key"}},
+            "/redis/existingSecretPasswordKey",
+        ),
     ],
 )
 def test_unusable_values_are_refused_with_a_clear_message(
@@ -650,6 +764,179 @@ def test_unusable_values_are_refused_with_a_clear_message(
     with pytest.raises(helm_python.HelmError) as caught:
         render(values)
     assert message in str(caught.value)
+
+
+MADE = "sap-sipgate-auth-proxy"  # the Secret the chart makes for release "sap"
+REDIS_FILE_OPTIONS = {
+    "redis-url": "redis_url_file",
+    "redis-password": "redis_password_file",
+    "redis-sentinel-password": "redis_sentinel_password_file",
+    "redis-ca.crt": "redis_tls_ca_file",
+    "redis-sentinel-ca.crt": "redis_sentinel_tls_ca_file",
+}
+SENTINEL_TLS = {**SENTINEL, "redis_tls": True, "redis_sentinel_tls": True}
+CLUSTER = {"store": "redis", "redis_mode": "cluster"}
+
+
+@pytest.mark.parametrize(
+    ("change", "mounts"),
+    [
+        # sentinel, the chart's Secret: no URL; each password only when given
+        ({"config": {"session": SENTINEL}}, {}),
+        (
+            {"config": {"session": SENTINEL}, "secrets": {"redisPassword": "p"}},
+            {"redis-password": (MADE, "redis-password")},
+        ),
+        (
+            {
+                "config": {"session": SENTINEL},
+                "secrets": {"redisPassword": "p", "redisSentinelPassword": "s"},
+                "secretKeys": {"redisSentinelPassword": "sentinel"},
+            },
+            {
+                "redis-password": (MADE, "redis-password"),
+                "redis-sentinel-password": (MADE, "sentinel"),
+            },
+        ),
+        # sentinel, redis.existingSecret: the keys named there (default: the nodes' only)
+        (
+            {"config": {"session": SENTINEL}, "redis": {"existingSecret": "redis"}},
+            {"redis-password": ("redis", "redis-password")},
+        ),
+        (
+            {
+                "config": {"session": SENTINEL},
+                "redis": {
+                    "existingSecret": "redis",
+                    "existingSecretSentinelPasswordKey": "redis-password",
+                },
+            },
+            {
+                "redis-password": ("redis", "redis-password"),
+                "redis-sentinel-password": ("redis", "redis-password"),
+            },
+        ),
+        (
+            {
+                "config": {"session": SENTINEL},
+                "redis": {"existingSecret": "redis", "existingSecretPasswordKey": ""},
+            },
+            {},
+        ),
+        # sentinel with existingSecret: redis.existingSecret may name that same Secret
+        (
+            {
+                "config": {"session": SENTINEL},
+                "existingSecret": "sipgate",
+                "redis": {
+                    "existingSecret": "sipgate",
+                    "existingSecretPasswordKey": "nodes",
+                    "existingSecretSentinelPasswordKey": "sentinels",
+                },
+            },
+            {
+                "redis-password": ("sipgate", "nodes"),
+                "redis-sentinel-password": ("sipgate", "sentinels"),
+            },
+        ),
+        # sentinel over TLS: each CA from a ConfigMap or a Secret
+        (
+            {
+                "config": {"session": SENTINEL_TLS},
+                "redis": {
+                    "tls": {
+                        "ca": {"configMapName": "bundle", "key": "trust.pem"},
+                        "sentinelCa": {"secretName": "sentinel-crt"},
+                    }
+                },
+            },
+            {
+                "redis-ca.crt": ("configMap/bundle", "trust.pem"),
+                "redis-sentinel-ca.crt": ("sentinel-crt", "ca.crt"),
+            },
+        ),
+        # cluster and standalone: the URL (the password keys do not apply), and a CA
+        (
+            {"config": {"session": CLUSTER}, "secrets": {"redisUrl": "rediss://rc:6379/0"}},
+            {"redis-url": (MADE, "redis-url")},
+        ),
+        (
+            {
+                "config": {"session": CLUSTER},
+                "redis": {
+                    "existingSecret": "rc",
+                    "existingSecretKey": "url",
+                    "existingSecretSentinelPasswordKey": "redis-password",
+                    "tls": {"ca": {"secretName": "rc-crt"}},
+                },
+            },
+            {"redis-url": ("rc", "url"), "redis-ca.crt": ("rc-crt", "ca.crt")},
+        ),
+        (
+            {
+                "config": {"session": {"store": "redis"}},
+                "secrets": {"redisUrl": "rediss://r:6379/0"},
+                "redis": {"tls": {"ca": {"configMapName": "bundle"}}},
+            },
+            {"redis-url": (MADE, "redis-url"), "redis-ca.crt": ("configMap/bundle", "ca.crt")},
+        ),
+    ],
+    ids=[
+        "sentinel-no-passwords",
+        "sentinel-made-nodes-password",
+        "sentinel-made-both-passwords",
+        "sentinel-redis-secret-default-keys",
+        "sentinel-redis-secret-both-keys",
+        "sentinel-redis-secret-no-keys",
+        "sentinel-existing-secret-as-redis-secret",
+        "sentinel-tls-both-cas",
+        "cluster-made-url",
+        "cluster-redis-secret-url-and-ca",
+        "standalone-made-url-and-ca",
+    ],
+)
+def test_redis_modes_mount_their_files_and_the_config_reads_them(
+    change: dict[str, Any], mounts: dict[str, tuple[str, str]], tmp_path: Path
+) -> None:
+    values = merge(ci_values("standalone-oauth2"), change)
+    docs = manifests(render(values))
+    kubernetes_validate(docs)
+    main = values.get("existingSecret") or MADE
+    mounted = mounted_secret_files(pod_spec(one(docs, "Deployment")))
+    assert mounted == {
+        "client-secret": (main, "client-secret"),
+        "session-keys": (main, "session-keys"),
+        **mounts,
+    }
+    session = rendered_config(docs)["session"]
+    chart_set = {k: v for k, v in session.items() if k in REDIS_FILE_OPTIONS.values()}
+    assert chart_set == {REDIS_FILE_OPTIONS[f]: f"{SECRET_DIR}/{f}" for f in mounts}
+    if not values.get("existingSecret"):  # the chart's Secret holds what is mounted from it
+        data = one(docs, "Secret", MADE)["data"]
+        assert {key for name, key in mounted.values() if name == MADE} == set(data)
+
+    # The proxy accepts it, with the mounted files' contents in their places.
+    store = load_with_proxy(rendered_config(docs), tmp_path / "load").store
+    assert isinstance(store, proxy_config.RedisStore)
+    where = store.where
+    redis_mode = session.get("redis_mode", "standalone")
+    if redis_mode == "sentinel":
+        assert isinstance(where, proxy_config.RedisSentinels)
+        assert where.master == "mymaster"
+        assert where.addresses == (("redis-node-0.redis-headless", 26379), ("fd00::1", 26379))
+        for auth, file in (
+            (where.nodes, "redis-password"),
+            (where.sentinels, "redis-sentinel-password"),
+        ):
+            password = auth.password.get_secret_value() if auth.password else None
+            assert password == (SECRET_VALUES[file] if file in mounts else None)
+        assert (where.nodes.ca_file is not None) == ("redis-ca.crt" in mounts)
+        assert (where.sentinels.ca_file is not None) == ("redis-sentinel-ca.crt" in mounts)
+    else:
+        assert isinstance(where, proxy_config.RedisServer)
+        assert where.cluster == (redis_mode == "cluster")
+        assert where.url.get_secret_value() == SECRET_VALUES["redis-url"]
+        assert (where.ca_file is not None) == ("redis-ca.crt" in mounts)
 
 
 def merge(base: dict[str, Any], change: dict[str, Any]) -> dict[str, Any]:
@@ -669,6 +956,18 @@ def test_notes_warn_about_cookie_sessions_on_many_replicas() -> None:
     redis_notes = render(ci_values("redis"))["sipgate-auth-proxy/templates/NOTES.txt"]
     assert "WARNING" not in redis_notes
     assert "rollout restart" in redis_notes, "existingSecret: how to pick up a changed Secret"
+    # Every Redis mode is a shared store: refreshes are single-flight across the replicas.
+    for value_set, mode in (("redis-sentinel", "sentinel"), ("redis-cluster", "cluster")):
+        values = merge(ci_values(value_set), {"replicaCount": 3})
+        notes = render(values)["sipgate-auth-proxy/templates/NOTES.txt"]
+        assert "WARNING" not in notes, value_set
+        assert f"session store: redis, redis_mode {mode})" in notes
+        assert "rollout restart" in notes, "a Secret the chart did not make: how to pick it up"
+    sentinel_notes = render(ci_values("redis-sentinel"))["sipgate-auth-proxy/templates/NOTES.txt"]
+    assert "redis/redis-password" in sentinel_notes
+    assert "redis-crt/ca.crt" in sentinel_notes
+    cluster_notes = render(ci_values("redis-cluster"))["sipgate-auth-proxy/templates/NOTES.txt"]
+    assert "configmap/internal-ca-bundle/ca.crt" in cluster_notes
 
 
 # ---------------------------------------------------------------------------------------
