@@ -41,6 +41,7 @@ from proxy.crypto.keys import generate_key
 from proxy.ops.metrics import Metrics
 from tests.conftest import require
 from tests.support.processes import free_port
+from tests.support.tls import make_certificates
 
 ROOT = Path(__file__).resolve().parents[1]
 CHART = ROOT / "helm" / "sipgate-auth-proxy"
@@ -190,13 +191,21 @@ SECRET_FILE_KEYS = {
     "keys_file",
     "token_file",
     "redis_url_file",
+    "redis_password_file",
+    "redis_sentinel_password_file",
+    "redis_tls_ca_file",
+    "redis_sentinel_tls_ca_file",
     "clients_file",
 }
+CA_FILES = {"redis-ca.crt", "redis-sentinel-ca.crt"}  # PEM, made per test (with_secret_files)
 SECRET_VALUES = {
     "client-secret": "test-only-client-secret-0123456789",
     "session-keys": generate_key() + "\n" + generate_key() + "\n",
     "token": "3f1c0ad1-5a6e-4b8e-9a55-2d0c0c8e7a11",
-    "redis-url": "redis://127.0.0.1:6379/0",
+    # rediss: a value set may mount the data nodes' CA, which the proxy accepts only with TLS
+    "redis-url": "rediss://127.0.0.1:6379/0",
+    "redis-password": "test-only-redis-password",
+    "redis-sentinel-password": "test-only-sentinel-password",
     "clients.yaml": (
         "- name: alerts\n  token_id: token-Alrt01\n"
         f'  token_sha256: "{hashlib.sha256(b"test-only").hexdigest()}"\n'
@@ -218,7 +227,12 @@ def with_secret_files(config: dict[str, Any], directory: Path) -> dict[str, Any]
                 assert isinstance(value, str)
                 assert value.startswith(SECRET_DIR + "/"), value
                 name = value.rsplit("/", 1)[1]
-                (directory / name).write_text(SECRET_VALUES[name])
+                if name in CA_FILES:
+                    (directory / f"{name}.d").mkdir()
+                    ca = make_certificates(directory / f"{name}.d").ca_file
+                    (directory / name).write_bytes(ca.read_bytes())
+                else:
+                    (directory / name).write_text(SECRET_VALUES[name])
                 node[key] = str(directory / name)
 
     walk(moved)
@@ -254,13 +268,49 @@ def secret_files(config: dict[str, Any]) -> set[str]:
 
 
 def mounted_secret_files(spec: dict[str, Any]) -> dict[str, tuple[str, str]]:
-    """{file name in the secret volume: (Secret name, key)}."""
+    """{file name in the secret volume: (Secret name, key)}; a ConfigMap's name is given as
+    configMap/NAME."""
     volume = next(v for v in spec["volumes"] if v["name"] == "sipgate-auth-proxy-secrets")
     files: dict[str, tuple[str, str]] = {}
     for source in volume["projected"]["sources"]:
-        for item in source["secret"]["items"]:
-            files[item["path"]] = (source["secret"]["name"], item["key"])
+        (kind, projection), *_ = source.items()
+        assert kind in ("secret", "configMap"), source
+        name = projection["name"] if kind == "secret" else f"configMap/{projection['name']}"
+        for item in projection["items"]:
+            assert item["path"] not in files, f"{item['path']} is mounted twice"
+            files[item["path"]] = (name, item["key"])
     return files
+
+
+def sources_named_in_redis_values(values: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    """The mounts that values name outside the main Secret (redis.*, clientsSecret), as
+    mounted_secret_files gives them: {file: (name, key)}, for the files the chart mounts."""
+    defaults = yaml.safe_load((CHART / "values.yaml").read_text())
+    redis = merge(defaults["redis"], values.get("redis", {}))
+    sentinel = values.get("config", {}).get("session", {}).get("redis_mode") == "sentinel"
+    named: dict[str, tuple[str, str]] = {}
+    if redis["existingSecret"]:
+        keys = (
+            {
+                "redis-password": redis["existingSecretPasswordKey"],
+                "redis-sentinel-password": redis["existingSecretSentinelPasswordKey"],
+            }
+            if sentinel
+            else {"redis-url": redis["existingSecretKey"]}
+        )
+        named.update({f: (redis["existingSecret"], k) for f, k in keys.items() if k})
+    for file, ca in (
+        ("redis-ca.crt", redis["tls"]["ca"]),
+        ("redis-sentinel-ca.crt", redis["tls"]["sentinelCa"]),
+    ):
+        if ca["secretName"]:
+            named[file] = (ca["secretName"], ca["key"])
+        elif ca["configMapName"]:
+            named[file] = (f"configMap/{ca['configMapName']}", ca["key"])
+    clients = values.get("clientsSecret", {})
+    if clients.get("name"):
+        named["clients.yaml"] = (clients["name"], clients.get("key", "clients.yaml"))
+    return named
 
 
 # ---------------------------------------------------------------------------------------
@@ -361,7 +411,15 @@ def test_helm_lint_strict() -> None:
 
 
 def test_value_sets_cover_the_required_uses() -> None:
-    assert {"standalone-oauth2", "standalone-pat", "sidecar", "redis", "service"} <= set(VALUE_SETS)
+    assert {
+        "standalone-oauth2",
+        "standalone-pat",
+        "sidecar",
+        "redis",
+        "redis-sentinel",
+        "redis-cluster",
+        "service",
+    } <= set(VALUE_SETS)
 
 
 @pytest.mark.parametrize("value_set", VALUE_SETS)
@@ -406,31 +464,34 @@ def test_value_set_renders_valid_hardened_manifests(value_set: str, tmp_path: Pa
     # Exactly the secret files the configuration reads are mounted, from the right Secret.
     mounted = mounted_secret_files(spec)
     assert set(mounted) == secret_files(config)
+    # Files from Secrets or ConfigMaps named in redis.* or clientsSecret come from those;
+    # the rest from the main Secret, under the keys secretKeys names.
+    named = sources_named_in_redis_values(values)
+    assert {f: s for f, s in mounted.items() if f in named} == {
+        f: s for f, s in named.items() if f in mounted
+    }
+    main = {file: source for file, source in mounted.items() if file not in named}
+    defaults = yaml.safe_load((CHART / "values.yaml").read_text())["secretKeys"]
+    keys = {**defaults, **values.get("secretKeys", {})}
+    file_keys = {
+        "client-secret": keys["clientSecret"],
+        "session-keys": keys["sessionKeys"],
+        "token": keys["token"],
+        "redis-url": keys["redisUrl"],
+        "redis-password": keys["redisPassword"],
+        "redis-sentinel-password": keys["redisSentinelPassword"],
+    }
     existing = values.get("existingSecret")
     if existing:
         assert "Secret" not in kinds(docs), "existingSecret: the chart makes no Secret"
         assert "checksum/sipgate-auth-proxy-secret" not in annotations
-        defaults = yaml.safe_load((CHART / "values.yaml").read_text())["secretKeys"]
-        keys = {**defaults, **values.get("secretKeys", {})}
-        file_keys = {
-            "client-secret": keys["clientSecret"],
-            "session-keys": keys["sessionKeys"],
-            "token": keys["token"],
-            "redis-url": keys["redisUrl"],
-        }
-        redis, clients = values.get("redis", {}), values.get("clientsSecret", {})
-        for file, source in mounted.items():
-            if file == "redis-url" and redis.get("existingSecret"):
-                assert source == (redis["existingSecret"], redis["existingSecretKey"])
-            elif file == "clients.yaml":  # the clients file's own Secret, whole directory
-                assert source == (clients["name"], clients.get("key", "clients.yaml"))
-            else:
-                assert source == (existing, file_keys[file])
+        for file, source in main.items():
+            assert source == (existing, file_keys[file])
     else:
         made = one(docs, "Secret")
-        own = {name for file, (name, _) in mounted.items() if file != "clients.yaml"}
-        assert own == {made["metadata"]["name"]}
-        assert {key for _, key in mounted.values()} <= set(made["data"])
+        for file, source in main.items():
+            assert source == (made["metadata"]["name"], file_keys[file])
+        assert {key for _, key in main.values()} <= set(made["data"])
         assert re.fullmatch(r"[0-9a-f]{64}", annotations["checksum/sipgate-auth-proxy-secret"])
 
     service = one(docs, "Service")
@@ -501,6 +562,14 @@ def test_checksums_change_with_config_and_secret() -> None:
     assert after_config[key_secret] == before[key_secret]
     assert after_secret[key_secret] != before[key_secret]
     assert after_secret[key_config] == before[key_config]
+
+
+SENTINEL = {
+    "store": "redis",
+    "redis_mode": "sentinel",
+    "redis_sentinels": ["redis-node-0.redis-headless:26379", "[fd00::1]:26379"],
+    "redis_sentinel_master": "mymaster",
+}
 
 
 @pytest.mark.parametrize(
@@ -582,6 +651,112 @@ def test_checksums_change_with_config_and_secret() -> None:
         ),
         ({"existingSecret": "Not_A_Name"}, "existingSecret"),
         ({"unknownValue": 1}, "unknownValue"),
+        *[
+            ({"config": {"session": {key: "x"}}}, f"config.session.{key}: secrets come from")
+            for key in (
+                "redis_password",
+                "redis_password_file",
+                "redis_sentinel_password",
+                "redis_sentinel_password_file",
+            )
+        ],
+        *[
+            (
+                {"config": {"session": {key: "/ca.pem"}}},
+                f"config.session.{key} is set by the chart: name the Secret or ConfigMap "
+                f"holding the CA in {where}",
+            )
+            for key, where in (
+                ("redis_tls_ca_file", "redis.tls.ca"),
+                ("redis_sentinel_tls_ca_file", "redis.tls.sentinelCa"),
+            )
+        ],
+        *[
+            (
+                {"config": {"session": {"store": "redis", "redis_mode": mode}}},
+                f"session.store redis (redis_mode {mode}) needs the Redis URL",
+            )
+            for mode in ("standalone", "cluster")
+        ],
+        (
+            {"config": {"session": SENTINEL}, "secrets": {"redisUrl": "redis://r:6379"}},
+            "session.redis_mode sentinel reads no Redis URL",
+        ),
+        (
+            {"config": {"session": SENTINEL}, "existingSecret": "sipgate-oauth"},
+            "session.redis_mode sentinel with existingSecret: name the Secret holding the "
+            "Redis passwords in redis.existingSecret",
+        ),
+        (
+            {
+                "config": {"session": SENTINEL},
+                "redis": {"existingSecret": "redis"},
+                "secrets": {"redisSentinelPassword": "x"},
+            },
+            "are not used with redis.existingSecret",
+        ),
+        *[
+            (
+                {
+                    "config": {"session": {"store": "redis", "redis_mode": mode}},
+                    "secrets": {"redisUrl": "redis://r:6379", "redisPassword": "x"},
+                },
+                f"are for session.redis_mode sentinel only (with {mode}, put the password "
+                "into the Redis URL)",
+            )
+            for mode in ("standalone", "cluster")
+        ],
+        (
+            {
+                "config": {"session": {"store": "redis", "redis_mode": "cluster"}},
+                "secrets": {"redisUrl": "rediss://r:6379"},
+                "redis": {"tls": {"sentinelCa": {"secretName": "ca"}}},
+            },
+            "redis.tls.sentinelCa is for session.redis_mode sentinel only (not cluster)",
+        ),
+        (
+            {
+                "config": {"session": {**SENTINEL, "redis_tls": True}},
+                "redis": {"tls": {"ca": {"secretName": "ca", "configMapName": "ca"}}},
+            },
+            "redis.tls.ca: set secretName or configMapName, not both",
+        ),
+        (
+            {
+                "config": {"session": SENTINEL},
+                "redis": {"tls": {"ca": {"configMapName": "ca"}}},
+            },
+            "with session.redis_mode sentinel it needs config.session.redis_tls: true",
+        ),
+        (
+            {
+                "config": {"session": SENTINEL},
+                "redis": {"tls": {"sentinelCa": {"secretName": "ca"}}},
+            },
+            "redis.tls.sentinelCa is the sentinels' CA: it needs "
+            "config.session.redis_sentinel_tls: true",
+        ),
+        # values.schema.json: sentinel mode names its sentinels (host:port) and the master
+        (
+            {"config": {"session": {"store": "redis", "redis_mode": "sentinel"}}},
+            "missing properties 'redis_sentinels', 'redis_sentinel_master'",
+        ),
+        (
+            {"config": {"session": {**SENTINEL, "redis_sentinels": []}}},
+            "/config/session/redis_sentinels': minItems",
+        ),
+        (
+            {"config": {"session": {**SENTINEL, "redis_sentinels": ["redis-node-0"]}}},
+            "/config/session/redis_sentinels/0",
+        ),
+        (
+            {"config": {"session": {"store": "redis", "redis_mode": "replica"}}},
+            "/config/session/redis_mode",
+        ),
+        (
+            {"redis": {"existingSecretPasswordKey": "not a key"}},
+            "/redis/existingSecretPasswordKey",
+        ),
     ],
 )
 def test_unusable_values_are_refused_with_a_clear_message(
@@ -592,6 +767,179 @@ def test_unusable_values_are_refused_with_a_clear_message(
     with pytest.raises(helm_python.HelmError) as caught:
         render(values)
     assert message in str(caught.value)
+
+
+MADE = "sap-sipgate-auth-proxy"  # the Secret the chart makes for release "sap"
+REDIS_FILE_OPTIONS = {
+    "redis-url": "redis_url_file",
+    "redis-password": "redis_password_file",
+    "redis-sentinel-password": "redis_sentinel_password_file",
+    "redis-ca.crt": "redis_tls_ca_file",
+    "redis-sentinel-ca.crt": "redis_sentinel_tls_ca_file",
+}
+SENTINEL_TLS = {**SENTINEL, "redis_tls": True, "redis_sentinel_tls": True}
+CLUSTER = {"store": "redis", "redis_mode": "cluster"}
+
+
+@pytest.mark.parametrize(
+    ("change", "mounts"),
+    [
+        # sentinel, the chart's Secret: no URL; each password only when given
+        ({"config": {"session": SENTINEL}}, {}),
+        (
+            {"config": {"session": SENTINEL}, "secrets": {"redisPassword": "p"}},
+            {"redis-password": (MADE, "redis-password")},
+        ),
+        (
+            {
+                "config": {"session": SENTINEL},
+                "secrets": {"redisPassword": "p", "redisSentinelPassword": "s"},
+                "secretKeys": {"redisSentinelPassword": "sentinel"},
+            },
+            {
+                "redis-password": (MADE, "redis-password"),
+                "redis-sentinel-password": (MADE, "sentinel"),
+            },
+        ),
+        # sentinel, redis.existingSecret: the keys named there (default: the nodes' only)
+        (
+            {"config": {"session": SENTINEL}, "redis": {"existingSecret": "redis"}},
+            {"redis-password": ("redis", "redis-password")},
+        ),
+        (
+            {
+                "config": {"session": SENTINEL},
+                "redis": {
+                    "existingSecret": "redis",
+                    "existingSecretSentinelPasswordKey": "redis-password",
+                },
+            },
+            {
+                "redis-password": ("redis", "redis-password"),
+                "redis-sentinel-password": ("redis", "redis-password"),
+            },
+        ),
+        (
+            {
+                "config": {"session": SENTINEL},
+                "redis": {"existingSecret": "redis", "existingSecretPasswordKey": ""},
+            },
+            {},
+        ),
+        # sentinel with existingSecret: redis.existingSecret may name that same Secret
+        (
+            {
+                "config": {"session": SENTINEL},
+                "existingSecret": "sipgate",
+                "redis": {
+                    "existingSecret": "sipgate",
+                    "existingSecretPasswordKey": "nodes",
+                    "existingSecretSentinelPasswordKey": "sentinels",
+                },
+            },
+            {
+                "redis-password": ("sipgate", "nodes"),
+                "redis-sentinel-password": ("sipgate", "sentinels"),
+            },
+        ),
+        # sentinel over TLS: each CA from a ConfigMap or a Secret
+        (
+            {
+                "config": {"session": SENTINEL_TLS},
+                "redis": {
+                    "tls": {
+                        "ca": {"configMapName": "bundle", "key": "trust.pem"},
+                        "sentinelCa": {"secretName": "sentinel-crt"},
+                    }
+                },
+            },
+            {
+                "redis-ca.crt": ("configMap/bundle", "trust.pem"),
+                "redis-sentinel-ca.crt": ("sentinel-crt", "ca.crt"),
+            },
+        ),
+        # cluster and standalone: the URL (the password keys do not apply), and a CA
+        (
+            {"config": {"session": CLUSTER}, "secrets": {"redisUrl": "rediss://rc:6379/0"}},
+            {"redis-url": (MADE, "redis-url")},
+        ),
+        (
+            {
+                "config": {"session": CLUSTER},
+                "redis": {
+                    "existingSecret": "rc",
+                    "existingSecretKey": "url",
+                    "existingSecretSentinelPasswordKey": "redis-password",
+                    "tls": {"ca": {"secretName": "rc-crt"}},
+                },
+            },
+            {"redis-url": ("rc", "url"), "redis-ca.crt": ("rc-crt", "ca.crt")},
+        ),
+        (
+            {
+                "config": {"session": {"store": "redis"}},
+                "secrets": {"redisUrl": "rediss://r:6379/0"},
+                "redis": {"tls": {"ca": {"configMapName": "bundle"}}},
+            },
+            {"redis-url": (MADE, "redis-url"), "redis-ca.crt": ("configMap/bundle", "ca.crt")},
+        ),
+    ],
+    ids=[
+        "sentinel-no-passwords",
+        "sentinel-made-nodes-password",
+        "sentinel-made-both-passwords",
+        "sentinel-redis-secret-default-keys",
+        "sentinel-redis-secret-both-keys",
+        "sentinel-redis-secret-no-keys",
+        "sentinel-existing-secret-as-redis-secret",
+        "sentinel-tls-both-cas",
+        "cluster-made-url",
+        "cluster-redis-secret-url-and-ca",
+        "standalone-made-url-and-ca",
+    ],
+)
+def test_redis_modes_mount_their_files_and_the_config_reads_them(
+    change: dict[str, Any], mounts: dict[str, tuple[str, str]], tmp_path: Path
+) -> None:
+    values = merge(ci_values("standalone-oauth2"), change)
+    docs = manifests(render(values))
+    kubernetes_validate(docs)
+    main = values.get("existingSecret") or MADE
+    mounted = mounted_secret_files(pod_spec(one(docs, "Deployment")))
+    assert mounted == {
+        "client-secret": (main, "client-secret"),
+        "session-keys": (main, "session-keys"),
+        **mounts,
+    }
+    session = rendered_config(docs)["session"]
+    chart_set = {k: v for k, v in session.items() if k in REDIS_FILE_OPTIONS.values()}
+    assert chart_set == {REDIS_FILE_OPTIONS[f]: f"{SECRET_DIR}/{f}" for f in mounts}
+    if not values.get("existingSecret"):  # the chart's Secret holds what is mounted from it
+        data = one(docs, "Secret", MADE)["data"]
+        assert {key for name, key in mounted.values() if name == MADE} == set(data)
+
+    # The proxy accepts it, with the mounted files' contents in their places.
+    store = load_with_proxy(rendered_config(docs), tmp_path / "load").store
+    assert isinstance(store, proxy_config.RedisStore)
+    where = store.where
+    redis_mode = session.get("redis_mode", "standalone")
+    if redis_mode == "sentinel":
+        assert isinstance(where, proxy_config.RedisSentinels)
+        assert where.master == "mymaster"
+        assert where.addresses == (("redis-node-0.redis-headless", 26379), ("fd00::1", 26379))
+        for auth, file in (
+            (where.nodes, "redis-password"),
+            (where.sentinels, "redis-sentinel-password"),
+        ):
+            password = auth.password.get_secret_value() if auth.password else None
+            assert password == (SECRET_VALUES[file] if file in mounts else None)
+        assert (where.nodes.ca_file is not None) == ("redis-ca.crt" in mounts)
+        assert (where.sentinels.ca_file is not None) == ("redis-sentinel-ca.crt" in mounts)
+    else:
+        assert isinstance(where, proxy_config.RedisServer)
+        assert where.cluster == (redis_mode == "cluster")
+        assert where.url.get_secret_value() == SECRET_VALUES["redis-url"]
+        assert (where.ca_file is not None) == ("redis-ca.crt" in mounts)
 
 
 def merge(base: dict[str, Any], change: dict[str, Any]) -> dict[str, Any]:
@@ -611,6 +959,18 @@ def test_notes_warn_about_cookie_sessions_on_many_replicas() -> None:
     redis_notes = render(ci_values("redis"))["sipgate-auth-proxy/templates/NOTES.txt"]
     assert "WARNING" not in redis_notes
     assert "rollout restart" in redis_notes, "existingSecret: how to pick up a changed Secret"
+    # Every Redis mode is a shared store: refreshes are single-flight across the replicas.
+    for value_set, mode in (("redis-sentinel", "sentinel"), ("redis-cluster", "cluster")):
+        values = merge(ci_values(value_set), {"replicaCount": 3})
+        notes = render(values)["sipgate-auth-proxy/templates/NOTES.txt"]
+        assert "WARNING" not in notes, value_set
+        assert f"session store: redis, redis_mode {mode})" in notes
+        assert "rollout restart" in notes, "a Secret the chart did not make: how to pick it up"
+    sentinel_notes = render(ci_values("redis-sentinel"))["sipgate-auth-proxy/templates/NOTES.txt"]
+    assert "redis/redis-password" in sentinel_notes
+    assert "redis-crt/ca.crt" in sentinel_notes
+    cluster_notes = render(ci_values("redis-cluster"))["sipgate-auth-proxy/templates/NOTES.txt"]
+    assert "configmap/internal-ca-bundle/ca.crt" in cluster_notes
 
 
 # ---------------------------------------------------------------------------------------

@@ -72,6 +72,25 @@ helm.sh/chart: {{ printf "%s-%s" .Name .Version | replace "+" "_" | trunc 63 | t
 {{- if eq (((.Values.config).session).store | default "cookie") "redis" }}true{{ end -}}
 {{- end }}
 
+{{/* standalone, sentinel or cluster (session.redis_mode). */}}
+{{- define "sipgate-auth-proxy.redisMode" -}}
+{{- ((.Values.config).session).redis_mode | default "standalone" -}}
+{{- end }}
+
+{{/* The Redis store behind sentinels: no URL, the passwords and CAs in their own files. */}}
+{{- define "sipgate-auth-proxy.redisSentinel" -}}
+{{- if and (include "sipgate-auth-proxy.redis" .) (eq (include "sipgate-auth-proxy.redisMode" .) "sentinel") }}true{{ end -}}
+{{- end }}
+
+{{/* A CA bundle value (redis.tls.ca, redis.tls.sentinelCa) as a file source, or nothing. */}}
+{{- define "sipgate-auth-proxy.caSource" -}}
+{{- if .ca.secretName -}}
+{{- toJson (dict "key" .ca.key "file" .file "section" "session" "option" .option "kind" "secret" "name" .ca.secretName) -}}
+{{- else if .ca.configMapName -}}
+{{- toJson (dict "key" .ca.key "file" .file "section" "session" "option" .option "kind" "configMap" "name" .ca.configMapName) -}}
+{{- end -}}
+{{- end }}
+
 {{/* Name of the Secret the chart creates, or the one named in existingSecret. */}}
 {{- define "sipgate-auth-proxy.secretName" -}}
 {{- default (include "sipgate-auth-proxy.fullname" .) .Values.existingSecret -}}
@@ -87,29 +106,62 @@ helm.sh/chart: {{ printf "%s-%s" .Name .Version | replace "+" "_" | trunc 63 | t
 
 {{/*
 Which files the configuration reads from the secret volume, as JSON {"files": [...]}, each
-{key (in the Secret), file (in the volume), section + option (where the config names the
-file, e.g. auth.oauth2 + client_secret_file), secret (the Secret's name)}.
+{key (in the Secret or ConfigMap), file (in the volume), section + option (where the config
+names the file, e.g. auth.oauth2 + client_secret_file), kind (secret or configMap) and name
+(the Secret's or ConfigMap's)}.
 */}}
 {{- define "sipgate-auth-proxy.secretFiles" -}}
 {{- $keys := .Values.secretKeys -}}
 {{- $main := include "sipgate-auth-proxy.secretName" . -}}
 {{- $files := list -}}
 {{- if include "sipgate-auth-proxy.usesOAuth2" . -}}
-{{- $files = append $files (dict "key" $keys.clientSecret "file" "client-secret" "section" "auth.oauth2" "option" "client_secret_file" "secret" $main) -}}
-{{- $files = append $files (dict "key" $keys.sessionKeys "file" "session-keys" "section" "session" "option" "keys_file" "secret" $main) -}}
+{{- $files = append $files (dict "key" $keys.clientSecret "file" "client-secret" "section" "auth.oauth2" "option" "client_secret_file" "kind" "secret" "name" $main) -}}
+{{- $files = append $files (dict "key" $keys.sessionKeys "file" "session-keys" "section" "session" "option" "keys_file" "kind" "secret" "name" $main) -}}
 {{- else -}}
-{{- $files = append $files (dict "key" $keys.token "file" "token" "section" "auth.personal_access_token" "option" "token_file" "secret" $main) -}}
+{{- $files = append $files (dict "key" $keys.token "file" "token" "section" "auth.personal_access_token" "option" "token_file" "kind" "secret" "name" $main) -}}
 {{- end -}}
 {{- with .Values.clientsSecret -}}
 {{- if .name -}}
-{{- $files = append $files (dict "key" .key "file" "clients.yaml" "section" "auth" "option" "clients_file" "secret" .name) -}}
+{{- $files = append $files (dict "key" .key "file" "clients.yaml" "section" "auth" "option" "clients_file" "kind" "secret" "name" .name) -}}
 {{- end -}}
 {{- end -}}
 {{- if include "sipgate-auth-proxy.redis" . -}}
-{{- if .Values.redis.existingSecret -}}
-{{- $files = append $files (dict "key" .Values.redis.existingSecretKey "file" "redis-url" "section" "session" "option" "redis_url_file" "secret" .Values.redis.existingSecret) -}}
+{{- $redis := .Values.redis -}}
+{{- if not (include "sipgate-auth-proxy.redisSentinel" .) -}}
+{{- /* standalone, cluster: the URL carries the credentials and TLS */ -}}
+{{- if $redis.existingSecret -}}
+{{- $files = append $files (dict "key" $redis.existingSecretKey "file" "redis-url" "section" "session" "option" "redis_url_file" "kind" "secret" "name" $redis.existingSecret) -}}
 {{- else -}}
-{{- $files = append $files (dict "key" $keys.redisUrl "file" "redis-url" "section" "session" "option" "redis_url_file" "secret" $main) -}}
+{{- $files = append $files (dict "key" $keys.redisUrl "file" "redis-url" "section" "session" "option" "redis_url_file" "kind" "secret" "name" $main) -}}
+{{- end -}}
+{{- else -}}
+{{- /* sentinel: each password only where one is named (empty key) or given (secrets.*) */ -}}
+{{- $password := dict "file" "redis-password" "section" "session" "option" "redis_password_file" "kind" "secret" -}}
+{{- $sentinelPassword := dict "file" "redis-sentinel-password" "section" "session" "option" "redis_sentinel_password_file" "kind" "secret" -}}
+{{- if $redis.existingSecret -}}
+{{- if $redis.existingSecretPasswordKey -}}
+{{- $files = append $files (merge (dict "key" $redis.existingSecretPasswordKey "name" $redis.existingSecret) $password) -}}
+{{- end -}}
+{{- if $redis.existingSecretSentinelPasswordKey -}}
+{{- $files = append $files (merge (dict "key" $redis.existingSecretSentinelPasswordKey "name" $redis.existingSecret) $sentinelPassword) -}}
+{{- end -}}
+{{- else if include "sipgate-auth-proxy.createSecret" . -}}
+{{- if .Values.secrets.redisPassword -}}
+{{- $files = append $files (merge (dict "key" $keys.redisPassword "name" $main) $password) -}}
+{{- end -}}
+{{- if .Values.secrets.redisSentinelPassword -}}
+{{- $files = append $files (merge (dict "key" $keys.redisSentinelPassword "name" $main) $sentinelPassword) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- $tls := $redis.tls | default dict -}}
+{{- with include "sipgate-auth-proxy.caSource" (dict "ca" ($tls.ca | default dict) "file" "redis-ca.crt" "option" "redis_tls_ca_file") -}}
+{{- $files = append $files (fromJson .) -}}
+{{- end -}}
+{{- if include "sipgate-auth-proxy.redisSentinel" . -}}
+{{- with include "sipgate-auth-proxy.caSource" (dict "ca" ($tls.sentinelCa | default dict) "file" "redis-sentinel-ca.crt" "option" "redis_sentinel_tls_ca_file") -}}
+{{- $files = append $files (fromJson .) -}}
+{{- end -}}
 {{- end -}}
 {{- end -}}
 {{- toJson (dict "files" $files) -}}
@@ -157,14 +209,21 @@ the operator signs in), http://localhost:<management port>; else https://<first 
 {{- fail (printf "config.%s is set by the chart: remove it and use %s" $key $why) -}}
 {{- end -}}
 {{- end -}}
-{{- range $path := list "auth.oauth2.client_secret" "auth.oauth2.client_secret_file" "auth.personal_access_token.token" "auth.personal_access_token.token_file" "session.keys" "session.keys_file" "session.redis_url" "session.redis_url_file" -}}
+{{- $fromSecret := "existingSecret, or secrets.* and secretKeys.*" -}}
+{{- $fromRedisSecret := "redis.existingSecret, existingSecret, or secrets.* and secretKeys.*" -}}
+{{- range $path, $where := dict "auth.oauth2.client_secret" $fromSecret "auth.oauth2.client_secret_file" $fromSecret "auth.personal_access_token.token" $fromSecret "auth.personal_access_token.token_file" $fromSecret "session.keys" $fromSecret "session.keys_file" $fromSecret "session.redis_url" $fromRedisSecret "session.redis_url_file" $fromRedisSecret "session.redis_password" $fromRedisSecret "session.redis_password_file" $fromRedisSecret "session.redis_sentinel_password" $fromRedisSecret "session.redis_sentinel_password_file" $fromRedisSecret -}}
 {{- $node := $config -}}
 {{- $parts := splitList "." $path -}}
 {{- range initial $parts -}}
 {{- $node = get $node . | default dict -}}
 {{- end -}}
 {{- if hasKey $node (last $parts) -}}
-{{- fail (printf "config.%s: secrets come from the Secret (existingSecret, or secrets.* and secretKeys.*), mounted as files by the chart; remove it from config" $path) -}}
+{{- fail (printf "config.%s: secrets come from the Secret (%s), mounted as files by the chart; remove it from config" $path $where) -}}
+{{- end -}}
+{{- end -}}
+{{- range $key, $value := dict "redis_tls_ca_file" "redis.tls.ca" "redis_sentinel_tls_ca_file" "redis.tls.sentinelCa" -}}
+{{- if hasKey ($config.session | default dict) $key -}}
+{{- fail (printf "config.session.%s is set by the chart: name the Secret or ConfigMap holding the CA in %s (secretName or configMapName, and key); remove it from config" $key $value) -}}
 {{- end -}}
 {{- end -}}
 {{- if hasKey ($config.auth | default dict) "clients_file" -}}
@@ -218,8 +277,52 @@ the operator signs in), http://localhost:<management port>; else https://<first 
 {{- fail (printf "a standalone %s proxy with config.auth.allowed_client_networks on loopback only serves nobody: list the networks of its clients (e.g. the pod CIDR), or use deploymentMode: sidecar" $mode) -}}
 {{- end -}}
 {{- end -}}
-{{- if and (include "sipgate-auth-proxy.redis" .) $create (not .Values.redis.existingSecret) (not .Values.secrets.redisUrl) -}}
-{{- fail "session.store redis needs the Redis URL: set redis.existingSecret, existingSecret (with key secretKeys.redisUrl) or secrets.redisUrl" -}}
+{{- if include "sipgate-auth-proxy.redis" . -}}
+{{- include "sipgate-auth-proxy.validateRedis" . -}}
+{{- end -}}
+{{- end }}
+
+{{/* The Redis store's values, by session.redis_mode (see values.yaml, redis.*). */}}
+{{- define "sipgate-auth-proxy.validateRedis" -}}
+{{- $create := include "sipgate-auth-proxy.createSecret" . -}}
+{{- $redisMode := include "sipgate-auth-proxy.redisMode" . -}}
+{{- $session := .Values.config.session -}}
+{{- $redis := .Values.redis -}}
+{{- $tls := $redis.tls | default dict -}}
+{{- range $name := list "ca" "sentinelCa" -}}
+{{- $ca := get $tls $name | default dict -}}
+{{- if and $ca.secretName $ca.configMapName -}}
+{{- fail (printf "redis.tls.%s: set secretName or configMapName, not both" $name) -}}
+{{- end -}}
+{{- end -}}
+{{- $ca := or (dig "ca" "secretName" "" $tls) (dig "ca" "configMapName" "" $tls) -}}
+{{- $sentinelCa := or (dig "sentinelCa" "secretName" "" $tls) (dig "sentinelCa" "configMapName" "" $tls) -}}
+{{- if eq $redisMode "sentinel" -}}
+{{- if and $create .Values.secrets.redisUrl -}}
+{{- fail "session.redis_mode sentinel reads no Redis URL (the sentinels name the primary): remove secrets.redisUrl" -}}
+{{- end -}}
+{{- if and (not $create) (not $redis.existingSecret) -}}
+{{- fail "session.redis_mode sentinel with existingSecret: name the Secret holding the Redis passwords in redis.existingSecret (it may be the same Secret) and their keys in redis.existingSecretPasswordKey and redis.existingSecretSentinelPasswordKey (empty: no password)" -}}
+{{- end -}}
+{{- if and $redis.existingSecret (or .Values.secrets.redisPassword .Values.secrets.redisSentinelPassword) -}}
+{{- fail "secrets.redisPassword and secrets.redisSentinelPassword are not used with redis.existingSecret (its keys redis.existingSecretPasswordKey and redis.existingSecretSentinelPasswordKey are): remove them" -}}
+{{- end -}}
+{{- if and $ca (not $session.redis_tls) -}}
+{{- fail "redis.tls.ca is the data nodes' CA: with session.redis_mode sentinel it needs config.session.redis_tls: true" -}}
+{{- end -}}
+{{- if and $sentinelCa (not $session.redis_sentinel_tls) -}}
+{{- fail "redis.tls.sentinelCa is the sentinels' CA: it needs config.session.redis_sentinel_tls: true" -}}
+{{- end -}}
+{{- else -}}
+{{- if and $create (not $redis.existingSecret) (not .Values.secrets.redisUrl) -}}
+{{- fail (printf "session.store redis (redis_mode %s) needs the Redis URL: set redis.existingSecret, existingSecret (with key secretKeys.redisUrl) or secrets.redisUrl" $redisMode) -}}
+{{- end -}}
+{{- if and $create (or .Values.secrets.redisPassword .Values.secrets.redisSentinelPassword) -}}
+{{- fail (printf "secrets.redisPassword and secrets.redisSentinelPassword are for session.redis_mode sentinel only (with %s, put the password into the Redis URL): remove them" $redisMode) -}}
+{{- end -}}
+{{- if $sentinelCa -}}
+{{- fail (printf "redis.tls.sentinelCa is for session.redis_mode sentinel only (not %s): remove it" $redisMode) -}}
+{{- end -}}
 {{- end -}}
 {{- end }}
 
@@ -263,6 +366,8 @@ the operator signs in), http://localhost:<management port>; else https://<first 
 {{- if .sessionKeys }}{{ $_ := set $data $keys.sessionKeys (printf "%s\n" (join "\n" .sessionKeys) | b64enc) }}{{ end -}}
 {{- if .token }}{{ $_ := set $data $keys.token (.token | b64enc) }}{{ end -}}
 {{- if .redisUrl }}{{ $_ := set $data $keys.redisUrl (.redisUrl | b64enc) }}{{ end -}}
+{{- if .redisPassword }}{{ $_ := set $data $keys.redisPassword (.redisPassword | b64enc) }}{{ end -}}
+{{- if .redisSentinelPassword }}{{ $_ := set $data $keys.redisSentinelPassword (.redisSentinelPassword | b64enc) }}{{ end -}}
 {{- end -}}
 {{- toYaml $data -}}
 {{- end }}
@@ -370,13 +475,14 @@ checksum/sipgate-auth-proxy-secret: {{ include "sipgate-auth-proxy.secretData" .
   projected:
     defaultMode: 0444
     sources:
-      {{- $bySecret := dict -}}
+      {{- $bySource := dict -}}
       {{- range (include "sipgate-auth-proxy.secretFiles" . | fromJson).files -}}
-      {{- $_ := set $bySecret .secret (append (get $bySecret .secret | default list) .) -}}
+      {{- $source := printf "%s/%s" .kind .name -}}
+      {{- $_ := set $bySource $source (append (get $bySource $source | default list) .) -}}
       {{- end }}
-      {{- range $secret, $files := $bySecret }}
-      - secret:
-          name: {{ $secret }}
+      {{- range $source, $files := $bySource }}
+      - {{ (first $files).kind }}:
+          name: {{ (first $files).name }}
           items:
             {{- range $files }}
             - key: {{ .key }}
