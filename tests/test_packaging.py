@@ -500,6 +500,18 @@ def test_value_set_renders_valid_hardened_manifests(value_set: str, tmp_path: Pa
     }
 
 
+def test_tracing_headers_come_from_their_secret_as_the_proxys_variable() -> None:
+    need_helm()
+    docs = manifests(render(ci_values("standalone-oauth2")))
+    container = proxy_container(pod_spec(one(docs, "Deployment")))
+    assert {"name": "SIPGATE_PROXY_TRACING__HEADERS", "valueFrom": {"secretKeyRef": {
+        "name": "otel-collector-auth", "key": "headers"}}} in container["env"]  # fmt: skip
+    assert rendered_config(docs)["tracing"]["otlp_endpoint"].startswith("http://otel-collector")
+    plain = merge(ci_values("standalone-oauth2"), {"tracing": {"headersSecret": {"name": ""}}})
+    plain_container = proxy_container(pod_spec(one(manifests(render(plain)), "Deployment")))
+    assert "env" not in plain_container
+
+
 def test_standalone_objects_are_complete() -> None:
     docs = manifests(render(ci_values("standalone-oauth2")))
     assert {
@@ -586,6 +598,11 @@ SENTINEL = {
             "config.auth.personal_access_token.token: secrets come from",
         ),
         ({"config": {"session": {"store": "redis"}}}, "needs the Redis URL"),
+        (
+            {"config": {"tracing": {"headers": {"x-api-key": "k"}}}},
+            "config.tracing.headers: a secret",
+        ),
+        ({"config": {"tracing": {"otlp_endpoint": "grpc://c:4317"}}}, "otlp_endpoint"),
         (
             {"config": {"auth": {"mode": "personal_access_token"}}},
             "needs config.auth.personal_access_token.token_id",

@@ -226,6 +226,9 @@ the operator signs in), http://localhost:<management port>; else https://<first 
 {{- fail (printf "config.session.%s is set by the chart: name the Secret or ConfigMap holding the CA in %s (secretName or configMapName, and key); remove it from config" $key $value) -}}
 {{- end -}}
 {{- end -}}
+{{- if hasKey ($config.tracing | default dict) "headers" -}}
+{{- fail "config.tracing.headers: a secret: put them into a Secret named in tracing.headersSecret (set as SIPGATE_PROXY_TRACING__HEADERS); remove them from config" -}}
+{{- end -}}
 {{- if hasKey ($config.auth | default dict) "clients_file" -}}
 {{- fail "config.auth.clients_file is set by the chart: name the Secret that holds the clients file in clientsSecret.name; remove it from config" -}}
 {{- end -}}
@@ -415,9 +418,19 @@ checksum/sipgate-auth-proxy-secret: {{ include "sipgate-auth-proxy.secretData" .
       containerPort: {{ .Values.management.port }}
       protocol: TCP
     {{- end }}
-  {{- with .Values.extraEnv }}
+  {{- $headers := ((.Values.tracing).headersSecret).name }}
+  {{- if or .Values.extraEnv $headers }}
   env:
+    {{- with $headers }}
+    - name: SIPGATE_PROXY_TRACING__HEADERS
+      valueFrom:
+        secretKeyRef:
+          name: {{ . }}
+          key: {{ $.Values.tracing.headersSecret.key }}
+    {{- end }}
+    {{- with .Values.extraEnv }}
     {{- toYaml . | nindent 4 }}
+    {{- end }}
   {{- end }}
   {{- with .Values.extraEnvFrom }}
   envFrom:
