@@ -1246,6 +1246,11 @@ async def test_image_runs_non_root_on_a_read_only_root_filesystem(
     )
     code, output = await podman("exec", container_name, "python3", "-c", probe)
     assert (code, output.strip()) == (0, "ok"), output
+    # the tracing extra is in: a traced configuration is accepted as it is
+    traced = ("--env", "SIPGATE_PROXY_TRACING__OTLP_ENDPOINT=http://127.0.0.1:4318")
+    check = ("/opt/sipgate-auth-proxy/bin/sipgate-auth-proxy", "--check-config")
+    code, output = await podman("exec", *traced, container_name, *check)
+    assert code == 0, output
 
     # SIGTERM (podman stop, like Kubernetes): a clean exit.
     code, output = await podman("stop", "--time", "20", container_name)
