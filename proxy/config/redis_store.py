@@ -142,33 +142,31 @@ def _sentinels(session: Session, problems: list[Problem]) -> RedisSentinels | No
                 f"primary under (set {env_name('session.redis_sentinel_master')})",
             )
         )
-    sentinels = RedisAuth(
-        session.redis_sentinel_username,
-        session.redis_sentinel_password,
-        session.redis_sentinel_tls,
-        _ca_file(
-            session.redis_sentinel_tls_ca_file,
-            session.redis_sentinel_tls,
-            "session.redis_sentinel_tls_ca_file",
-            "redis_sentinel_tls: true",
-            problems,
-        ),
-    )
-    nodes = RedisAuth(
-        session.redis_username,
-        session.redis_password,
-        session.redis_tls,
-        _ca_file(
-            session.redis_tls_ca_file,
-            session.redis_tls,
-            "session.redis_tls_ca_file",
-            "redis_tls: true",
-            problems,
-        ),
-    )
+    s = session
+    sentinels = _auth(
+        s.redis_sentinel_username, s.redis_sentinel_password, s.redis_sentinel_tls,
+        s.redis_sentinel_tls_ca_file, "redis_sentinel_tls", problems,
+    )  # fmt: skip
+    nodes = _auth(
+        s.redis_username, s.redis_password, s.redis_tls, s.redis_tls_ca_file, "redis_tls",
+        problems,
+    )  # fmt: skip
     if not addresses or not master:
         return None
     return RedisSentinels(addresses, master, sentinels, nodes)
+
+
+def _auth(
+    username: str | None,
+    password: Secret | None,
+    tls: bool,
+    ca_file: Path | None,
+    tls_key: str,
+    problems: list[Problem],
+) -> RedisAuth:
+    """``tls_key``: the TLS switch's name; its CA file is ``<tls_key>_ca_file``."""
+    ca = _ca_file(ca_file, tls, f"session.{tls_key}_ca_file", f"{tls_key}: true", problems)
+    return RedisAuth(username, password, tls, ca)
 
 
 def _host_port(address: str) -> tuple[str, int]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from aiohttp import web
@@ -27,6 +27,9 @@ from proxy.login.flow_cookie import LoginFlows, flow_attributes
 from proxy.login.routes import LoginSettings
 from proxy.modes.parts import CleanupContext, ModeContext
 from proxy.oauth.client import OAuthClient
+
+if TYPE_CHECKING:  # not at run time: a cookie-store proxy never loads the Redis client
+    from proxy.session.redis_connection import RedisConnection
 
 log = logging.getLogger(__name__)
 
@@ -79,14 +82,14 @@ def login_flows(settings: Settings, keys: KeyRing) -> LoginFlows:
     return LoginFlows(keys, name, flow_attributes(name, settings.cookie_secure, prefix))
 
 
-def redis_client(store: RedisStore) -> Any:
+def redis_client(store: RedisStore) -> RedisConnection:
     # Imported here: a cookie-store proxy never loads the Redis client (-6.6 MB RSS).
     from proxy.session import redis_connection
 
     return redis_connection.connect(store)
 
 
-def closing(connection: Any) -> CleanupContext:
+def redis_lifecycle(connection: RedisConnection) -> CleanupContext:
     """A Redis connection, opened when the app starts and closed when it stops."""
 
     async def open_until_shutdown(app: web.Application) -> AsyncIterator[None]:

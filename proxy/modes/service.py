@@ -20,7 +20,6 @@ from proxy.crypto.sealing import KeyRing
 from proxy.login.routes import LoginRoutes
 from proxy.login.service_routes import operator_sign_in, register_operator_routes
 from proxy.modes.common import (
-    closing,
     headless_guard,
     key_ring,
     login_flows,
@@ -29,6 +28,7 @@ from proxy.modes.common import (
     oauth_client,
     origins,
     redis_client,
+    redis_lifecycle,
     shared_access,
 )
 from proxy.modes.parts import CleanupContext, ModeContext, ModeParts
@@ -93,7 +93,11 @@ def _storage(
     policy = RedisCoordinationPolicy(lock_ttl=store.lock_ttl)
     coordination = RedisRefreshCoordination(redis.client, keys, policy)
     state = FileState(mode.state, keys) if isinstance(mode.state, Path) else None
-    return state or RedisState(redis.client, keys, "sipgate-proxy"), coordination, (closing(redis),)
+    return (
+        state or RedisState(redis.client, keys, "sipgate-proxy"),
+        coordination,
+        (redis_lifecycle(redis),),
+    )
 
 
 def _kept_fresh(identity: ServiceIdentity) -> CleanupContext:

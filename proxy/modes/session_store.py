@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from proxy.config import RedisStore
 from proxy.crypto.sealing import KeyRing
-from proxy.modes.common import closing, redis_client
+from proxy.modes.common import redis_client, redis_lifecycle
 from proxy.modes.parts import CleanupContext, ModeContext, ReadinessCheck
 from proxy.refresh.single_flight import Coordination
 from proxy.session.cookie_backend import cookie_session_store
@@ -50,4 +50,4 @@ def _redis_store(context: ModeContext, store: RedisStore, keys: KeyRing) -> Stor
     )
     policy = RedisCoordinationPolicy(lock_ttl=store.lock_ttl)
     coordination = RedisRefreshCoordination(redis.client, keys, policy)
-    return StoreParts(sessions, coordination, (closing(redis),), (backend.ping,))
+    return StoreParts(sessions, coordination, (redis_lifecycle(redis),), (backend.ping,))

@@ -94,13 +94,10 @@ def _sentinel_primary(where: RedisSentinels, timeout: float) -> RedisConnection:
     return RedisConnection(client, tuple(sentinel.sentinels))
 
 
-def _socket(timeout: float) -> dict[str, Any]:
-    return {"socket_timeout": timeout, "socket_connect_timeout": timeout}
-
-
 def _options(timeout: float) -> dict[str, Any]:
     return {
-        **_socket(timeout),
+        "socket_timeout": timeout,
+        "socket_connect_timeout": timeout,
         # A pooled connection that Redis closed (restart, failover) is retried on a new
         # one instead of failing the request.
         "retry": Retry(ExponentialBackoff(cap=0.2, base=0.01), retries=2),

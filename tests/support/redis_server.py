@@ -3,7 +3,9 @@ that a stop and a start on the same port bring the same sessions back."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import subprocess
 from pathlib import Path
 
@@ -18,44 +20,44 @@ def redis_available() -> tuple[bool, str]:
     return True, ""
 
 
-class RedisServer:
-    def __init__(self, work: Path) -> None:
-        self.work = work
-        self.work.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
+class Node:
+    """One redis-server (or redis-sentinel) process, its log and data in ``work``; a stop
+    and a start bring it back on the same port."""
+
+    def __init__(self, binary: str, work: Path, port: int, args: list[str]) -> None:
+        self.binary, self.work, self.port, self.args = binary, work, port, args
         self.process: subprocess.Popen[bytes] | None = None
 
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
     def start(self) -> None:
+        self.work.mkdir(parents=True, exist_ok=True)
         with open(self.work / "redis.log", "ab") as output:
             self.process = subprocess.Popen(
-                [
-                    REDIS,
-                    "--port",
-                    str(self.port),
-                    "--bind",
-                    "127.0.0.1",
-                    "--dir",
-                    str(self.work),
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "yes",
-                    "--appendfsync",
-                    "always",
-                    "--daemonize",
-                    "no",
-                ],
-                stdout=output,
-                stderr=subprocess.STDOUT,
+                [self.binary, *self.args], cwd=self.work, stdout=output, stderr=subprocess.STDOUT
             )
         wait_for_port(self.port, self.process)
+
+    def kill(self) -> None:
+        """Stop it by PID, as a crash would: SIGKILL, no shutdown save."""
+        if self.process is not None and self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=10)
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
             self.process.wait(timeout=10)
         self.process = None
+
+
+class RedisServer(Node):
+    def __init__(self, work: Path) -> None:
+        port = free_port()
+        args = [
+            "--port", str(port), "--bind", "127.0.0.1", "--dir", str(work), "--save", "",
+            "--appendonly", "yes", "--appendfsync", "always", "--daemonize", "no",
+        ]  # fmt: skip
+        super().__init__(REDIS, work, port, args)
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"

@@ -8,9 +8,7 @@ the proxy keeps the two apart.
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
 import socket
 import subprocess
 import time
@@ -18,10 +16,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.support.processes import free_port, wait_for_port
+from tests.support.processes import free_port
+from tests.support.redis_server import REDIS
+from tests.support.redis_server import Node as BaseNode
 from tests.support.tls import LoopbackCertificates
 
-REDIS = "/usr/bin/redis-server"
 SENTINEL = "/usr/bin/redis-sentinel"
 REDIS_CLI = "/usr/bin/redis-cli"
 MASTER = "sessions"
@@ -79,35 +78,15 @@ def _free(port: int) -> bool:
         return True
 
 
-class Node:
-    """One redis-server (or redis-sentinel) process, its log and data in ``work``."""
+class Node(BaseNode):
+    """A node of a topology, with what redis-cli needs to log in to it."""
 
     def __init__(self, binary: str, work: Path, port: int, args: list[str]) -> None:
-        self.binary, self.work, self.port, self.args = binary, work, port, args
+        super().__init__(binary, work, port, args)
         self.login: tuple[str, ...] = ("-a", NODE_PASSWORD)  # redis-cli's
-        self.process: subprocess.Popen[bytes] | None = None
 
     def cli(self, *args: str) -> str:
         return cli(self.port, *args, login=self.login)
-
-    def start(self) -> None:
-        self.work.mkdir(parents=True, exist_ok=True)
-        with open(self.work / "redis.log", "ab") as output:
-            self.process = subprocess.Popen(
-                [self.binary, *self.args], cwd=self.work, stdout=output, stderr=subprocess.STDOUT
-            )
-        wait_for_port(self.port, self.process)
-
-    def kill(self) -> None:
-        """Stop it by PID, as a crash would: SIGKILL, no shutdown save."""
-        if self.process is not None and self.process.poll() is None:
-            os.kill(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=10)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(timeout=10)
 
 
 def _data_node(work: Path, port: int, extra: list[str], tls: Tls | None = None) -> Node:
