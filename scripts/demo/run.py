@@ -27,7 +27,7 @@ from pathlib import Path
 from proxy.crypto.keys import generate_key
 from scripts.demo.api import DEMO_PAT
 from tests.support.idp import start_idp
-from tests.support.processes import free_port, wait_for_port
+from tests.support.processes import free_port, stop, wait_for_port
 
 ROOT = Path(__file__).resolve().parents[2]
 CLIENT_ID, CLIENT_SECRET = "demo-client", "demo-client-secret-not-for-production"
@@ -84,12 +84,7 @@ def started(args: list[str], port: int, env: dict[str, str] | None = None) -> It
         wait_for_port(port, process, timeout=30)
         yield process.pid
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process, timeout=15)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -35,6 +35,16 @@ def wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float = 
     raise TimeoutError(f"nothing listening on port {port} after {timeout}s")
 
 
+def stop(process: subprocess.Popen[bytes], timeout: float = 10) -> None:
+    """SIGTERM, and SIGKILL if it has not exited within ``timeout`` seconds."""
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 @contextmanager
 def running(
     args: list[str], port: int, env: Mapping[str, str] | None = None, log: Path | None = None
@@ -51,12 +61,7 @@ def running(
         wait_for_port(port, process)
         yield process
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process)
         if log:
             output.close()  # type: ignore[union-attr]
 
