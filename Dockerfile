@@ -43,17 +43,33 @@ RUN /opt/sipgate-auth-proxy/bin/pip install ${PIP_CERT_FILE:+--cert "$PIP_CERT_F
         --require-hashes --only-binary=:all: --no-deps \
         -r requirements/runtime.txt -r requirements/build.txt
 
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md LICENSE ./
 COPY proxy ./proxy
 # The proxy itself, built with the pinned setuptools (no build isolation, so nothing
-# unpinned is fetched) and without dependencies (all in place already). Byte-code is
-# compiled now because the root filesystem is read-only at run time. Then everything
-# that only installing needs (pip, setuptools) leaves the venv.
+# unpinned is fetched) and without dependencies (all in place already).
 RUN /opt/sipgate-auth-proxy/bin/pip install --no-build-isolation --no-deps --no-compile . \
-    && /opt/sipgate-auth-proxy/bin/pip check \
-    && /opt/sipgate-auth-proxy/bin/pip uninstall --yes --quiet setuptools pip \
-    && /opt/sipgate-auth-proxy/bin/python -m compileall -q /opt/sipgate-auth-proxy \
-    && /opt/sipgate-auth-proxy/bin/sipgate-auth-proxy --help >/dev/null
+    && /opt/sipgate-auth-proxy/bin/pip check
+
+# Only what runs stays in the venv: pip and setuptools (only installing needs them), the
+# venv's activate scripts and the libraries' command-line tools, sources of compiled
+# modules (.pyx, .pxd, .pxi, .c, .h), type stubs, packaged tests, and the debug symbols
+# of shared libraries (uvloop's alone are 12 of its 13.6 MB; binutils' strip, in this
+# stage only). Byte-code is compiled now because the root filesystem is read-only at run
+# time.
+# hadolint ignore=DL3008
+RUN apt-get update -qq \
+    && apt-get install -y -qq --no-install-recommends binutils >/dev/null \
+    && venv=/opt/sipgate-auth-proxy \
+    && "$venv/bin/pip" uninstall --yes --quiet setuptools pip \
+    && find "$venv/bin" -type f ! -name 'python*' ! -name sipgate-auth-proxy -delete \
+    && site=$(echo "$venv"/lib/python3*/site-packages) \
+    && find "$site" \( -name '*.pyx' -o -name '*.pxd' -o -name '*.pxi' -o -name '*.c' \
+        -o -name '*.h' -o -name '*.pyi' \) -type f -delete \
+    && find "$site" -depth -type d \( -name tests -o -name test \) ! -path '*/proxy/*' \
+        -exec rm -rf {} + \
+    && find "$site" -name '*.so' -type f -exec strip --strip-unneeded {} + \
+    && "$venv/bin/python" -m compileall -q "$venv" \
+    && "$venv/bin/sipgate-auth-proxy" --version
 
 # ---------------------------------------------------------------------------------------
 # final: the base image, the venv and a default config; no pip, no build tools

@@ -4,20 +4,39 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 CONFIG ?= config.example.yaml
 
-.PHONY: run test lint typecheck unit setup test-deps clean
+.PHONY: run test lint typecheck unit setup test-deps clean lock lock-upgrade lock-check
 
 run: setup
 	$(BIN)/sipgate-auth-proxy --config $(CONFIG)
 
-test: setup test-deps lint typecheck unit
+test: setup test-deps lock-check lint typecheck unit
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+# Only what the lock holds, checked against its hashes; the project itself without
+# dependencies (they are all in the lock) and without build isolation (the locked
+# setuptools builds it, nothing is fetched from a range). A changed lock makes the venv
+# anew, so it never keeps a package the lock dropped.
+$(VENV)/.installed: requirements/dev.txt pyproject.toml
+	rm -rf $(VENV)
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test,tracing]'
+	$(BIN)/pip install --quiet --require-hashes --no-deps -r requirements/dev.txt
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@
+
+# uv.lock and its exports in requirements/ (scripts/lock.sh says which file is for what).
+# After changing a dependency in pyproject.toml: keeps every pin that still fits.
+lock: setup
+	bash scripts/lock.sh
+
+# The newest versions pyproject.toml's ranges allow; then `make test` and commit the lock
+# with the list of what changed (CONTRIBUTING.md).
+lock-upgrade: setup
+	bash scripts/lock.sh --upgrade
+
+# One line naming `make lock` when pyproject.toml and the lock disagree.
+lock-check: setup
+	bash scripts/lock.sh --check
 
 # Peers the tests run for real (browser, IdP, Redis, nginx); idempotent.
 test-deps:
@@ -47,7 +66,7 @@ bench: setup
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 # Packaging: the container image and the Helm chart (helm/, Dockerfile, deploy/).
-.PHONY: packaging-deps packaging-test image image-test image-clean lock
+.PHONY: packaging-deps packaging-test image image-test image-clean
 
 # podman, buildah, runc and debootstrap from Debian; idempotent.
 packaging-deps:
@@ -72,10 +91,6 @@ image-clean:
 	  . scripts/podman-env.sh && podman system reset --force >/dev/null 2>&1 || true; \
 	  rm -rf "$$SIPGATE_PODMAN_DIR"; \
 	fi
-
-# Re-pin requirements/runtime.txt and build.txt (with hashes) after a dependency change.
-lock: setup
-	bash scripts/lock-requirements.sh
 
 # The whole flow on this machine, no sipgate account needed (stand-ins for the login and
 # the API, on loopback, in the foreground; Ctrl-C stops everything).

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from proxy import config
+from proxy import __version__, config
 from proxy.crypto import keys
 from proxy.ops import log
 
@@ -43,6 +43,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="sipgate-auth-proxy",
         description="Authenticating reverse proxy in front of the sipgate REST API.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--config", type=Path, help="YAML configuration file")
     parser.add_argument(
         "--check-config", action="store_true", help="validate the configuration and exit"

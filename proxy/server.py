@@ -23,6 +23,7 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
+from proxy import __version__
 from proxy.app import CLIENTS, RELOAD, create_app, create_management_app
 from proxy.config import CookieStore, OAuth2Mode, Secret, Settings
 from proxy.crypto.keys import generate_key
@@ -75,7 +76,8 @@ async def serve(
     app = create_app(settings, workers_dir)
     runners = await _listen(app, settings, reuse_port)
     log.info(
-        "listening on %s:%d, forwarding to %s (%s mode)",
+        "sipgate-auth-proxy %s listening on %s:%d, forwarding to %s (%s mode)",
+        __version__,
         settings.listen.host,
         settings.listen.port,
         settings.upstream.url,

@@ -8,10 +8,4 @@ set -euo pipefail
 # shellcheck source=scripts/apt-install.sh
 source "$(dirname "$0")/apt-install.sh"
 
-packages=()
-command -v podman >/dev/null || packages+=(podman)
-command -v buildah >/dev/null || packages+=(buildah)
-command -v runc >/dev/null || [ -x /usr/sbin/runc ] || packages+=(runc)
-command -v debootstrap >/dev/null || [ -x /usr/sbin/debootstrap ] || packages+=(debootstrap)
-
-apt_install "${packages[@]}"
+apt_install_group packaging # requirements/debian.txt

@@ -10,13 +10,7 @@ cd "$(dirname "$0")/.."
 # shellcheck source=scripts/apt-install.sh
 source scripts/apt-install.sh
 
-apt_packages=()
-[ -x /usr/bin/chromium ] || apt_packages+=(chromium)
-[ -x /usr/sbin/nginx ] || apt_packages+=(nginx)
-[ -x /usr/bin/redis-server ] || apt_packages+=(redis-server)
-[ -x /usr/bin/redis-sentinel ] || apt_packages+=(redis-sentinel)
-
-apt_install "${apt_packages[@]}"
+apt_install_group test # requirements/debian.txt
 
 node_major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)
 if [ "$node_major" -lt 20 ]; then

@@ -6,6 +6,7 @@ import base64
 import os
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import aiohttp
@@ -67,6 +68,21 @@ def test_console_script_is_installed() -> None:
     assert "--check-config" in result.stdout
 
 
+def project_version() -> str:
+    pyproject = tomllib.loads((Path(__file__).parent.parent / "pyproject.toml").read_text())
+    version: str = pyproject["project"]["version"]
+    return version
+
+
+def test_version_is_the_projects() -> None:
+    script = Path(sys.executable).parent / "sipgate-auth-proxy"
+    result = subprocess.run(
+        [str(script), "--version"], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0
+    assert result.stdout == f"sipgate-auth-proxy {project_version()}\n"
+
+
 async def test_running_proxy_forwards_account_request_with_pat(tmp_path: Path) -> None:
     upstream_port, proxy_port = free_port(), free_port()
     env = {
@@ -88,5 +104,5 @@ async def test_running_proxy_forwards_account_request_with_pat(tmp_path: Path) -
     assert echoed["raw_path"] == "/v2/account"
     assert ["Authorization", expected] in echoed["headers"]
     log = (tmp_path / "proxy.log").read_text()
-    assert "listening on" in log
+    assert f"sipgate-auth-proxy {project_version()} listening on" in log
     assert token not in log

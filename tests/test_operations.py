@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import platform
 import signal
 import time
 from pathlib import Path
@@ -13,6 +14,7 @@ import aiohttp
 import psutil
 import pytest
 
+from proxy import __version__
 from tests.conftest import PAT_ENV, ProxyFactory, StackFactory
 from tests.support.processes import free_port, running
 from tests.support.scripted_browser import ScriptedBrowser
@@ -43,6 +45,8 @@ async def test_metrics_count_requests_by_route_and_status(make_proxy: ProxyFacto
     assert 'sipgate_proxy_request_duration_seconds_bucket{le="0.1",route="proxy"}' in text
     assert "sipgate_proxy_upstream_duration_seconds_count 3.0" in text
     assert "/v2/a" not in text  # paths are never labels
+    python = platform.python_version()
+    assert f'sipgate_proxy_build_info{{python="{python}",version="{__version__}"}} 1.0' in text
 
 
 async def test_request_id_is_kept_or_made_and_passed_upstream(make_proxy: ProxyFactory) -> None:

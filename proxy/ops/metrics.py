@@ -11,10 +11,13 @@ with the hand-written lock-free collectors this module held before (timeit, one 
 
 from __future__ import annotations
 
+import platform
 from collections.abc import Sequence
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from proxy import __version__
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 COOKIE_BUCKETS = (512, 1024, 2048, 3072, 4096, 8192, 16384, 32768)
@@ -95,6 +98,10 @@ class Metrics:
         )
 
     def _declare_state(self) -> None:
+        # sipgate_proxy_build_info{version, python} 1: which release runs where.
+        Info("sipgate_proxy_build", "The running release.", registry=self.registry).info(
+            {"version": __version__, "python": platform.python_version()}
+        )
         self.service_identity = Gauge(
             "sipgate_proxy_service_identity_usable",
             "Service mode: 1 while the stored identity can be used, 0 when a sign-in is needed.",
