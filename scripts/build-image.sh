@@ -32,6 +32,9 @@ if podman image exists "$base"; then
 else
   started=$SECONDS
   rootfs=$(mktemp -d "$SIPGATE_PODMAN_DIR/rootfs.XXXXXX")
+  # mktemp makes the directory 0700, and it becomes the image's "/": the image's user
+  # (uid 10001) could then reach nothing ("executable file not found in $PATH").
+  chmod 0755 "$rootfs"
   trap 'rm -rf "$rootfs"' EXIT
   echo "base image $base: debootstrap bookworm from $mirror"
   debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates \
