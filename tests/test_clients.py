@@ -33,6 +33,7 @@ from proxy.config.allow_rules import parse_rule
 from proxy.config.client_credentials import new_client, token_sha256
 from tests.conftest import PAT_ENV, ProxyFactory, require
 from tests.support.idp import find_node
+from tests.support.nginx import FRONT_SECRET, auth_request_site, nginx, nginx_available
 from tests.support.processes import free_port, http_status, running
 from tests.support.secrets import WATCH
 from tests.support.upstream import RECEIVED
@@ -43,6 +44,11 @@ for _id, _token in ((READER_ID, READER_TOKEN), (SENDER_ID, SENDER_TOKEN)):
     WATCH.add(_token)  # no log line of the whole suite may hold them (test_log_hygiene)
     WATCH.add(base64.b64encode(f"{_id}:{_token}".encode()).decode())
 REAL_PAT = PAT_ENV["SIPGATE_PROXY_AUTH__PERSONAL_ACCESS_TOKEN__TOKEN"]
+FORWARD_AUTH = {
+    "SIPGATE_PROXY_FORWARD_AUTH__ENABLED": "true",
+    "SIPGATE_PROXY_FORWARD_AUTH__SECRET": FRONT_SECRET,
+}
+FRONT = {"X-Sipgate-Forward-Auth-Secret": FRONT_SECRET}  # what the front proxy adds
 
 
 def client(name: str, token_id: str, token: str, allow: list[str], **extra: Any) -> dict[str, Any]:
@@ -529,12 +535,12 @@ async def test_forward_auth_answers_only_a_client_credential_for_an_allowed_call
     make_proxy: ProxyFactory,
 ) -> None:
     # nginx auth_request in front of an app: the subrequest carries the app's
-    # Authorization and the original method and URI; only then does the PAT come back.
-    enabled = {"SIPGATE_PROXY_FORWARD_AUTH__ENABLED": "true"}
-    proxy = await make_proxy(enabled | clients_env(READER))
+    # Authorization, the original method and URI and the front proxy's secret; only then
+    # does the PAT come back.
+    proxy = await make_proxy(FORWARD_AUTH | clients_env(READER))
 
     async def ask(method: str, uri: str, headers: dict[str, str]) -> tuple[int, dict[str, str]]:
-        original = {"X-Original-Method": method, "X-Original-URI": uri} | headers
+        original = {"X-Original-Method": method, "X-Original-URI": uri} | FRONT | headers
         async with (
             aiohttp.ClientSession() as session,
             session.get(proxy.make_url("/oauth2/auth"), headers=original) as resp,
@@ -550,6 +556,51 @@ async def test_forward_auth_answers_only_a_client_credential_for_an_allowed_call
     assert (await ask("GET", "/v2/history/../sessions/sms", basic(READER_ID, READER_TOKEN)))[
         0
     ] == 403
+
+
+async def test_an_app_with_a_client_credential_never_gets_the_accounts_pat_through_nginx(
+    make_proxy: ProxyFactory, upstream: TestServer, tmp_path: Path
+) -> None:
+    """Issue 24, 1: README's nginx recipe in front of an app that holds only a client
+    credential for GET /v2/history/**, on the proxy's own loopback (a pod's app
+    container). Through nginx its allowed call reaches the API with the account's PAT; by
+    no way does the PAT reach the app: asking /oauth2/auth itself with its valid
+    credential is refused without the front proxy's secret, through nginx it is 404."""
+    require(*nginx_available())
+    proxy = await make_proxy(FORWARD_AUTH | clients_env(READER))
+    port = free_port()
+    site = auth_request_site(
+        str(upstream.make_url("")).rstrip("/"), str(proxy.make_url("")).rstrip("/")
+    )
+    pat = (
+        "Basic "
+        + base64.b64encode(
+            f"{PAT_ENV['SIPGATE_PROXY_AUTH__PERSONAL_ACCESS_TOKEN__TOKEN_ID']}:{REAL_PAT}".encode()
+        ).decode()
+    )
+    app = basic(READER_ID, READER_TOKEN)
+    original = {"X-Original-Method": "GET", "X-Original-URI": "/v2/history/h1"}
+    with nginx(tmp_path / "nginx", port, site):
+        front = f"http://127.0.0.1:{port}"
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"{front}/v2/history/h1", headers=app) as resp:
+                assert resp.status == 200
+                echoed = await resp.json()
+            async with session.post(f"{front}/v2/sessions/sms", headers=app) as resp:
+                assert resp.status == 403
+                assert pat not in str(resp.headers)
+            async with session.get(f"{front}/oauth2/auth", headers=app | original) as resp:
+                assert resp.status == 404
+                assert "Authorization" not in resp.headers
+            for forged in ({}, {"X-Sipgate-Forward-Auth-Secret": "guess-" * 10}):
+                async with session.get(
+                    proxy.make_url("/oauth2/auth"), headers=app | original | forged
+                ) as resp:
+                    assert resp.status == 403
+                    assert "Authorization" not in resp.headers
+                    assert REAL_PAT not in await resp.text()
+    assert ["Authorization", pat] in echoed["headers"]
+    assert received(upstream) == ["GET /v2/history/h1"]
 
 
 async def test_an_empty_allow_list_allows_nothing(

@@ -309,6 +309,7 @@ def test_forward_auth_is_off_by_default_and_set_from_the_environment() -> None:
             "SIPGATE_PROXY_FORWARD_AUTH__ENABLED": "true",
             "SIPGATE_PROXY_FORWARD_AUTH__ALLOWED_NETWORKS": "[10.0.0.0/8]",
             "SIPGATE_PROXY_FORWARD_AUTH__URI_HEADER": "X-Forwarded-Uri",
+            "SIPGATE_PROXY_FORWARD_AUTH__SECRET": generate_key(),
         },
     )
     forward_auth = settings.forward_auth
@@ -318,6 +319,48 @@ def test_forward_auth_is_off_by_default_and_set_from_the_environment() -> None:
         "X-Original-Method",
         "X-Forwarded-Uri",
     )
+
+
+SERVICE = {
+    **OAUTH,
+    "SIPGATE_PROXY_AUTH__MODE": "service",
+    "SIPGATE_PROXY_AUTH__SERVICE__ALLOWED_SUBJECTS": "[operator]",
+    "SIPGATE_PROXY_AUTH__SERVICE__STATE_FILE": "/var/lib/sipgate-auth-proxy/identity.json",
+    "SIPGATE_PROXY_SESSION__KEYS": f"[{generate_key()}]",
+}
+FORWARD_AUTH_ON = {"SIPGATE_PROXY_FORWARD_AUTH__ENABLED": "true"}
+
+
+@pytest.mark.parametrize(("mode", "env"), [("personal_access_token", PAT), ("service", SERVICE)])
+def test_forward_auth_in_a_shared_mode_needs_the_front_proxys_secret(
+    mode: str, env: dict[str, str]
+) -> None:
+    """There /oauth2/auth answers with the account's credential: an app holding a client
+    credential on the pod's loopback could read it unless the front proxy proves itself."""
+    (found,) = problems(env={**env, **FORWARD_AUTH_ON})
+    assert found.startswith(f"forward_auth.secret: required with forward_auth.enabled in {mode}")
+    assert "SIPGATE_PROXY_FORWARD_AUTH__SECRET" in found
+    assert config.load(None, env).forward_auth.secret is None  # off: nothing needed
+
+
+def test_forward_auth_secret_is_optional_in_oauth2_mode_and_read_from_its_file(
+    tmp_path: Path,
+) -> None:
+    assert config.load(None, {**OAUTH, **FORWARD_AUTH_ON}).forward_auth.secret is None
+    secret = generate_key()
+    file = tmp_path / "secret"
+    file.write_text(secret + "\n")
+    env = {**PAT, **FORWARD_AUTH_ON, "SIPGATE_PROXY_FORWARD_AUTH__SECRET_FILE": str(file)}
+    loaded = config.load(None, env).forward_auth.secret
+    assert loaded is not None
+    assert loaded.get_secret_value() == secret
+
+
+def test_a_short_forward_auth_secret_is_refused_without_being_shown() -> None:
+    env = {**PAT, **FORWARD_AUTH_ON, "SIPGATE_PROXY_FORWARD_AUTH__SECRET": "short-secret-17ch"}
+    (found,) = problems(env=env)
+    assert found.startswith("forward_auth.secret: at least 32 characters")
+    assert "short-secret-17ch" not in found
 
 
 def test_forward_auth_problems_name_their_keys() -> None:

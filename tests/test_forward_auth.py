@@ -21,14 +21,26 @@ from proxy.crypto.keys import generate_key
 from proxy.server import handler_args
 from tests.conftest import CLIENT_ID, CLIENT_SECRET, ProxyFactory, StackFactory, require
 from tests.support.idp import RunningIdP
-from tests.support.nginx import auth_request_site, error_log, nginx, nginx_available, readme_block
+from tests.support.nginx import (
+    FRONT_SECRET,
+    auth_request_site,
+    error_log,
+    nginx,
+    nginx_available,
+    readme_block,
+)
 from tests.support.processes import free_port
 from tests.support.scripted_browser import ScriptedBrowser
 from tests.support.traefik import SEEN, create_traefik_app, traefik_config
 from tests.support.upstream import VERIFIER, create_upstream_app
 
 ServerFactory = Callable[..., Awaitable[TestServer]]
-ENABLED = {"SIPGATE_PROXY_FORWARD_AUTH__ENABLED": "true"}
+ENABLED = {
+    "SIPGATE_PROXY_FORWARD_AUTH__ENABLED": "true",
+    "SIPGATE_PROXY_FORWARD_AUTH__SECRET": FRONT_SECRET,
+}
+# What the front proxy adds to every auth subrequest.
+FRONT = {"X-Sipgate-Forward-Auth-Secret": FRONT_SECRET}
 COOKIE = "sipgate_proxy"
 # What a browser's fetch() of a same-origin API adds; the recipes must not pass it on.
 FETCH = {"Sec-Fetch-Site": "same-origin", "Sec-Fetch-Mode": "cors", "Sec-Fetch-Dest": "empty"}
@@ -177,12 +189,18 @@ async def test_nginx_recipe_keeps_the_session_when_refreshes_meet_200_404_and_40
 
 
 async def test_traefik_recipe_keeps_the_session_and_never_sends_it_upstream(
-    peers: Callable[..., Awaitable[Peers]], aiohttp_server: ServerFactory
+    peers: Callable[..., Awaitable[Peers]], aiohttp_server: ServerFactory, tmp_path: Path
 ) -> None:
     """Traefik's documented ForwardAuth behaviour, emulated (tests/support/traefik.py),
     with README's dynamic configuration and README's proxy settings."""
     management = free_port()
-    proxy_settings = readme_block("yaml", 1).replace("9090", str(management))
+    secret_file = tmp_path / "forward-auth-secret"
+    secret_file.write_text(FRONT_SECRET + "\n")
+    proxy_settings = (
+        readme_block("yaml", 2)
+        .replace("9090", str(management))
+        .replace("/run/secrets/sipgate-forward-auth-secret", str(secret_file))
+    )
     stack = await peers(
         {"SIPGATE_PROXY_MANAGEMENT__LISTEN__PORT": str(management)},
         config_text=proxy_settings,
@@ -190,7 +208,7 @@ async def test_traefik_recipe_keeps_the_session_and_never_sends_it_upstream(
     )
     assert stack.management is not None
     assert stack.management.port == management
-    dynamic = traefik_config(readme_block("yaml", 0), f"http://127.0.0.1:{management}/oauth2/auth")
+    dynamic = traefik_config(readme_block("yaml", 1), f"http://127.0.0.1:{management}/oauth2/auth")
     traefik = await aiohttp_server(
         create_traefik_app(dynamic, "sipgate-api", str(stack.upstream.make_url("")).rstrip("/"))
     )
@@ -208,6 +226,7 @@ async def test_traefik_recipe_keeps_the_session_and_never_sends_it_upstream(
     for headers in traefik.app[SEEN]:
         sent = " ".join(f"{k}: {v}" for k, v in headers.items())
         assert COOKIE not in sent  # neither Cookie nor Set-Cookie: the seal stays here
+        assert FRONT_SECRET not in sent
         assert headers["Authorization"].startswith("Bearer ")
     assert stack.idp.token_calls("refresh_token", "invalid_grant") == 0
     await assert_session_works_on_a_fresh_replica(stack, jar)
@@ -232,7 +251,7 @@ async def test_forward_auth_answers_202_with_header_when_enabled(
 ) -> None:
     proxy = await make_proxy(ENABLED)
     async with aiohttp.ClientSession() as client:
-        async with client.get(proxy.make_url("/oauth2/auth")) as resp:
+        async with client.get(proxy.make_url("/oauth2/auth"), headers=FRONT) as resp:
             assert resp.status == 202
             assert resp.headers["Authorization"].startswith("Basic ")
             assert resp.headers["Cache-Control"] == "no-store"
@@ -253,7 +272,7 @@ async def test_forward_auth_refuses_a_request_when_it_carries_browser_fetch_meta
     """fetch('/oauth2/auth') from a page of the proxy's origin must not read the PAT."""
     proxy = await make_proxy(ENABLED)
     async with aiohttp.ClientSession() as client:
-        async with client.get(proxy.make_url("/oauth2/auth"), headers=headers) as resp:
+        async with client.get(proxy.make_url("/oauth2/auth"), headers=FRONT | headers) as resp:
             assert resp.status == 403
             assert "Authorization" not in resp.headers
             body = await resp.json()
@@ -268,12 +287,31 @@ async def test_forward_auth_refuses_a_peer_when_outside_allowed_networks(
         {**ENABLED, "SIPGATE_PROXY_FORWARD_AUTH__ALLOWED_NETWORKS": "[10.0.0.0/8]"}
     )
     async with aiohttp.ClientSession() as client:
-        async with client.get(proxy.make_url("/oauth2/auth")) as resp:
+        async with client.get(proxy.make_url("/oauth2/auth"), headers=FRONT) as resp:
             assert resp.status == 403
             assert "Authorization" not in resp.headers
             body = await resp.json()
     assert body["error"] == "forward_auth_refused"
     assert "forward_auth.allowed_networks" in body["message"]
+
+
+@pytest.mark.parametrize(
+    "sent",
+    [None, "", FRONT_SECRET[:-1], FRONT_SECRET[:-1] + "X", FRONT_SECRET + "X", "\u00e9" * 40],
+    ids=["absent", "empty", "prefix", "last-char", "longer", "non-ascii"],
+)
+async def test_forward_auth_refuses_a_request_without_the_front_proxys_secret(
+    make_proxy: ProxyFactory, sent: str | None
+) -> None:
+    proxy = await make_proxy(ENABLED)
+    headers = {} if sent is None else {"X-Sipgate-Forward-Auth-Secret": sent}
+    async with aiohttp.ClientSession() as client:
+        async with client.get(proxy.make_url("/oauth2/auth"), headers=headers) as resp:
+            assert resp.status == 403
+            assert "Authorization" not in resp.headers
+            body = await resp.json()
+    assert body["error"] == "forward_auth_refused"
+    assert "X-Sipgate-Forward-Auth-Secret" in body["message"]
 
 
 async def test_forward_auth_is_served_on_the_management_listener_only_when_configured(
@@ -287,9 +325,9 @@ async def test_forward_auth_is_served_on_the_management_listener_only_when_confi
     main = await make_proxy(env)
     management = await aiohttp_server(create_management_app(main.app))
     # Another origin than every proxied page: the browser's metadata is the original's.
-    relayed = {"Sec-Fetch-Site": "same-origin", "Sec-Fetch-Mode": "cors"}
+    relayed = {"Sec-Fetch-Site": "same-origin", "Sec-Fetch-Mode": "cors"} | FRONT
     async with aiohttp.ClientSession() as client:
-        async with client.get(main.make_url("/oauth2/auth")) as resp:
+        async with client.get(main.make_url("/oauth2/auth"), headers=FRONT) as resp:
             assert resp.status == 404
             assert "Authorization" not in resp.headers
             assert "management" in (await resp.json())["message"]
@@ -314,7 +352,7 @@ async def test_forward_auth_ignores_x_forwarded_method_when_nginx_headers_are_co
             "X-Original-URI": "/v2/sessions/sms",
             "X-Forwarded-Method": "GET",
             "X-Original-Origin": "https://evil.example",
-        }
+        } | FRONT
         status, _, body, _ = await browser.request(
             "GET", f"{stack.public_url}/oauth2/auth", headers
         )
@@ -326,7 +364,7 @@ async def test_forward_auth_falls_back_to_root_when_the_original_uri_is_unparsea
 ) -> None:
     stack = await oauth_stack(ENABLED)
     async with aiohttp.ClientSession() as client:
-        headers = {"X-Original-URI": "//[::1]@", "X-Original-Method": "GET"}
+        headers = {"X-Original-URI": "//[::1]@", "X-Original-Method": "GET"} | FRONT
         with caplog.at_level(logging.INFO):
             async with client.get(f"{stack.public_url}/oauth2/auth", headers=headers) as resp:
                 assert resp.status == 401
@@ -338,7 +376,7 @@ async def test_forward_auth_falls_back_to_root_when_the_original_uri_is_unparsea
 async def test_forward_auth_never_redirects(oauth_stack: StackFactory) -> None:
     stack = await oauth_stack(ENABLED)
     async with aiohttp.ClientSession() as client:
-        headers = {"Accept": "text/html", "X-Original-URI": "/v2/x"}
+        headers = {"Accept": "text/html", "X-Original-URI": "/v2/x"} | FRONT
         async with client.get(
             f"{stack.public_url}/oauth2/auth", headers=headers, allow_redirects=False
         ) as resp:

@@ -22,12 +22,38 @@ def cross_checks(document: Document) -> Iterator[Problem]:
     yield from _cookie_prefix_check(document)
     if document.auth.mode == "service":
         yield from _service_checks(document)
-    if document.forward_auth.listener == "management" and document.management.listen is None:
+    yield from _forward_auth_checks(document)
+    yield from tracing_problems(document.tracing)
+
+
+# The front proxy's secret: at least as long as a base64 session key is (generate-key).
+MIN_FORWARD_AUTH_SECRET = 32
+
+
+def _forward_auth_checks(document: Document) -> Iterator[Problem]:
+    forward_auth = document.forward_auth
+    if forward_auth.listener == "management" and document.management.listen is None:
         yield Problem(
             "forward_auth.listener",
             "management needs management.listen (a second listener for probes and metrics)",
         )
-    yield from tracing_problems(document.tracing)
+    secret = forward_auth.secret
+    if secret is not None and len(secret.get_secret_value()) < MIN_FORWARD_AUTH_SECRET:
+        yield Problem(
+            "forward_auth.secret",
+            f"at least {MIN_FORWARD_AUTH_SECRET} characters (sipgate-auth-proxy generate-key "
+            "makes one)",
+        )
+    if forward_auth.enabled and secret is None and document.auth.mode != "oauth2":
+        # Any holder of a client credential on an allowed network could otherwise ask
+        # /oauth2/auth itself and read the account's PAT or Bearer from the answer.
+        yield Problem(
+            "forward_auth.secret",
+            f"required with forward_auth.enabled in {document.auth.mode} mode: /oauth2/auth "
+            "answers with the account's own credential, so only a front proxy that sends "
+            "this secret (X-Sipgate-Forward-Auth-Secret) may ask; set "
+            f"forward_auth.secret_file or {env_name('forward_auth.secret')}",
+        )
 
 
 def _upstream_checks(upstream: Upstream) -> Iterator[Problem]:

@@ -166,6 +166,10 @@ class ForwardAuth(Section, frozen=True, kw_only=True):
     # (Traefik: X-Forwarded-Method / X-Forwarded-Uri). No other header is read.
     method_header: HeaderName = "X-Original-Method"
     uri_header: HeaderName = "X-Original-URI"
+    # What the front proxy sends in X-Sipgate-Forward-Auth-Secret to prove it is the front
+    # proxy (secret_file: from a mounted file). Required in the shared modes, where the
+    # answer is the account's own credential; checked whenever it is set.
+    secret: Secret | None = None
 
 
 class Log(Section, frozen=True, kw_only=True):

@@ -21,6 +21,7 @@ SECRET_FILES = (
     (("session",), "redis_url", "redis_url_file", False),
     (("session",), "redis_password", "redis_password_file", False),
     (("session",), "redis_sentinel_password", "redis_sentinel_password_file", False),
+    (("forward_auth",), "secret", "secret_file", False),
 )
 
 

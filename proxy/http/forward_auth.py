@@ -6,6 +6,10 @@ nginx only understands 2xx, 401 and 403 from an auth subrequest.
 The answer is a credential, so only the front proxy may ask (``forward_auth.*``):
 - off unless ``enabled`` (404 naming the key), on the configured listener only;
 - peers outside ``allowed_networks`` are refused (403);
+- with ``secret`` set (required in the shared modes: there the answer is the account's
+  own PAT or Bearer, and an app holding only a client credential sits on an allowed
+  network, the pod's loopback), a request without the front proxy's secret in
+  ``X-Sipgate-Forward-Auth-Secret`` is refused (403), compared in constant time;
 - on the main listener, which shares its origin with every page served through the proxy,
   a request carrying browser fetch metadata (``Origin``, ``Sec-Fetch-*``) is a page's
   script, not a front proxy, and is refused (403): ``fetch('/oauth2/auth')`` would
@@ -23,6 +27,7 @@ sent as ``X-Sipgate-Set-Cookie-<n>`` (n < ``COOKIE_SLOTS``), one header per cook
 
 from __future__ import annotations
 
+import hmac
 import logging
 from typing import Literal
 
@@ -45,6 +50,7 @@ FETCH_METADATA = ("Origin", "Sec-Fetch-Site", "Sec-Fetch-Mode", "Sec-Fetch-Dest"
 RENAMED = {"Origin": "X-Original-Origin", "Sec-Fetch-Site": "X-Original-Sec-Fetch-Site"}
 COOKIE_SLOTS = 3  # X-Sipgate-Set-Cookie-0 … -2: README's nginx recipe passes these
 SLOT_HEADER = "X-Sipgate-Set-Cookie-{}"
+SECRET_HEADER = "X-Sipgate-Forward-Auth-Secret"  # noqa: S105 (a header name)
 
 
 def forward_auth_handler(
@@ -59,10 +65,13 @@ def forward_auth_handler(
         )
     networks = ClientNetworks(settings.allowed_networks)
     browser_metadata_refused = listener == "main"
+    secret = settings.secret.get_secret_value().encode() if settings.secret else None
 
     async def forward_auth(request: web.Request) -> web.StreamResponse:
         if not networks.allows(request.remote):
             return _refused("this peer is not in forward_auth.allowed_networks")
+        if secret is not None and not _sent(request, secret):
+            return _refused(f"the front proxy's {SECRET_HEADER} is missing or wrong")
         if browser_metadata_refused:
             carried = [h for h in FETCH_METADATA if h in request.headers]
             if carried:
@@ -78,6 +87,11 @@ def forward_auth_handler(
                 request[SET_COOKIES] = original[SET_COOKIES]
 
     return forward_auth
+
+
+def _sent(request: web.Request, secret: bytes) -> bool:
+    sent = request.headers.get(SECRET_HEADER, "").encode("utf-8", "surrogateescape")
+    return hmac.compare_digest(sent, secret)
 
 
 async def _verdict(authenticator: Authenticator, original: web.Request) -> web.Response:

@@ -47,6 +47,8 @@ UNTRUSTED_FIELDS = frozenset(
         "x-method-override",
         "x-original-url",
         "x-rewrite-url",
+        # the front proxy's forward-auth secret (a Traefik chain sets it on the request)
+        "x-sipgate-forward-auth-secret",
     }
 )
 UNTRUSTED_PREFIXES = (

@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from tests.support.processes import wait_for_port
+from tests.support.secrets import WATCH
 
 NGINX = "/usr/sbin/nginx"
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -18,6 +19,10 @@ FORWARD_AUTH_SECTION = "### Forward auth for nginx and Traefik"
 # The addresses README's recipes use, replaced by the test's own.
 README_UPSTREAM = "https://api.sipgate.com"
 README_PROXY = "http://127.0.0.1:8080"
+# The front proxy's secret (forward_auth.secret) in README's recipes, and the tests' own.
+README_SECRET = "REPLACE-WITH-forward_auth.secret"
+FRONT_SECRET = "front-proxy-secret-for-the-tests-0123456789abcdef"
+WATCH.add(FRONT_SECRET)  # no log line of the suite may hold it (test_log_hygiene)
 
 
 def readme_block(language: str, nth: int = 0) -> str:
@@ -34,7 +39,9 @@ def auth_request_site(upstream: str, proxy: str) -> str:
     site = readme_block("nginx")
     assert README_UPSTREAM in site, "README recipe changed shape"
     assert README_PROXY in site, "README recipe changed shape"
-    return site.replace(README_UPSTREAM, upstream).replace(README_PROXY, proxy)
+    assert README_SECRET in site, "README recipe changed shape"
+    site = site.replace(README_UPSTREAM, upstream).replace(README_PROXY, proxy)
+    return site.replace(README_SECRET, FRONT_SECRET)
 
 
 def nginx_available() -> tuple[bool, str]:

@@ -1,7 +1,8 @@
 """Traefik is not installable here: an emulation of its documented ForwardAuth semantics
 (traefik/traefik pkg/middlewares/auth/forward.go, v3), configured from README's recipe.
 
-- The auth request is a GET to ``address`` with the client's headers (only those listed
+- Middlewares run in the router's order, each on the request the one before left.
+- The auth request is a GET to ``address`` with the request's headers (only those listed
   in ``authRequestHeaders`` when set) and X-Forwarded-Method/-Proto/-Host/-Uri/-For set by
   Traefik itself (``trustForwardHeader`` false: the client's values are replaced).
 - A non-2xx auth answer goes to the client as it is: status, headers, body.
@@ -23,6 +24,8 @@ import yaml
 from aiohttp import web
 from multidict import CIMultiDict
 
+from tests.support.nginx import FRONT_SECRET, README_SECRET
+
 HOP_BY_HOP = frozenset(
     h.lower()
     for h in (
@@ -41,8 +44,9 @@ HOP_BY_HOP = frozenset(
 
 
 def traefik_config(text: str, address: str) -> dict[str, Any]:
-    """README's dynamic configuration, the auth address replaced by the test's."""
-    config: dict[str, Any] = yaml.safe_load(text)
+    """README's dynamic configuration, the auth address and the front proxy's secret
+    replaced by the test's."""
+    config: dict[str, Any] = yaml.safe_load(text.replace(README_SECRET, FRONT_SECRET))
     for middleware in config["http"]["middlewares"].values():
         if "forwardAuth" in middleware:
             middleware["forwardAuth"]["address"] = address
@@ -69,7 +73,9 @@ def create_traefik_app(config: Mapping[str, Any], router: str, upstream: str) ->
         async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as client:
             for middleware in chain:
                 if "forwardAuth" in middleware:
-                    answer = await _forward_auth(client, middleware["forwardAuth"], request)
+                    answer = await _forward_auth(
+                        client, middleware["forwardAuth"], request, headers
+                    )
                     if isinstance(answer, web.Response):
                         return answer
                     headers, cookies_for_client = _apply_auth(
@@ -118,9 +124,14 @@ def _listed(chain: list[Mapping[str, Any]]) -> set[str]:
 
 
 async def _forward_auth(
-    client: aiohttp.ClientSession, settings: Mapping[str, Any], request: web.Request
+    client: aiohttp.ClientSession,
+    settings: Mapping[str, Any],
+    request: web.Request,
+    chained: CIMultiDict[str],
 ) -> web.Response | tuple[CIMultiDict[str], list[str]]:
-    headers = CIMultiDict((k, v) for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP)
+    # The request as the middlewares before this one left it (a headers middleware's
+    # customRequestHeaders included).
+    headers = CIMultiDict(chained)
     allowed = settings.get("authRequestHeaders")
     if allowed:
         keep = {h.lower() for h in allowed}
