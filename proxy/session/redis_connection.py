@@ -83,7 +83,7 @@ def connect_server(where: RedisServer, timeout: float = 2.0) -> RedisClient:
 
 
 def _sentinel_primary(where: RedisSentinels, timeout: float) -> RedisConnection:
-    sentinel = Sentinel(  # type: ignore[no-untyped-call]
+    sentinel = Sentinel(
         list(where.addresses),
         sentinel_kwargs={**_options(timeout), **_auth(where.sentinels)},
         **_options(timeout),
