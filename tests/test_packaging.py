@@ -84,6 +84,16 @@ def ci_values(name: str) -> dict[str, Any]:
     return values
 
 
+def merge(base: dict[str, Any], change: dict[str, Any]) -> dict[str, Any]:
+    merged = copy.deepcopy(base)
+    for key, value in change.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
 def render(
     values: dict[str, Any], chart: Path = CHART, release: str = "sap", namespace: str = "apps"
 ) -> dict[str, str]:
@@ -196,6 +206,7 @@ SECRET_FILE_KEYS = {
     "redis_tls_ca_file",
     "redis_sentinel_tls_ca_file",
     "clients_file",
+    "secret_file",  # forward_auth
 }
 CA_FILES = {"redis-ca.crt", "redis-sentinel-ca.crt"}  # PEM, made per test (with_secret_files)
 SECRET_VALUES = {
@@ -206,6 +217,7 @@ SECRET_VALUES = {
     "redis-url": "rediss://127.0.0.1:6379/0",
     "redis-password": "test-only-redis-password",
     "redis-sentinel-password": "test-only-sentinel-password",
+    "forward-auth-secret": "test-only-forward-auth-secret-0123456789",
     "clients.yaml": (
         "- name: alerts\n  token_id: token-Alrt01\n"
         f'  token_sha256: "{hashlib.sha256(b"test-only").hexdigest()}"\n'
@@ -414,6 +426,7 @@ def test_value_sets_cover_the_required_uses() -> None:
     assert {
         "standalone-oauth2",
         "standalone-pat",
+        "standalone-pat-forward-auth",
         "sidecar",
         "redis",
         "redis-sentinel",
@@ -480,6 +493,7 @@ def test_value_set_renders_valid_hardened_manifests(value_set: str, tmp_path: Pa
         "redis-url": keys["redisUrl"],
         "redis-password": keys["redisPassword"],
         "redis-sentinel-password": keys["redisSentinelPassword"],
+        "forward-auth-secret": keys["forwardAuthSecret"],
     }
     existing = values.get("existingSecret")
     if existing:
@@ -552,20 +566,22 @@ def test_standalone_objects_are_complete() -> None:
     assert "replicas" not in one(hpa, "Deployment")["spec"], "the HPA owns the replica count"
 
 
-def test_checksums_change_with_config_and_secret() -> None:
-    def annotations(values: dict[str, Any]) -> dict[str, str]:
-        deployment = one(manifests(render(values)), "Deployment")
-        result = deployment["spec"]["template"]["metadata"]["annotations"]
-        assert isinstance(result, dict)
-        return result
+def pod_annotations(values: dict[str, Any]) -> dict[str, str]:
+    """The Deployment's pod annotations (the checksums that roll the pods)."""
+    deployment = one(manifests(render(values)), "Deployment")
+    result = deployment["spec"]["template"]["metadata"]["annotations"]
+    assert isinstance(result, dict)
+    return result
 
+
+def test_checksums_change_with_config_and_secret() -> None:
     base = ci_values("standalone-oauth2")
-    before = annotations(base)
+    before = pod_annotations(base)
     changed_config = copy.deepcopy(base)
     changed_config["config"]["log"] = {"level": "debug"}
     changed_secret = copy.deepcopy(base)
     changed_secret["secrets"]["clientSecret"] = "another-test-only-secret"
-    after_config, after_secret = annotations(changed_config), annotations(changed_secret)
+    after_config, after_secret = pod_annotations(changed_config), pod_annotations(changed_secret)
     key_config, key_secret = (
         "checksum/sipgate-auth-proxy-config",
         "checksum/sipgate-auth-proxy-secret",
@@ -582,6 +598,30 @@ SENTINEL = {
     "redis_sentinels": ["redis-node-0.redis-headless:26379", "[fd00::1]:26379"],
     "redis_sentinel_master": "mymaster",
 }
+
+
+# The shared modes, standalone, on the chart's Secret (merged into standalone-oauth2).
+PAT = {
+    "config": {
+        "auth": {
+            "mode": "personal_access_token",
+            "personal_access_token": {"token_id": "token-AB12cd"},
+            "allowed_client_networks": ["10.244.0.0/16"],
+        }
+    },
+    "secrets": {"token": "3f1c0ad1-5a6e-4b8e-9a55-2d0c0c8e7a11"},
+}
+SERVICE = {
+    "config": {
+        "auth": {
+            "mode": "service",
+            "allowed_client_networks": ["10.244.0.0/16"],
+            "service": {"allowed_subjects": ["f:1:2"]},
+        }
+    }
+}
+FORWARD_AUTH = {"config": {"forward_auth": {"enabled": True}}}
+FRONT_SECRET = "test-only-forward-auth-secret-0123456789"  # >= 32 characters
 
 
 @pytest.mark.parametrize(
@@ -752,6 +792,34 @@ SENTINEL = {
             },
             "redis.tls.sentinelCa is the sentinels' CA: it needs "
             "config.session.redis_sentinel_tls: true",
+        ),
+        # forward auth in the shared modes answers with the account's credential: the
+        # front proxy's secret is required, and never inline
+        *[
+            (
+                merge(shared, FORWARD_AUTH),
+                f"config.forward_auth.enabled in {mode} mode needs the front proxy's secret "
+                "(X-Sipgate-Forward-Auth-Secret): set existingSecret (key "
+                "secretKeys.forwardAuthSecret) or secrets.forwardAuthSecret",
+            )
+            for mode, shared in (("personal_access_token", PAT), ("service", SERVICE))
+        ],
+        *[
+            (
+                {"config": {"forward_auth": {"enabled": True, key: value}}},
+                f"config.forward_auth.{key}: secrets come from the Secret (existingSecret, or "
+                "secrets.* and secretKeys.*)",
+            )
+            for key, value in (("secret", FRONT_SECRET), ("secret_file", "/front-secret"))
+        ],
+        (
+            merge(FORWARD_AUTH, {"forwardAuth": {"secretFromExistingSecret": True}}),
+            "forwardAuth.secretFromExistingSecret reads secretKeys.forwardAuthSecret from "
+            "existingSecret: set existingSecret, or secrets.forwardAuthSecret",
+        ),
+        (
+            merge(FORWARD_AUTH, {"secrets": {"forwardAuthSecret": "short"}}),
+            "/secrets/forwardAuthSecret",
         ),
         # values.schema.json: sentinel mode names its sentinels (host:port) and the master
         (
@@ -959,14 +1027,89 @@ def test_redis_modes_mount_their_files_and_the_config_reads_them(
         assert (where.ca_file is not None) == ("redis-ca.crt" in mounts)
 
 
-def merge(base: dict[str, Any], change: dict[str, Any]) -> dict[str, Any]:
-    merged = copy.deepcopy(base)
-    for key, value in change.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
+@pytest.mark.parametrize(
+    ("change", "source"),
+    [
+        # the shared modes: always mounted with forward auth on (the chart refuses it without)
+        (merge(PAT, {**FORWARD_AUTH, "secrets": {"forwardAuthSecret": FRONT_SECRET}}), MADE),
+        (
+            merge(
+                PAT,
+                {
+                    **FORWARD_AUTH,
+                    "existingSecret": "sipgate-pat",
+                    "secretKeys": {"forwardAuthSecret": "front-proxy"},
+                },
+            ),
+            ("sipgate-pat", "front-proxy"),
+        ),
+        (merge(SERVICE, {**FORWARD_AUTH, "existingSecret": "sipgate-service"}), "sipgate-service"),
+        # forward auth off: nothing mounted, even with the value given
+        (merge(PAT, {"secrets": {"forwardAuthSecret": FRONT_SECRET}}), None),
+        # oauth2: optional; the chart's Secret when given, existingSecret when asked to
+        (merge(FORWARD_AUTH, {"secrets": {"forwardAuthSecret": FRONT_SECRET}}), MADE),
+        (FORWARD_AUTH, None),
+        (
+            merge(
+                FORWARD_AUTH,
+                {
+                    "existingSecret": "sipgate-oauth",
+                    "forwardAuth": {"secretFromExistingSecret": True},
+                },
+            ),
+            "sipgate-oauth",
+        ),
+        (merge(FORWARD_AUTH, {"existingSecret": "sipgate-oauth"}), None),
+    ],
+    ids=[
+        "pat-made",
+        "pat-existing-secret-own-key",
+        "service-existing-secret",
+        "pat-forward-auth-off",
+        "oauth2-made",
+        "oauth2-made-without-secret",
+        "oauth2-existing-secret-asked",
+        "oauth2-existing-secret-not-asked",
+    ],
+)
+def test_forward_auth_secret_is_mounted_where_needed_and_the_config_reads_it(
+    change: dict[str, Any], source: str | tuple[str, str] | None, tmp_path: Path
+) -> None:
+    """source: the Secret (with the default key) or (Secret, key) it is mounted from."""
+    values = merge(ci_values("standalone-oauth2"), change)
+    rendered = render(values)
+    docs = manifests(rendered)
+    kubernetes_validate(docs)
+    mounted = mounted_secret_files(pod_spec(one(docs, "Deployment")))
+    expected = (source, "forward-auth-secret") if isinstance(source, str) else source
+    notes = rendered["sipgate-auth-proxy/templates/NOTES.txt"]
+    if expected:  # the operator learns what the front proxy must send
+        assert f'Secret "{expected[0]}", key "{expected[1]}",\nin the header ' in notes
+        assert "X-Sipgate-Forward-Auth-Secret" in notes
+    else:
+        assert "X-Sipgate-Forward-Auth-Secret" not in notes
+    assert mounted.get("forward-auth-secret") == expected
+    forward_auth = rendered_config(docs).get("forward_auth", {})
+    secret_file = f"{SECRET_DIR}/forward-auth-secret" if source else None
+    assert forward_auth.get("secret_file") == secret_file
+    if source == MADE:  # the chart's Secret holds the value given
+        data = one(docs, "Secret", MADE)["data"]
+        assert base64.b64decode(data["forward-auth-secret"]).decode() == FRONT_SECRET
+
+    # The proxy starts with it (the shared modes would refuse forward auth without it).
+    settings = load_with_proxy(rendered_config(docs), tmp_path / "load")
+    secret = settings.forward_auth.secret
+    value = secret.get_secret_value() if secret else None
+    assert value == (SECRET_VALUES["forward-auth-secret"] if source else None)
+
+
+def test_a_new_forward_auth_secret_rolls_the_pods() -> None:
+    base = ci_values("standalone-pat-forward-auth")
+    rotated = merge(base, {"secrets": {"forwardAuthSecret": "another-test-only-front-secret-0123"}})
+    before, after = pod_annotations(base), pod_annotations(rotated)
+    secret, config = "checksum/sipgate-auth-proxy-secret", "checksum/sipgate-auth-proxy-config"
+    assert after[secret] != before[secret], "a new front proxy secret rolls the pods"
+    assert after[config] == before[config]
 
 
 def test_notes_warn_about_cookie_sessions_on_many_replicas() -> None:

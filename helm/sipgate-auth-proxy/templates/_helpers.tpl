@@ -100,6 +100,24 @@ helm.sh/chart: {{ printf "%s-%s" .Name .Version | replace "+" "_" | trunc 63 | t
 {{- if not .Values.existingSecret }}true{{ end -}}
 {{- end }}
 
+{{/*
+Forward auth: mount the front proxy's secret (X-Sipgate-Forward-Auth-Secret)? Always in
+the shared modes, where /oauth2/auth answers with the account's credential (the proxy
+refuses to start without it); in oauth2 mode only when given (secrets.forwardAuthSecret)
+or asked for (forwardAuth.secretFromExistingSecret: the chart cannot see into that Secret).
+*/}}
+{{- define "sipgate-auth-proxy.forwardAuthSecret" -}}
+{{- if ((.Values.config).forward_auth).enabled -}}
+{{- if ne (include "sipgate-auth-proxy.mode" .) "oauth2" -}}
+true
+{{- else if include "sipgate-auth-proxy.createSecret" . -}}
+{{- if (.Values.secrets).forwardAuthSecret }}true{{ end -}}
+{{- else if (.Values.forwardAuth).secretFromExistingSecret -}}
+true
+{{- end -}}
+{{- end -}}
+{{- end }}
+
 {{- define "sipgate-auth-proxy.secretDir" -}}
 /var/run/secrets/sipgate-auth-proxy
 {{- end }}
@@ -119,6 +137,9 @@ names the file, e.g. auth.oauth2 + client_secret_file), kind (secret or configMa
 {{- $files = append $files (dict "key" $keys.sessionKeys "file" "session-keys" "section" "session" "option" "keys_file" "kind" "secret" "name" $main) -}}
 {{- else -}}
 {{- $files = append $files (dict "key" $keys.token "file" "token" "section" "auth.personal_access_token" "option" "token_file" "kind" "secret" "name" $main) -}}
+{{- end -}}
+{{- if include "sipgate-auth-proxy.forwardAuthSecret" . -}}
+{{- $files = append $files (dict "key" $keys.forwardAuthSecret "file" "forward-auth-secret" "section" "forward_auth" "option" "secret_file" "kind" "secret" "name" $main) -}}
 {{- end -}}
 {{- with .Values.clientsSecret -}}
 {{- if .name -}}
@@ -211,7 +232,7 @@ the operator signs in), http://localhost:<management port>; else https://<first 
 {{- end -}}
 {{- $fromSecret := "existingSecret, or secrets.* and secretKeys.*" -}}
 {{- $fromRedisSecret := "redis.existingSecret, existingSecret, or secrets.* and secretKeys.*" -}}
-{{- range $path, $where := dict "auth.oauth2.client_secret" $fromSecret "auth.oauth2.client_secret_file" $fromSecret "auth.personal_access_token.token" $fromSecret "auth.personal_access_token.token_file" $fromSecret "session.keys" $fromSecret "session.keys_file" $fromSecret "session.redis_url" $fromRedisSecret "session.redis_url_file" $fromRedisSecret "session.redis_password" $fromRedisSecret "session.redis_password_file" $fromRedisSecret "session.redis_sentinel_password" $fromRedisSecret "session.redis_sentinel_password_file" $fromRedisSecret -}}
+{{- range $path, $where := dict "auth.oauth2.client_secret" $fromSecret "auth.oauth2.client_secret_file" $fromSecret "auth.personal_access_token.token" $fromSecret "auth.personal_access_token.token_file" $fromSecret "session.keys" $fromSecret "session.keys_file" $fromSecret "session.redis_url" $fromRedisSecret "session.redis_url_file" $fromRedisSecret "session.redis_password" $fromRedisSecret "session.redis_password_file" $fromRedisSecret "session.redis_sentinel_password" $fromRedisSecret "session.redis_sentinel_password_file" $fromRedisSecret "forward_auth.secret" $fromSecret "forward_auth.secret_file" $fromSecret -}}
 {{- $node := $config -}}
 {{- $parts := splitList "." $path -}}
 {{- range initial $parts -}}
@@ -234,6 +255,12 @@ the operator signs in), http://localhost:<management port>; else https://<first 
 {{- end -}}
 {{- if hasKey ((($config.auth).service) | default dict) "state_file" -}}
 {{- fail "config.auth.service.state_file is set by the chart (a volume at /var/lib/sipgate-auth-proxy, see serviceState); remove it from config" -}}
+{{- end -}}
+{{- if and (.Values.forwardAuth).secretFromExistingSecret $create -}}
+{{- fail "forwardAuth.secretFromExistingSecret reads secretKeys.forwardAuthSecret from existingSecret: set existingSecret, or secrets.forwardAuthSecret for the Secret the chart makes" -}}
+{{- end -}}
+{{- if and ($config.forward_auth).enabled (ne $mode "oauth2") $create (not .Values.secrets.forwardAuthSecret) -}}
+{{- fail (printf "config.forward_auth.enabled in %s mode needs the front proxy's secret (X-Sipgate-Forward-Auth-Secret): set existingSecret (key secretKeys.forwardAuthSecret) or secrets.forwardAuthSecret (sipgate-auth-proxy generate-key makes one); here /oauth2/auth answers with the account's own credential" $mode) -}}
 {{- end -}}
 {{- if and $sidecar (not .Values.management.enabled) -}}
 {{- fail "deploymentMode sidecar needs management.enabled: true (the probes use the management port; the proxy port listens on 127.0.0.1 only)" -}}
@@ -371,6 +398,7 @@ the operator signs in), http://localhost:<management port>; else https://<first 
 {{- if .redisUrl }}{{ $_ := set $data $keys.redisUrl (.redisUrl | b64enc) }}{{ end -}}
 {{- if .redisPassword }}{{ $_ := set $data $keys.redisPassword (.redisPassword | b64enc) }}{{ end -}}
 {{- if .redisSentinelPassword }}{{ $_ := set $data $keys.redisSentinelPassword (.redisSentinelPassword | b64enc) }}{{ end -}}
+{{- if .forwardAuthSecret }}{{ $_ := set $data $keys.forwardAuthSecret (.forwardAuthSecret | b64enc) }}{{ end -}}
 {{- end -}}
 {{- toYaml $data -}}
 {{- end }}
