@@ -21,6 +21,7 @@ from proxy.modes.parts import ModeContext, ModeParts, Register
 from proxy.ops.health import Health
 from proxy.ops.metrics import Metrics
 from proxy.ops.observe import add_request_id, observer
+from proxy.ops.reload import Live
 from proxy.upstream.clients import ClientMiddlewares, HttpClients, open_clients
 
 if TYPE_CHECKING:
@@ -31,7 +32,7 @@ METRICS = web.AppKey("metrics", Metrics)
 HEALTH = web.AppKey("health", Health)
 # What the management listener serves besides probes and /metrics.
 MANAGEMENT_ROUTES = web.AppKey("management_routes", list[Callable[[web.UrlDispatcher], None]])
-RELOAD = web.AppKey("reload", tuple[Callable[[Settings], None], ...])  # what SIGHUP runs
+RELOAD = web.AppKey("reload", tuple[Live, ...])  # what SIGHUP applies
 
 
 def create_app(settings: Settings, workers_dir: Path | None = None) -> web.Application:

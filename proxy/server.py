@@ -28,7 +28,8 @@ from proxy.app import CLIENTS, RELOAD, create_app, create_management_app
 from proxy.config import CookieStore, OAuth2Mode, Secret, Settings
 from proxy.crypto.keys import generate_key
 from proxy.ops import log as log_setup
-from proxy.ops.signals import Loader, forward_signals, reload_on_sighup, until_signalled
+from proxy.ops.reload import Loader, Reloads
+from proxy.ops.signals import forward_signals, reload_on_sighup, until_signalled
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +84,7 @@ async def serve(
         settings.upstream.url,
         settings.auth.mode,
     )
-    reload_on_sighup(app[RELOAD], load)
+    reload_on_sighup(Reloads(settings, app[RELOAD], load).reload if load is not None else None)
     await until_signalled()
     app[CLIENTS].stopping = True
     log.info(

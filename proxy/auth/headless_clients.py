@@ -49,6 +49,10 @@ class HeadlessClientGuard:
         self._origins = origins
         self._trusted_hosts = trusted_hosts
 
+    def replace_networks(self, networks: ClientNetworks) -> None:
+        """SIGHUP's reloaded ``auth.allowed_client_networks``: the next request sees them."""
+        self._networks = networks
+
     def check(self, request: web.Request) -> None:
         if not self._networks.allows(request.remote):
             raise ClientNotAllowed()

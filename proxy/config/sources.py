@@ -55,14 +55,23 @@ def read_yaml(path: Path | None, problems: list[Problem]) -> dict[str, Any]:
 
 def read_yaml_value(path: Path, key: str, problems: list[Problem]) -> Any:
     """The file's YAML document, or None with the problem (under ``key``) added."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as err:
+        problems.append(Problem(key, f"cannot read {path}: {err.strerror}"))
+        return None
+    except UnicodeDecodeError:
+        problems.append(Problem(key, f"{path} is not UTF-8 text"))
+        return None
+    return parse_yaml(text, path, key, problems)
+
+
+def parse_yaml(text: str, path: Path, key: str, problems: list[Problem]) -> Any:
+    """The text's YAML document (read from ``path``), or None with the problem added."""
     import yaml  # imported here: only a config file needs the parser (0.8 MB, 25 ms)
 
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as err:
-        problems.append(Problem(key, f"cannot read {path}: {err.strerror}"))
-    except UnicodeDecodeError:
-        problems.append(Problem(key, f"{path} is not UTF-8 text"))
+        return yaml.safe_load(text)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""

@@ -27,6 +27,7 @@ from proxy.login.flow_cookie import LoginFlows, flow_attributes
 from proxy.login.routes import LoginSettings
 from proxy.modes.parts import CleanupContext, ModeContext
 from proxy.oauth.client import OAuthClient
+from proxy.ops.reload import Live
 
 if TYPE_CHECKING:  # not at run time: a cookie-store proxy never loads the Redis client
     from proxy.session.redis_connection import RedisConnection
@@ -46,10 +47,10 @@ def headless_guard(settings: Settings, origin_policy: OriginPolicy) -> HeadlessC
 
 @dataclass(frozen=True)
 class Shared:
-    """A shared mode's access check, and how its client list is reloaded."""
+    """A shared mode's access check, and what SIGHUP applies to it."""
 
     access: SharedAccess
-    reload: tuple[Callable[[Settings], None], ...] = ()
+    reload: tuple[Live, ...] = ()
     lifecycle: tuple[CleanupContext, ...] = ()
 
 
@@ -57,13 +58,22 @@ def shared_access(settings: Settings, guard: HeadlessClientGuard) -> Shared:
     """The guard and, with clients listed (or a clients_file), the gate every shared-mode
     request passes."""
     auth = settings.auth
+    networks = Live(frozenset({"auth.allowed_client_networks"}), _new_networks(guard))
     if not settings.clients and auth.clients_file is None:
-        return Shared(SharedAccess(guard, None))  # as before clients existed: networks only
+        # As before clients existed: networks only (a gate takes a restart).
+        return Shared(SharedAccess(guard, None), (networks,))
     known_clients = [known(client) for client in settings.clients]
     gate = ClientGate(known_clients, auth.anonymous == "allow")
     source = ClientList(auth, gate)
-    watch = () if auth.clients_file is None else (watched(auth.clients_file, source.from_file),)
-    return Shared(SharedAccess(guard, gate), (source.from_settings,), watch)
+    # Watched even without a file: SIGHUP may name one.
+    return Shared(SharedAccess(guard, gate), (networks, source.live()), (watched(source),))
+
+
+def _new_networks(guard: HeadlessClientGuard) -> Callable[[Settings], None]:
+    def apply(settings: Settings) -> None:
+        guard.replace_networks(ClientNetworks(settings.auth.allowed_client_networks))
+
+    return apply
 
 
 def oauth_client(context: ModeContext, client: OAuth2Client) -> OAuthClient:
@@ -107,7 +117,7 @@ def key_ring(settings: Settings) -> KeyRing:
     return KeyRing(session_keys(configured, settings.is_local))
 
 
-def new_keys(ring: KeyRing) -> Callable[[Settings], None]:
+def new_keys(ring: KeyRing) -> Live:
     """SIGHUP's step: the reloaded session keys (rotation without a restart). A reload
     that finds none keeps the current ones (a throw-away key would end every session)."""
 
@@ -119,4 +129,4 @@ def new_keys(ring: KeyRing) -> Callable[[Settings], None]:
         ring.replace([decode_key(key) for key in configured])
         log.info("session keys reloaded: %d", len(configured))
 
-    return rotate
+    return Live(frozenset({"session.keys"}), rotate)

@@ -13,6 +13,7 @@ from proxy.auth.origin import OriginPolicy
 from proxy.auth.protocol import Authenticator
 from proxy.config import Settings
 from proxy.ops.metrics import Metrics
+from proxy.ops.reload import Live
 from proxy.upstream.clients import HttpClients
 
 if TYPE_CHECKING:  # imported only when tracing is on (app.py)
@@ -46,6 +47,6 @@ class ModeParts:
     # Endpoints for the operator: on the management listener when there is one.
     operator_routes: Register | None = None
     lifecycle: tuple[CleanupContext, ...] = ()  # background tasks, clients to close
-    # Run on SIGHUP with the configuration loaded again: session keys, the client list.
-    reload: tuple[Callable[[Settings], None], ...] = ()
+    # Applied on SIGHUP with the configuration loaded again: session keys, the client list.
+    reload: tuple[Live, ...] = ()
     readiness: tuple[ReadinessCheck, ...] = ()  # e.g. the session store answers

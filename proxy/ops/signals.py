@@ -8,33 +8,24 @@ import asyncio
 import logging
 import os
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
-
-from proxy.config import ConfigError, Settings
 
 log = logging.getLogger(__name__)
 
-Loader = Callable[[], Settings]  # the configuration read again from its source
 
-
-def reload_on_sighup(reload: tuple[Callable[[Settings], None], ...], load: Loader | None) -> None:
-    """SIGHUP loads the configuration again and hands it to what can change without a
-    restart (session keys, the client list); requests in flight go on. A configuration
-    that does not load changes nothing, and the log says why."""
+def reload_on_sighup(reload: Callable[[], Coroutine[Any, Any, None]] | None) -> None:
+    """SIGHUP runs ``reload`` (``ops.reload.Reloads``) as a task: requests in flight and
+    new ones go on while the configuration is read."""
+    tasks: set[asyncio.Task[None]] = set()  # held until done: the loop keeps weak ones
 
     def on_sighup() -> None:
-        if load is None:
+        if reload is None:
             log.warning("SIGHUP: no configuration source to reload from; nothing changed")
             return
-        try:
-            settings = load()
-        except ConfigError as err:
-            problems = "; ".join(str(p) for p in err.problems)
-            log.error("SIGHUP: configuration not reloaded, nothing changed: %s", problems)
-            return
-        for step in reload:
-            step(settings)
+        task = asyncio.create_task(reload())
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
 
     asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, on_sighup)
 

@@ -71,7 +71,7 @@ def _kept_bucket(new: KnownClient, old: KnownClient | None) -> KnownClient:
 class ClientGate:
     def __init__(self, clients: Sequence[KnownClient], anonymous: bool) -> None:
         self._clients = tuple(clients)
-        self._anonymous = anonymous  # auth.anonymous: allow
+        self.anonymous = anonymous  # auth.anonymous: allow (SIGHUP may change it)
 
     def replace(self, clients: Sequence[KnownClient]) -> None:
         """A reloaded list (SIGHUP, a changed clients_file): the next request sees it. A
@@ -86,7 +86,7 @@ class ClientGate:
     def admit(self, request: web.Request) -> None:
         """Raises the first decision that refuses the request; notes the client."""
         presented = presented_credential(request)
-        if presented is None and self._anonymous:
+        if presented is None and self.anonymous:
             return
         client = self._identify(presented) if presented is not None else None
         if client is None:
