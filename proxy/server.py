@@ -27,6 +27,7 @@ from proxy import __version__
 from proxy.app import CLIENTS, RELOAD, create_app, create_management_app
 from proxy.config import CookieStore, OAuth2Mode, Secret, Settings
 from proxy.crypto.keys import generate_key
+from proxy.http.connections import GuardedSite, protocol_factory
 from proxy.ops import log as log_setup
 from proxy.ops.signals import Loader, forward_signals, reload_on_sighup, until_signalled
 
@@ -98,19 +99,20 @@ async def _listen(
     app: web.Application, settings: Settings, reuse_port: bool
 ) -> list[web.AppRunner]:
     """The main listener and, when configured, the management one, started."""
-    listeners = [(app, settings.listen.host, settings.listen.port)]
-    management = settings.management.listen
-    if management is not None:
-        listeners.append((create_management_app(app), management.host, management.port))
-    runners = [_runner(served, settings) for served, _, _ in listeners]
+    listeners = [(app, settings.listen)]
+    if settings.management.listen is not None:
+        listeners.append((create_management_app(app), settings.management.listen))
+    runners = [_runner(served, settings) for served, _ in listeners]
     for runner in runners:
         await runner.setup()
     # What exists now lives as long as the process: out of the collector's sight, a full
     # collection no longer walks some 40,000 start-up objects (20 ms here: a p99 spike).
     gc.collect()
     gc.freeze()
-    for runner, (_, host, port) in zip(runners, listeners, strict=True):
-        await web.TCPSite(runner, host, port, reuse_port=reuse_port).start()
+    for runner, (_, listen) in zip(runners, listeners, strict=True):
+        assert runner.server is not None
+        factory = protocol_factory(runner.server, settings.server, **handler_args(settings))
+        await GuardedSite(runner, listen, factory, reuse_port).start()
     return runners
 
 
