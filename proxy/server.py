@@ -24,10 +24,10 @@ import msgspec
 from aiohttp import web
 
 from proxy import __version__
-from proxy.app import CLIENTS, RELOAD, create_app, create_management_app
-from proxy.config import CookieStore, OAuth2Mode, Secret, Settings
+from proxy.app import CLIENTS, METRICS, RELOAD, create_app, create_management_app
+from proxy.config import CookieStore, Listen, OAuth2Mode, Secret, Settings
 from proxy.crypto.keys import generate_key
-from proxy.http.connections import GuardedSite, protocol_factory
+from proxy.http.connections import ConnectionCap, GuardedSite, default_cap, protocol_factory
 from proxy.ops import log as log_setup
 from proxy.ops.signals import Loader, forward_signals, reload_on_sighup, until_signalled
 
@@ -44,6 +44,7 @@ def handler_args(settings: Settings) -> dict[str, Any]:
         # aiohttp's access log would write query strings (the login callback's code);
         # proxy.observe writes one line per request instead.
         "access_log": None,
+        "keepalive_timeout": settings.server.keepalive_timeout,
     }
 
 
@@ -98,20 +99,25 @@ async def serve(
 async def _listen(
     app: web.Application, settings: Settings, reuse_port: bool
 ) -> list[web.AppRunner]:
-    """The main listener and, when configured, the management one, started."""
-    listeners = [(app, settings.listen)]
+    """The main listener and, when configured, the management one, started. Only the main
+    one is capped: the probes must answer when it is full."""
+    cap = ConnectionCap(settings.server.max_connections or default_cap(), app[METRICS])
+    log.info("at most %d connections on the main listener (server.max_connections)", cap.limit)
+    listeners: list[tuple[web.Application, Listen, ConnectionCap | None]] = [
+        (app, settings.listen, cap)
+    ]
     if settings.management.listen is not None:
-        listeners.append((create_management_app(app), settings.management.listen))
-    runners = [_runner(served, settings) for served, _ in listeners]
+        listeners.append((create_management_app(app), settings.management.listen, None))
+    runners = [_runner(served, settings) for served, _, _ in listeners]
     for runner in runners:
         await runner.setup()
     # What exists now lives as long as the process: out of the collector's sight, a full
     # collection no longer walks some 40,000 start-up objects (20 ms here: a p99 spike).
     gc.collect()
     gc.freeze()
-    for runner, (_, listen) in zip(runners, listeners, strict=True):
+    for runner, (_, listen, capped) in zip(runners, listeners, strict=True):
         assert runner.server is not None
-        factory = protocol_factory(runner.server, settings.server, **handler_args(settings))
+        factory = protocol_factory(runner.server, settings.server, capped, **handler_args(settings))
         await GuardedSite(runner, listen, factory, reuse_port).start()
     return runners
 

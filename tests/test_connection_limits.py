@@ -1,4 +1,6 @@
-"""Connection limits (issue 24): the header block bounded in size and in time.
+"""Connection limits (issue 24): the header block bounded in size and in time, idle
+keep-alive connections closed, and a cap on the main listener's connections that leaves
+descriptors for the management listener, so that the probes answer under attack.
 
 Real proxy processes, raw loopback sockets for the attacks, psutil for the RSS."""
 
@@ -6,13 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import re
+import resource
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
+import pytest
 
+from proxy.http.connections import RESERVED_DESCRIPTORS
 from tests.conftest import PAT_ENV
 from tests.support.processes import free_port, peak_rss_bytes, reset_peak_rss, running
 from tests.test_forward import get_json
@@ -30,7 +35,7 @@ class Proxy:
 
 
 @contextmanager
-def proxy(tmp_path: Path, env: dict[str, str] | None = None) -> Iterator[Proxy]:
+def proxy(tmp_path: Path, env: dict[str, str] | None = None, nofile: int = 0) -> Iterator[Proxy]:
     upstream_port, proxy_port, management_port = free_port(), free_port(), free_port()
     environ = {
         **PAT_ENV,
@@ -40,9 +45,18 @@ def proxy(tmp_path: Path, env: dict[str, str] | None = None) -> Iterator[Proxy]:
         **(env or {}),
     }
 
+    def lower_nofile() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
+
     with (
         running(["-m", "tests.support.upstream", str(upstream_port)], upstream_port),
-        running(["-m", "proxy"], proxy_port, environ, log=tmp_path / "proxy.log") as process,
+        running(
+            ["-m", "proxy"],
+            proxy_port,
+            environ,
+            log=tmp_path / "proxy.log",
+            preexec=lower_nofile if nofile else None,
+        ) as process,
     ):
         yield Proxy(process.pid, proxy_port, management_port)
 
@@ -143,3 +157,63 @@ async def test_a_header_block_unfinished_within_header_timeout_is_answered_408(
         assert status(await answer(slow[0])) == 408
         assert await answer(silent[0]) == b""  # closed: nothing was asked, nothing to answer
         close([slow, silent])
+
+
+async def test_an_idle_keep_alive_connection_is_closed_after_keepalive_timeout(
+    tmp_path: Path,
+) -> None:
+    with proxy(tmp_path, {"SIPGATE_PROXY_SERVER__KEEPALIVE_TIMEOUT": "1"}) as p:
+        reader, writer = await connect(p.port, REQUEST + b"\r\n")
+        head = await reader.readuntil(b"\r\n\r\n")
+        assert status(head) == 200
+        length = re.search(rb"Content-Length: (\d+)", head, re.IGNORECASE)
+        assert length is not None
+        await reader.readexactly(int(length[1]))
+        assert await answer(reader) == b""
+        close([(reader, writer)])
+
+
+@pytest.mark.parametrize(
+    ("max_connections", "cap"), [("100", 100), (None, (256 - RESERVED_DESCRIPTORS) // 2)]
+)
+async def test_healthz_answers_while_the_main_listener_is_saturated(
+    tmp_path: Path, max_connections: str | None, cap: int
+) -> None:
+    """With 256 descriptors, 300 idle, silent and slowloris connections to the main port:
+    the cap (set, or derived from the descriptor limit) refuses what is beyond it, and the
+    management listener still answers."""
+    env = {"SIPGATE_PROXY_SERVER__MAX_CONNECTIONS": max_connections} if max_connections else {}
+    with proxy(tmp_path, env, nofile=256) as p:
+        kinds = [b"", REQUEST, REQUEST + b"\r\n"]  # silent, slowloris, idle after a request
+        opened = await asyncio.gather(
+            *(asyncio.wait_for(connect(p.port, kinds[n % 3]), 2) for n in range(300)),
+            return_exceptions=True,
+        )
+        held = [c for c in opened if not isinstance(c, BaseException)]
+        health = await asyncio.wait_for(
+            get_json(f"http://127.0.0.1:{p.management_port}/healthz"), 5
+        )
+        assert health == (200, {"status": "ok"})
+        waiting = await connect(p.port)  # refused before it sent anything: it reads a 503
+        asking = await connect(p.port, REQUEST + b"\r\n")  # its request unread: maybe a reset
+        assert status(await answer(waiting[0])) == 503
+        assert await answer(asking[0]) is not None  # closed at once
+        metrics = await asyncio.wait_for(metrics_text(p.management_port), 5)
+        close([*held, waiting, asking])
+    assert _value(metrics, "sipgate_proxy_connections_open") == cap
+    assert _value(metrics, "sipgate_proxy_connections_refused_total") >= 300 - cap + 2
+
+
+async def metrics_text(port: int) -> str:
+    reader, writer = await connect(
+        port, b"GET /metrics HTTP/1.1\r\nHost: m\r\nConnection: close\r\n\r\n"
+    )
+    text = (await reader.read()).decode()
+    writer.close()
+    return text
+
+
+def _value(metrics: str, name: str) -> float:
+    match = re.search(rf"^{name} (\S+)$", metrics, re.MULTILINE)
+    assert match is not None, name
+    return float(match[1])
