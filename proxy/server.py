@@ -27,7 +27,8 @@ from proxy import __version__
 from proxy.app import CLIENTS, METRICS, RELOAD, create_app, create_management_app
 from proxy.config import CookieStore, Listen, OAuth2Mode, Secret, Settings
 from proxy.crypto.keys import generate_key
-from proxy.http.connections import ConnectionCap, GuardedSite, default_cap, protocol_factory
+from proxy.http.connection_cap import ConnectionCap, default_cap
+from proxy.http.connections import GuardedSite, protocol_factory
 from proxy.ops import log as log_setup
 from proxy.ops.signals import Loader, forward_signals, reload_on_sighup, until_signalled
 

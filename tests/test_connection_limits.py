@@ -17,7 +17,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from proxy.http.connections import RESERVED_DESCRIPTORS
+from proxy.http.connection_cap import RESERVED_DESCRIPTORS
 from tests.conftest import PAT_ENV
 from tests.support.processes import free_port, peak_rss_bytes, reset_peak_rss, running
 from tests.test_forward import get_json

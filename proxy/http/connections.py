@@ -1,74 +1,23 @@
 """The listeners' connections: the header block bounded in size and time, and the main
-listener's connections capped.
+listener's connections capped (``connection_cap``).
 
 aiohttp offers no hook for the handler class its sites create, so ``GuardedSite`` makes
 the server itself, with a protocol factory that hands each connection a
 ``GuardedHandler`` (aiohttp's handler, keeping its keep-alive timeout, graceful shutdown
-and error answers) or, beyond ``server.max_connections``, a 503 and a close. The cap
-leaves descriptors for the management listener, the upstream connections and Redis, so
-that a pod held by idle or slow connections still answers its probes.
+and error answers) or, beyond ``server.max_connections``, a ``Refused``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import resource
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any
 
 from aiohttp import web
 
 from proxy.config import Listen, Server
+from proxy.http.connection_cap import ConnectionCap, Refused
 from proxy.http.header_guard import HeaderGuard, HeaderRefused
-from proxy.ops.metrics import Metrics
-
-# Descriptors kept back from the default cap: the process's own files, the management
-# listener's connections, Redis. Each capped connection may hold an upstream one too.
-RESERVED_DESCRIPTORS = 64
-REFUSAL = (
-    b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nRetry-After: 1\r\n"
-    b"Connection: close\r\nContent-Length: 29\r\n\r\ntoo many connections to proxy"
-)
-
-
-def default_cap() -> int:
-    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft == resource.RLIM_INFINITY:
-        return 1 << 20
-    return max(1, (soft - RESERVED_DESCRIPTORS) // 2)
-
-
-class ConnectionCap:
-    def __init__(self, limit: int, metrics: Metrics) -> None:
-        self.limit = limit
-        self._metrics = metrics
-        self._open = 0
-
-    def admit(self) -> bool:
-        """Counted from the accept: asyncio accepts a burst before any connection_made."""
-        if self._open >= self.limit:
-            self._metrics.connections_refused.inc()
-            return False
-        self._changed(+1)
-        return True
-
-    def release(self) -> None:
-        self._changed(-1)
-
-    def _changed(self, step: int) -> None:
-        self._open += step
-        self._metrics.connections_open.set(self._open)
-
-
-class Refused(asyncio.Protocol):
-    """Beyond the cap: a 503 and the descriptor freed at once. The request is not read, so
-    a client that sent one before the close may see a reset instead (holding refused
-    connections open to drain them would spend the descriptors the cap protects)."""
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        writer = cast(asyncio.WriteTransport, transport)  # uvloop's is no asyncio subclass
-        writer.write(REFUSAL)
-        writer.close()
 
 
 class GuardedHandler(web.RequestHandler):
