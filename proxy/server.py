@@ -24,9 +24,11 @@ import msgspec
 from aiohttp import web
 
 from proxy import __version__
-from proxy.app import CLIENTS, RELOAD, create_app, create_management_app
-from proxy.config import CookieStore, OAuth2Mode, Secret, Settings
+from proxy.app import CLIENTS, METRICS, RELOAD, create_app, create_management_app
+from proxy.config import CookieStore, Listen, OAuth2Mode, Secret, Settings
 from proxy.crypto.keys import generate_key
+from proxy.http.connection_cap import ConnectionCap, default_cap
+from proxy.http.connections import GuardedSite, protocol_factory
 from proxy.ops import log as log_setup
 from proxy.ops.reload import Loader, Reloads
 from proxy.ops.signals import forward_signals, reload_on_sighup, until_signalled
@@ -44,6 +46,7 @@ def handler_args(settings: Settings) -> dict[str, Any]:
         # aiohttp's access log would write query strings (the login callback's code);
         # proxy.observe writes one line per request instead.
         "access_log": None,
+        "keepalive_timeout": settings.server.keepalive_timeout,
     }
 
 
@@ -98,11 +101,15 @@ async def serve(
 async def _listen(
     app: web.Application, settings: Settings, reuse_port: bool
 ) -> list[web.AppRunner]:
-    """The main listener and, when configured, the management one, started."""
-    listeners = [(app, settings.listen.host, settings.listen.port)]
-    management = settings.management.listen
-    if management is not None:
-        listeners.append((create_management_app(app), management.host, management.port))
+    """The main listener and, when configured, the management one, started. Only the main
+    one is capped: the probes must answer when it is full."""
+    cap = ConnectionCap(settings.server.max_connections or default_cap(), app[METRICS])
+    log.info("at most %d connections on the main listener (server.max_connections)", cap.limit)
+    listeners: list[tuple[web.Application, Listen, ConnectionCap | None]] = [
+        (app, settings.listen, cap)
+    ]
+    if settings.management.listen is not None:
+        listeners.append((create_management_app(app), settings.management.listen, None))
     runners = [_runner(served, settings) for served, _, _ in listeners]
     for runner in runners:
         await runner.setup()
@@ -110,8 +117,10 @@ async def _listen(
     # collection no longer walks some 40,000 start-up objects (20 ms here: a p99 spike).
     gc.collect()
     gc.freeze()
-    for runner, (_, host, port) in zip(runners, listeners, strict=True):
-        await web.TCPSite(runner, host, port, reuse_port=reuse_port).start()
+    for runner, (_, listen, capped) in zip(runners, listeners, strict=True):
+        assert runner.server is not None
+        factory = protocol_factory(runner.server, settings.server, capped, **handler_args(settings))
+        await GuardedSite(runner, listen, factory, reuse_port).start()
     return runners
 
 

@@ -82,6 +82,17 @@ class ReferenceMetrics:
             ["kind"],
             registry=r,
         )
+        self.connections_open = Gauge(
+            "sipgate_proxy_connections_open",
+            "Connections open on the main listener.",
+            registry=r,
+        )
+        self.connections_refused = Counter(
+            "sipgate_proxy_connections_refused",
+            "Connections to the main listener answered 503 and closed at once because "
+            "server.max_connections were open.",
+            registry=r,
+        )
         self.refreshes = Counter(
             "sipgate_proxy_refreshes",
             "Token refreshes by outcome (ok, shared, grace, fatal, transient).",
@@ -150,6 +161,8 @@ def test_metrics_exposition_is_unchanged(fixed_clock: None) -> None:
         metrics.session_cookie_bytes.observe(3072)
         metrics.session_cookie_bytes.observe(40_000)
         metrics.upstream_errors.labels("timeout").inc()
+        metrics.connections_open.set(3)
+        metrics.connections_refused.inc()
         metrics.refreshes.labels("ok").inc()
         metrics.logins.labels("ok").inc()
         metrics.upstream_401_retries.inc()

@@ -143,6 +143,15 @@ class Session(Section, frozen=True, kw_only=True):
 
 class Server(Section, frozen=True, kw_only=True):
     max_field_size: Annotated[int, msgspec.Meta(ge=8190)] = 65536
+    # The whole header block (request line included): what the parser may hold per
+    # connection. Above it: 431.
+    max_header_bytes: Annotated[int, msgspec.Meta(ge=8192)] = 65536
+    header_timeout: Positive = 10.0  # from connecting (or a request's first byte): 408
+    # Idle between requests; above the front proxies' own (nginx 60 s, Traefik 90 s), or
+    # they would reuse a connection the proxy is closing.
+    keepalive_timeout: Positive = 120.0
+    # Main listener; None: half the descriptors the process may open, less a reserve.
+    max_connections: Annotated[int, msgspec.Meta(ge=1)] | None = None
     shutdown_timeout: Annotated[float, msgspec.Meta(ge=0)] = 30.0
     workers: Annotated[int, msgspec.Meta(ge=1, le=64)] = 1
     # With workers > 1: where the supervisor makes the workers' private directory

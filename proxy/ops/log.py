@@ -54,9 +54,10 @@ _ESCAPES = {code: repr(chr(code))[1:-1] for code in (*range(0x20), *range(0x7F, 
 
 
 class ClientErrorFilter(logging.Filter):
-    """aiohttp logs a request its HTTP parser refused (400) at ERROR with a traceback whose
-    message quotes the offending line, cookies and Authorization included. It is the
-    client's mistake: one info line naming the error's type."""
+    """aiohttp logs a request its HTTP parser refused (400; 408, 431: http.header_guard)
+    at ERROR with a traceback whose message quotes the offending line, cookies and
+    Authorization included. It is the client's mistake: one info line naming the error's
+    type."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         from aiohttp.http_exceptions import HttpProcessingError
@@ -64,8 +65,8 @@ class ClientErrorFilter(logging.Filter):
         error = record.exc_info[1] if record.exc_info else None
         if isinstance(error, HttpProcessingError):
             record.levelno, record.levelname = logging.INFO, "INFO"
-            record.msg = "request refused by the HTTP parser (400): %s"
-            record.args = (type(error).__name__,)
+            record.msg = "request refused by the HTTP parser (%d): %s"
+            record.args = (error.code, type(error).__name__)
             record.exc_info, record.exc_text = None, None
         return True
 

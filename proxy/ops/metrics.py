@@ -59,6 +59,16 @@ class Metrics:
             "Upstream calls that failed, by kind (timeout, unreachable).",
             ["kind"],
         )
+        self.connections_open = Gauge(
+            "sipgate_proxy_connections_open",
+            "Connections open on the main listener.",
+            registry=self.registry,
+        )
+        self.connections_refused = self._counter(
+            "sipgate_proxy_connections_refused",
+            "Connections to the main listener answered 503 and closed at once because "
+            "server.max_connections were open.",
+        )
 
     def _declare_sessions(self) -> None:
         self.refreshes = self._counter(

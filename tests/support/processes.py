@@ -9,7 +9,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -47,8 +47,13 @@ def stop(process: subprocess.Popen[bytes], timeout: float = 10) -> None:
 
 @contextmanager
 def running(
-    args: list[str], port: int, env: Mapping[str, str] | None = None, log: Path | None = None
+    args: list[str],
+    port: int,
+    env: Mapping[str, str] | None = None,
+    log: Path | None = None,
+    preexec: Callable[[], None] | None = None,
 ) -> Iterator[subprocess.Popen[bytes]]:
+    """``preexec``: runs in the child before the program (e.g. a lower descriptor limit)."""
     output = open(log, "wb") if log else subprocess.DEVNULL  # noqa: SIM115
     process = subprocess.Popen(
         [sys.executable, *args],
@@ -56,6 +61,7 @@ def running(
         env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
         stdout=output,
         stderr=subprocess.STDOUT,
+        preexec_fn=preexec,
     )
     try:
         wait_for_port(port, process)
