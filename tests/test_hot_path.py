@@ -3,6 +3,7 @@ own types, one middleware layer doing what the former chain of six did."""
 
 from __future__ import annotations
 
+import platform
 from collections.abc import Callable, Iterator
 from typing import Any
 from unittest import mock
@@ -16,12 +17,13 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
+    Info,
     disable_created_metrics,
     enable_created_metrics,
     generate_latest,
 )
 
-from proxy import config
+from proxy import __version__, config
 from proxy import request_state as state
 from proxy.app import create_app
 from proxy.ops import observe
@@ -130,6 +132,9 @@ class ReferenceMetrics:
             "(credentials, network, policy, rate_limit).",
             ["client", "reason"],
             registry=r,
+        )
+        Info("sipgate_proxy_build", "The running release.", registry=r).info(
+            {"version": __version__, "python": platform.python_version()}
         )
         self.service_identity = Gauge(
             "sipgate_proxy_service_identity_usable",
