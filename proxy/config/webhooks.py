@@ -25,13 +25,17 @@ def _path(value: str) -> str:
     return value
 
 
+def _app_url(value: str | None) -> str | None:
+    return None if value is None else http_url(value)  # written as null: not set
+
+
 class Webhooks(Section, frozen=True, kw_only=True):
     enabled: bool = False
     # A prefix on the main listener: sipgate posts to public_url + path + the app's route.
     path: Annotated[str, msgspec.Meta(pattern=r"^(/[A-Za-z0-9._~-]+)+\Z"), Check(_path)] = (
         "/sipgate/webhooks"
     )
-    forward_to: Annotated[str, Check(http_url)] | None = None  # required when enabled
+    forward_to: Annotated[str, Check(_app_url)] | None = None  # required when enabled
     public_keys_file: Path | None = None  # None: sipgate's key, built in
     source_networks: list[IPNetwork] = msgspec.field(default_factory=list)  # []: any
     trusted_proxies: list[IPNetwork] = msgspec.field(default_factory=list)  # may set XFF
