@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from proxy import config
+from proxy.crypto.keys import generate_key
 from proxy.webhooks.verify import built_in_keys
 from tests.conftest import PAT_ENV, ProxyFactory
 from tests.support.processes import free_port
@@ -419,3 +420,36 @@ def test_forward_to_is_required_when_enabled() -> None:
     env = {**PAT_ENV, "SIPGATE_PROXY_WEBHOOKS__ENABLED": "true"}
     with pytest.raises(config.ConfigError, match=r"webhooks\.forward_to: required"):
         config.load(None, env)
+
+
+OAUTH2_ENV = {
+    "SIPGATE_PROXY_AUTH__MODE": "oauth2",
+    "SIPGATE_PROXY_AUTH__OAUTH2__CLIENT_ID": "webhook-test-client",
+    "SIPGATE_PROXY_AUTH__OAUTH2__CLIENT_SECRET": "webhook-test-secret",
+}
+
+
+@pytest.mark.parametrize("mode", ["oauth2", "service"])
+async def test_webhooks_need_no_session_in_the_login_modes(
+    mode: str,
+    make_proxy: ProxyFactory,
+    keys_file: Path,
+    app: tuple[App, TestServer],
+    key: rsa.RSAPrivateKey,
+    tmp_path: Path,
+) -> None:
+    env = {**OAUTH2_ENV, **webhook_env(keys_file, str(app[1].make_url("/sipgate")))}
+    if mode == "service":
+        env |= {
+            "SIPGATE_PROXY_AUTH__MODE": "service",
+            "SIPGATE_PROXY_AUTH__SERVICE__ALLOWED_SUBJECTS": "[operator]",
+            "SIPGATE_PROXY_AUTH__SERVICE__STATE_FILE": str(tmp_path / "identity"),
+            "SIPGATE_PROXY_SESSION__KEYS": f"[{generate_key()}]",
+        }
+    proxy = await make_proxy(env)
+    body = event(call_id=mode)
+    reply = await post(url(proxy), body, sipgate_headers(sign(key, body)), "127.0.0.2")
+    assert (reply.status, reply.body) == (200, XML)
+    async with aiohttp.ClientSession() as client, client.get(proxy.make_url("/v2/account")) as resp:
+        # the API still needs its login: a session (oauth2), the operator's (service)
+        assert resp.status == {"oauth2": 401, "service": 503}[mode]
