@@ -10,14 +10,15 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from proxy.config import Settings
+from proxy.config import RedisStore, Settings
 from proxy.http.cookies import write_cookies
 from proxy.http.cors import cors_headers, cors_preflight
 from proxy.http.forward_auth import forward_auth_handler
 from proxy.http.middlewares import errors_as_json, refuse_faulty_framing, unrouted_targets
 from proxy.http.proxy_route import proxy_handler
 from proxy.modes import build_mode
-from proxy.modes.parts import ModeContext, ModeParts, Register
+from proxy.modes.common import redis_client, redis_lifecycle
+from proxy.modes.parts import CleanupContext, ModeContext, ModeParts, Register
 from proxy.ops.health import Health
 from proxy.ops.metrics import Metrics
 from proxy.ops.observe import add_request_id, observer
@@ -58,10 +59,27 @@ def create_app(settings: Settings, workers_dir: Path | None = None) -> web.Appli
     if tracing is not None:
         app.cleanup_ctx.append(tracing.lifecycle)  # first in, last out: every span ended
     app.cleanup_ctx.extend((open_clients(settings, clients, _traced(tracing)), *mode.lifecycle))
+    app.cleanup_ctx.extend(_webhooks(app.router, settings, metrics))
     _routes(app.router, settings, mode, health)
     app.router.add_route("*", "/{tail:.*}", proxy)
     app.on_response_prepare.extend((add_request_id, write_cookies, cors_headers(mode.origins)))
     return app
+
+
+def _webhooks(
+    router: web.UrlDispatcher, settings: Settings, metrics: Metrics
+) -> tuple[CleanupContext, ...]:
+    """sipgate.io webhooks, routed before everything else on the main listener; with the
+    Redis store, their replay memory is in Redis (a connection of their own)."""
+    if not settings.webhooks.enabled:
+        return ()
+    from proxy import webhooks
+
+    store = settings.store
+    redis = redis_client(store) if isinstance(store, RedisStore) else None
+    parts = webhooks.build(settings, metrics, redis.client if redis else None)
+    parts.register(router)
+    return (parts.lifecycle, *((redis_lifecycle(redis),) if redis else ()))
 
 
 def _tracing(settings: Settings) -> Tracing | None:

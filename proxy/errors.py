@@ -7,18 +7,24 @@ its HTTP status and a stable machine-readable code (the JSON body's ``error``).
     ├── Unauthenticated             401  unauthenticated: no valid session
     │                                    (a browser navigation gets 302 to the login)
     ├── InvalidClientCredentials    401  invalid_client_credentials: unknown or wrong
+    ├── BadWebhookSignature         401  bad_signature: X-Sipgate-Signature missing or wrong
     ├── ClientNotAllowed            403  client_not_allowed: outside allowed_client_networks
+    ├── WebhookSourceRefused        403  source_refused: outside webhooks.source_networks
     ├── ClientNetworkRefused        403  client_network_refused: outside the client's networks
     ├── ForbiddenByPolicy           403  forbidden_by_policy: not in the client's allow list
     ├── CrossSiteRefused            403  cross_site_request: unsafe method, foreign origin
     ├── BodyTooLarge                413  body_too_large: above upstream.max_body_size
+    │   └── WebhookBodyTooLarge              webhook_body_too_large: above webhooks.max_body_size
     ├── RateLimited                 429  rate_limited: over the client's rate (Retry-After)
     ├── UpstreamUnreachable         502  bad_gateway: refused, reset, TLS or closed early
+    │   └── AppUnreachable                   app_unreachable: webhooks.forward_to
     ├── ServiceUnavailable          503  (base: every 503 carries Retry-After)
     │   ├── IdPUnavailable               idp_unavailable: the token needs the IdP, it is away
     │   ├── StoreUnavailable             session_store_unavailable: Redis cannot be reached
-    │   └── ServiceIdentityMissing       service_identity_missing: an operator must sign in
+    │   ├── ServiceIdentityMissing       service_identity_missing: an operator must sign in
+    │   └── WebhookInFlight              webhook_in_flight: the same event is being delivered
     └── UpstreamTimeout             504  gateway_timeout: connect or read timeout
+        └── AppTimeout                       app_timeout: webhooks.forward_to too slow
 
 OAuth protocol failures are not in this tree: ``proxy.oauth.client`` raises its own, and
 the authenticators translate them into these (one boundary, ``auth/``). An error is never
@@ -141,6 +147,22 @@ class UpstreamUnreachable(ProxyError, status=502, code="bad_gateway"):
     message = "the upstream API could not be reached"
 
 
+class BadWebhookSignature(ProxyError, status=401, code="bad_signature"):
+    message = "X-Sipgate-Signature is missing or does not verify"
+
+
+class WebhookSourceRefused(ProxyError, status=403, code="source_refused"):
+    message = "this address may not post webhooks (webhooks.source_networks)"
+
+
+class WebhookBodyTooLarge(BodyTooLarge, code="webhook_body_too_large"):
+    message = "the request body exceeds webhooks.max_body_size"
+
+
+class AppUnreachable(UpstreamUnreachable, code="app_unreachable"):
+    message = "the app (webhooks.forward_to) could not be reached"
+
+
 class ServiceUnavailable(ProxyError, status=503, code="service_unavailable"):
     """A peer the proxy needs is away for now: the client may retry after a while."""
 
@@ -163,8 +185,17 @@ class ServiceIdentityMissing(ServiceUnavailable, code="service_identity_missing"
     message = "no usable service identity: an operator must sign in"
 
 
+class WebhookInFlight(ServiceUnavailable, code="webhook_in_flight"):
+    message = "the same event is being delivered right now; retry shortly"
+    retry_after = 1
+
+
 class UpstreamTimeout(ProxyError, status=504, code="gateway_timeout"):
     message = "the upstream API did not answer in time"
+
+
+class AppTimeout(UpstreamTimeout, code="app_timeout"):
+    message = "the app (webhooks.forward_to) did not answer in time"
 
 
 def json_error(status: int, code: str, message: str, **extra: str) -> web.Response:

@@ -22,6 +22,10 @@ LOGIN_OUTCOME = web.RequestKey("login_outcome", str)
 STORE_ERROR = web.RequestKey("store_error", bool)
 CLIENT = web.RequestKey("client", str)  # the shared modes' app, by its configured name
 POLICY_DENIED = web.RequestKey("policy_denied", str)  # why the app was refused
+# A webhook (webhooks/): its event (name and call id, never the numbers) and outcome.
+WEBHOOK_EVENT = web.RequestKey("webhook_event", str)
+WEBHOOK_CALL_ID = web.RequestKey("webhook_call_id", str)
+WEBHOOK_OUTCOME = web.RequestKey("webhook_outcome", str)
 # The request's span (tracing on): its trace and span id, as the access log writes them.
 TRACE_ID = web.RequestKey("trace_id", str)
 SPAN_ID = web.RequestKey("span_id", str)

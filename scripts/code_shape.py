@@ -25,6 +25,7 @@ LAYERS: dict[str, int] = {
     "app": 6,
     "modes": 6,
     "http": 5,
+    "webhooks": 5,
     "tracing": 5,
     "login": 5,
     "auth": 4,

@@ -207,6 +207,7 @@ SECRET_FILE_KEYS = {
     "redis_sentinel_tls_ca_file",
     "clients_file",
     "secret_file",  # forward_auth
+    "public_keys_file",
 }
 CA_FILES = {"redis-ca.crt", "redis-sentinel-ca.crt"}  # PEM, made per test (with_secret_files)
 SECRET_VALUES = {
@@ -223,6 +224,8 @@ SECRET_VALUES = {
         f'  token_sha256: "{hashlib.sha256(b"test-only").hexdigest()}"\n'
         '  allow: ["POST /v2/sessions/sms"]\n'
     ),
+    # the webhook keys' ConfigMap (webhooks.publicKeys): sipgate's key, as the image has it
+    "webhook-keys.pem": (ROOT / "proxy" / "webhooks" / "sipgate-push-api.pem").read_text(),
 }
 
 
@@ -322,6 +325,9 @@ def sources_named_in_redis_values(values: dict[str, Any]) -> dict[str, tuple[str
     clients = values.get("clientsSecret", {})
     if clients.get("name"):
         named["clients.yaml"] = (clients["name"], clients.get("key", "clients.yaml"))
+    keys = values.get("webhooks", {}).get("publicKeys", {})
+    if keys.get("configMapName"):
+        named["webhook-keys.pem"] = (f"configMap/{keys['configMapName']}", keys["key"])
     return named
 
 
@@ -432,6 +438,7 @@ def test_value_sets_cover_the_required_uses() -> None:
         "redis-sentinel",
         "redis-cluster",
         "service",
+        "webhooks",
     } <= set(VALUE_SETS)
 
 
@@ -688,6 +695,10 @@ FRONT_SECRET = "test-only-forward-auth-secret-0123456789"  # >= 32 characters
         (
             {"config": {"auth": {"clients_file": "/clients.yaml"}}},
             "config.auth.clients_file is set by the chart",
+        ),
+        (
+            {"config": {"webhooks": {"public_keys_file": "/keys.pem"}}},
+            "config.webhooks.public_keys_file is set by the chart",
         ),
         (
             {

@@ -39,7 +39,6 @@ from proxy.config.schema import (
     Client,
     Document,
     ForwardAuth,
-    IPNetwork,
     Listen,
     Log,
     Management,
@@ -52,7 +51,9 @@ from proxy.config.schema import (
     Upstream,
 )
 from proxy.config.secret import Secret
+from proxy.config.section import IPNetwork
 from proxy.config.sources import ENV_PREFIX, env_name, read
+from proxy.config.webhooks import Webhooks
 
 __all__ = [
     "ENV_PREFIX",
@@ -87,6 +88,7 @@ __all__ = [
     "Settings",
     "Store",
     "Upstream",
+    "Webhooks",
     "env_name",
     "load",
     "read_clients_file",

@@ -13,6 +13,7 @@ from proxy.config.problems import Problem
 from proxy.config.schema import Document, Upstream
 from proxy.config.sources import env_name
 from proxy.config.tracing import tracing_problems
+from proxy.config.webhooks import webhooks_problems
 
 
 def cross_checks(document: Document) -> Iterator[Problem]:
@@ -24,6 +25,7 @@ def cross_checks(document: Document) -> Iterator[Problem]:
         yield from _service_checks(document)
     yield from _forward_auth_checks(document)
     yield from tracing_problems(document.tracing)
+    yield from webhooks_problems(document.webhooks, document.auth.oauth2.path_prefix)
 
 
 # The front proxy's secret: at least as long as a base64 session key is (generate-key).

@@ -21,9 +21,8 @@ from typing import Annotated, Any, Literal, TypeVar
 import msgspec
 
 from proxy.config.problems import Problem, dotted
-from proxy.config.schema import IPNetwork
 from proxy.config.secret import Secret
-from proxy.config.section import Check, Section
+from proxy.config.section import Check, IPNetwork, Section
 
 S = TypeVar("S", bound=Section)
 Key = tuple[str, ...]

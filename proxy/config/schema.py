@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Literal, TypeAlias
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 import msgspec
@@ -24,14 +24,9 @@ from proxy.config.rules import (
     public_origin,
 )
 from proxy.config.secret import Secret
-from proxy.config.section import Check, Positive, Section
+from proxy.config.section import Check, IPNetwork, Positive, Section
 from proxy.config.tracing import Tracing
-
-if TYPE_CHECKING:
-    IPNetwork: TypeAlias = ipaddress.IPv4Network | ipaddress.IPv6Network
-else:
-    # msgspec takes one custom type per field: the base class both families share.
-    IPNetwork = ipaddress._BaseNetwork
+from proxy.config.webhooks import Webhooks
 
 LOOPBACK_NETWORKS = ["127.0.0.0/8", "::1/128"]
 
@@ -200,6 +195,7 @@ class Document(Section, frozen=True, kw_only=True):
     forward_auth: ForwardAuth = msgspec.field(default_factory=ForwardAuth)
     log: Log = msgspec.field(default_factory=Log)
     tracing: Tracing = msgspec.field(default_factory=Tracing)
+    webhooks: Webhooks = msgspec.field(default_factory=Webhooks)
 
     @property
     def is_local(self) -> bool:

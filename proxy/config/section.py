@@ -3,11 +3,18 @@
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeAlias
 
 import msgspec
+
+if TYPE_CHECKING:
+    IPNetwork: TypeAlias = ipaddress.IPv4Network | ipaddress.IPv6Network
+else:
+    # msgspec takes one custom type per field: the base class both families share.
+    IPNetwork = ipaddress._BaseNetwork
 
 
 @dataclass(frozen=True)

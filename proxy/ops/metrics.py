@@ -33,6 +33,7 @@ class Metrics:
         self._declare_traffic()
         self._declare_sessions()
         self._declare_clients()
+        self._declare_webhooks()
         self._declare_state()
         # The two children every request touches, looked up once per (route, status).
         self._children: dict[tuple[str, int], tuple[Counter, Histogram]] = {}
@@ -105,6 +106,15 @@ class Metrics:
             "Shared modes: requests refused by the client gate, by client and reason "
             "(credentials, network, policy, rate_limit).",
             ["client", "reason"],
+        )
+
+    def _declare_webhooks(self) -> None:
+        # event: newCall, answer, hangup, dtmf, other or unknown (not verified, not read)
+        self.webhooks = self._counter(
+            "sipgate_proxy_webhooks",
+            "sipgate.io webhooks by event and outcome (delivered, replayed, bad_signature, "
+            "source_refused, app_error, bad_request, unavailable).",
+            ["event", "outcome"],
         )
 
     def _declare_state(self) -> None:

@@ -58,6 +58,9 @@ _LOGGED = (
     (state.LOGIN_OUTCOME, "login"),
     (state.CLIENT, "client"),
     (state.POLICY_DENIED, "denied"),
+    (state.WEBHOOK_EVENT, "event"),  # a webhook's: never its phone numbers
+    (state.WEBHOOK_CALL_ID, "call_id"),
+    (state.WEBHOOK_OUTCOME, "webhook"),
     (state.TRACE_ID, "trace_id"),  # tracing on: the request's span
     (state.SPAN_ID, "span_id"),
 )

@@ -146,6 +146,9 @@ names the file, e.g. auth.oauth2 + client_secret_file), kind (secret or configMa
 {{- $files = append $files (dict "key" .key "file" "clients.yaml" "section" "auth" "option" "clients_file" "kind" "secret" "name" .name) -}}
 {{- end -}}
 {{- end -}}
+{{- with ((.Values.webhooks).publicKeys).configMapName -}}
+{{- $files = append $files (dict "key" $.Values.webhooks.publicKeys.key "file" "webhook-keys.pem" "section" "webhooks" "option" "public_keys_file" "kind" "configMap" "name" .) -}}
+{{- end -}}
 {{- if include "sipgate-auth-proxy.redis" . -}}
 {{- $redis := .Values.redis -}}
 {{- if not (include "sipgate-auth-proxy.redisSentinel" .) -}}
@@ -249,6 +252,9 @@ the operator signs in), http://localhost:<management port>; else https://<first 
 {{- end -}}
 {{- if hasKey ($config.tracing | default dict) "headers" -}}
 {{- fail "config.tracing.headers: a secret: put them into a Secret named in tracing.headersSecret (set as SIPGATE_PROXY_TRACING__HEADERS); remove them from config" -}}
+{{- end -}}
+{{- if hasKey ($config.webhooks | default dict) "public_keys_file" -}}
+{{- fail "config.webhooks.public_keys_file is set by the chart: name the ConfigMap that holds the PEM keys in webhooks.publicKeys.configMapName; remove it from config" -}}
 {{- end -}}
 {{- if hasKey ($config.auth | default dict) "clients_file" -}}
 {{- fail "config.auth.clients_file is set by the chart: name the Secret that holds the clients file in clientsSecret.name; remove it from config" -}}
