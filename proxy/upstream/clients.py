@@ -64,6 +64,10 @@ def open_clients(
                 upstream,
                 own_cookie_prefix=settings.session.cookie_name,
                 public_url=settings.public_url,
+                front_proxy_fields=(
+                    settings.forward_auth.method_header,
+                    settings.forward_auth.uri_header,
+                ),
             )
             yield
 

@@ -22,7 +22,12 @@ from proxy import request_state as state
 from proxy.config import Upstream
 from proxy.errors import BodyTooLarge, ProxyError, UpstreamTimeout, UpstreamUnreachable
 from proxy.upstream.credentials import Credentials
-from proxy.upstream.headers import add_forwarded_for, passed_on, response_headers
+from proxy.upstream.headers import (
+    add_forwarded_for,
+    canonical_name,
+    passed_on,
+    response_headers,
+)
 from proxy.upstream.target import UpstreamTarget
 
 log = logging.getLogger(__name__)
@@ -39,6 +44,7 @@ class Forwarder:
         client: aiohttp.ClientSession,
         own_cookie_prefix: str | None = None,
         public_url: str = "http://localhost:8080",
+        front_proxy_fields: tuple[str, ...] = (),
     ) -> None:
         self._settings = settings
         self._client = client
@@ -47,6 +53,9 @@ class Forwarder:
         # The proxy knows its public origin; Host and X-Forwarded-Host are the client's.
         public = urlsplit(public_url)
         self._forwarded_proto, self._forwarded_host = public.scheme, public.netloc
+        # forward-auth reads the original method and URI from these: a client's copy
+        # would restate them to the upstream
+        self._untrusted = frozenset(canonical_name(name) for name in front_proxy_fields)
 
     async def forward(self, request: web.Request, credentials: Credentials) -> web.StreamResponse:
         url = self._target.url_for(request.raw_path)
@@ -151,7 +160,7 @@ class Forwarder:
         return _CountedBody(request.content, limit)
 
     def _upstream_headers(self, request: web.Request, credentials: Credentials) -> CIMultiDict[str]:
-        headers = passed_on(request.headers)
+        headers = passed_on(request.headers, self._untrusted)
         cookie = self._upstream_cookie(request)
         if cookie:
             headers["Cookie"] = cookie
