@@ -21,6 +21,7 @@ from multidict import CIMultiDict
 from proxy import request_state as state
 from proxy.config import Upstream
 from proxy.errors import BodyTooLarge, ProxyError, UpstreamTimeout, UpstreamUnreachable
+from proxy.upstream.caching import keep_private
 from proxy.upstream.credentials import Credentials
 from proxy.upstream.headers import (
     add_forwarded_for,
@@ -28,6 +29,7 @@ from proxy.upstream.headers import (
     passed_on,
     response_headers,
 )
+from proxy.upstream.own_side import OwnSide
 from proxy.upstream.target import UpstreamTarget
 
 log = logging.getLogger(__name__)
@@ -38,24 +40,16 @@ _NO_BODY_STATUSES = frozenset({204, 304})
 
 
 class Forwarder:
-    def __init__(
-        self,
-        settings: Upstream,
-        client: aiohttp.ClientSession,
-        own_cookie_prefix: str | None = None,
-        public_url: str = "http://localhost:8080",
-        front_proxy_fields: tuple[str, ...] = (),
-    ) -> None:
+    def __init__(self, settings: Upstream, client: aiohttp.ClientSession, own: OwnSide) -> None:
         self._settings = settings
         self._client = client
         self._target = UpstreamTarget(settings.url)
-        self._own_cookie_prefix = own_cookie_prefix
+        self._own_cookie_prefix = own.cookie_prefix
         # The proxy knows its public origin; Host and X-Forwarded-Host are the client's.
-        public = urlsplit(public_url)
+        public = urlsplit(own.public_url)
         self._forwarded_proto, self._forwarded_host = public.scheme, public.netloc
-        # forward-auth reads the original method and URI from these: a client's copy
-        # would restate them to the upstream
-        self._untrusted = frozenset(canonical_name(name) for name in front_proxy_fields)
+        self._untrusted = frozenset(canonical_name(name) for name in own.front_proxy_fields)
+        self._vary_cookie = own.session_cookie
 
     async def forward(self, request: web.Request, credentials: Credentials) -> web.StreamResponse:
         url = self._target.url_for(request.raw_path)
@@ -113,7 +107,7 @@ class Forwarder:
         if _small_body(request, upstream):
             return await self._relay_whole(request, upstream)
         response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
-        response.headers.extend(response_headers(upstream))
+        response.headers.extend(self._answer_headers(upstream))
         if upstream.content_length is not None:
             response.content_length = upstream.content_length
         await response.prepare(request)
@@ -148,8 +142,13 @@ class Forwarder:
             # Nothing is sent yet, so a short body becomes an honest 502, not a cut.
             raise _upstream_failed(request, timeout=False) from None
         response = web.Response(status=upstream.status, reason=upstream.reason, body=body)
-        response.headers.extend(response_headers(upstream))
+        response.headers.extend(self._answer_headers(upstream))
         return response
+
+    def _answer_headers(self, upstream: aiohttp.ClientResponse) -> CIMultiDict[str]:
+        headers = response_headers(upstream)
+        keep_private(headers, self._vary_cookie)  # every answer here is one account's
+        return headers
 
     def _request_body(self, request: web.Request) -> _CountedBody | None:
         if not request.body_exists:
