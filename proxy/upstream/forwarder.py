@@ -58,15 +58,30 @@ class Forwarder:
         upstream = await self._send(request, url, headers, body)
         try:
             if upstream.status == 401 and body is None and credentials.reauthorize is not None:
-                retry = await credentials.reauthorize()
-                if retry is not None:
-                    upstream.release()
-                    headers["Authorization"] = retry.authorization
-                    request[state.UPSTREAM_401_RETRIED] = True
-                    upstream = await self._send(request, url, headers, None)
+                upstream = await self._retry_after_401(request, url, upstream, credentials)
             return await self._relay(request, upstream)
         finally:
             upstream.release()
+
+    async def _retry_after_401(
+        self,
+        request: web.Request,
+        url: object,
+        upstream: aiohttp.ClientResponse,
+        credentials: Credentials,
+    ) -> aiohttp.ClientResponse:
+        """The answer to one retry with fresh credentials, or the 401 if there are none."""
+        assert credentials.reauthorize is not None
+        retry = await credentials.reauthorize()
+        if retry is None:
+            return upstream
+        upstream.release()
+        request[state.UPSTREAM_401_RETRIED] = True
+        headers = self._upstream_headers(request, retry)
+        retried = await self._send(request, url, headers, None)
+        if retried.status == 401 and retry.rejected is not None:
+            await retry.rejected()  # never raises: the fresh token is not what it minds
+        return retried
 
     async def _send(
         self,
