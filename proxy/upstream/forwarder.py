@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import Awaitable
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -22,6 +22,7 @@ from proxy import request_state as state
 from proxy.config import Upstream
 from proxy.errors import BodyTooLarge, ProxyError, UpstreamTimeout, UpstreamUnreachable
 from proxy.upstream.caching import keep_private
+from proxy.upstream.counted_body import CountedBody
 from proxy.upstream.credentials import Credentials
 from proxy.upstream.headers import (
     add_forwarded_for,
@@ -88,7 +89,7 @@ class Forwarder:
         request: web.Request,
         url: object,
         headers: CIMultiDict[str],
-        body: _CountedBody | None,
+        body: CountedBody | None,
     ) -> aiohttp.ClientResponse:
         # aiohttp itself retries an idempotent request once when a pooled keep-alive
         # connection turns out closed; POST and PATCH are never sent twice.
@@ -129,10 +130,8 @@ class Forwarder:
         try:
             # iter_any: whatever arrived, at once; fixed-size chunks cost half the speed
             async for chunk in upstream.content.iter_any():
-                await response.write(chunk)
-        except (ConnectionResetError, aiohttp.ClientConnectionResetError):
-            upstream.close()  # client went away: drop the upstream connection too
-            return response
+                if not await _delivered(response.write(chunk)):
+                    return _client_went_away(upstream, response)
         except (TimeoutError, aiohttp.ClientError):
             # Headers are out: the only honest signal left is to cut the connection,
             # so the client cannot take a truncated body for a complete one.
@@ -140,7 +139,8 @@ class Forwarder:
             upstream.close()
             _abort(request)
             return response
-        await response.write_eof()
+        if not await _delivered(response.write_eof()):
+            return _client_went_away(upstream, response)
         return response
 
     async def _relay_whole(
@@ -165,13 +165,13 @@ class Forwarder:
         keep_private(headers, self._vary_cookie)  # every answer here is one account's
         return headers
 
-    def _request_body(self, request: web.Request) -> _CountedBody | None:
+    def _request_body(self, request: web.Request) -> CountedBody | None:
         if not request.body_exists:
             return None
         limit = self._settings.max_body_size
         if request.content_length is not None and request.content_length > limit:
             raise BodyTooLarge()
-        return _CountedBody(request.content, limit)
+        return CountedBody(request.content, limit)
 
     def _upstream_headers(self, request: web.Request, credentials: Credentials) -> CIMultiDict[str]:
         headers = passed_on(request.headers, self._untrusted)
@@ -199,24 +199,6 @@ class Forwarder:
         return "; ".join(kept) or None
 
 
-class _CountedBody:
-    """The request body as chunks, refusing to pass more than ``limit`` bytes."""
-
-    def __init__(self, stream: aiohttp.StreamReader, limit: int) -> None:
-        self._stream = stream
-        self._limit = limit
-        self.too_large = False
-
-    async def chunks(self) -> AsyncIterator[bytes]:
-        sent = 0
-        async for chunk in self._stream.iter_any():
-            sent += len(chunk)
-            if sent > self._limit:
-                self.too_large = True
-                raise BodyTooLarge()
-            yield chunk
-
-
 def _upstream_failed(request: web.Request, timeout: bool) -> ProxyError:
     """The error page for an upstream that timed out or failed, counted by kind."""
     request[state.UPSTREAM_ERROR] = "timeout" if timeout else "unreachable"
@@ -232,6 +214,25 @@ def _small_body(request: web.Request, upstream: aiohttp.ClientResponse) -> bool:
         and request.method != "HEAD"
         and upstream.status not in _NO_BODY_STATUSES
     )
+
+
+async def _delivered(write: Awaitable[None]) -> bool:
+    """False when the client went away: reset, broken pipe, or the connection lost while
+    the write waited for the client to read (aiohttp's plain ``ConnectionError``)."""
+    try:
+        await write
+    except ConnectionError:
+        return False
+    return True
+
+
+def _client_went_away(
+    upstream: aiohttp.ClientResponse, response: web.StreamResponse
+) -> web.StreamResponse:
+    # Nothing is wrong with the proxy or the upstream: one line, no traceback.
+    log.info("client went away mid-response")
+    upstream.close()  # drop the upstream connection too: nobody reads the rest
+    return response
 
 
 def _abort(request: web.Request) -> None:
