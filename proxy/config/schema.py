@@ -116,6 +116,7 @@ class Auth(Section, frozen=True, kw_only=True):
 
 
 class Session(Section, frozen=True, kw_only=True):
+    # Unless set: __Host-sipgate_proxy behind an https public_url (config/derived.py)
     cookie_name: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{1,64}\Z")] = "sipgate_proxy"
     # None: on, except for a loopback http public_url with an unprefixed cookie_name
     cookie_secure: bool | None = None
