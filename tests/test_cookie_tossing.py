@@ -122,3 +122,21 @@ def test_the_plain_default_name_stays_for_local_http_and_without_secure_cookies(
     assert config.load(None, local).session.cookie_name == "sipgate_proxy"
     plain_http = {**HTTPS_ENV, "SIPGATE_PROXY_PUBLIC_URL": "http://127.0.0.1:8080"}
     assert config.load(None, plain_http).session.cookie_name == "sipgate_proxy"
+
+
+async def test_cookies_of_the_old_default_name_never_reach_the_upstream(
+    aiohttp_server: ServerFactory, upstream: TestServer
+) -> None:
+    """After the upgrade browsers still hold sipgate_proxy_* cookies (sealed sessions) for
+    up to max_lifetime; with upstream.forward_cookies they must not go to sipgate."""
+    proxy, _ = await https_proxy(
+        aiohttp_server, upstream, SIPGATE_PROXY_UPSTREAM__FORWARD_COOKIES="true"
+    )
+    old = session_cookie("sipgate_proxy", "victim")
+    own = session_cookie("__Host-sipgate_proxy", "victim")
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as client:
+        headers = {"Cookie": f"{old}; app=1; {own}; sipgate_proxy_flow_x=z", "Accept": "*/*"}
+        async with client.get(proxy.make_url("/v2/x"), headers=headers) as resp:
+            assert resp.status == 200
+            body = await resp.json()
+    assert [v for k, v in body["headers"] if k.lower() == "cookie"] == ["app=1"]

@@ -45,7 +45,7 @@ class Forwarder:
         self._settings = settings
         self._client = client
         self._target = UpstreamTarget(settings.url)
-        self._own_cookie_prefix = own.cookie_prefix
+        self._own_cookie_prefixes = own.cookie_prefixes
         # The proxy knows its public origin; Host and X-Forwarded-Host are the client's.
         public = urlsplit(own.public_url)
         self._forwarded_proto, self._forwarded_host = public.scheme, public.netloc
@@ -189,12 +189,12 @@ class Forwarder:
     def _upstream_cookie(self, request: web.Request) -> str | None:
         if not self._settings.forward_cookies:
             return None
-        prefix = self._own_cookie_prefix
+        prefixes = self._own_cookie_prefixes
         kept = [
             pair.strip()
             for raw in request.headers.getall("Cookie", ())
             for pair in raw.split(";")
-            if pair.strip() and not (prefix and pair.strip().startswith(prefix))
+            if pair.strip() and not pair.strip().startswith(prefixes)
         ]
         return "; ".join(kept) or None
 
