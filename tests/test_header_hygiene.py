@@ -396,3 +396,43 @@ async def test_h2c_upgrade_is_not_passed_on(
     echoed = json.loads(answer.split(b"\r\n\r\n", 1)[1])
     names = {canonical(name) for name, _ in echoed["headers"]}
     assert not names & {"upgrade", "http2-settings"}
+
+
+# --- forward-auth's original-request headers ---------------------------------------------
+
+ORIGINAL_REQUEST_HEADERS = [
+    "X-Original-URI", "X-Original-Method", "X-Original-Origin", "X-Original-Sec-Fetch-Site",
+    "X-Original-Forwarded-For", "X_Original_URI",
+]  # fmt: skip
+
+
+async def test_original_request_headers_from_clients_never_reach_upstream(
+    make_proxy: ProxyFactory, recording_upstream: RecordingUpstream
+) -> None:
+    """Front proxies state the original request in these for an auth subrequest; an app
+    behind the proxy may believe them, and a client's copy restates a path or method
+    the client's policy was not checked on."""
+    proxy = await pat_proxy(make_proxy, recording_upstream)
+    sent = [(name, "/v2/admin") for name in ORIGINAL_REQUEST_HEADERS]
+    echoed = await echo(str(proxy.make_url("/v2/x")), sent)
+    arrived = [n for n, _ in echoed["headers"] if canonical(n).startswith("x-original-")]
+    assert arrived == []
+
+
+async def test_configured_forward_auth_header_names_never_reach_upstream(
+    make_proxy: ProxyFactory, recording_upstream: RecordingUpstream
+) -> None:
+    proxy = await make_proxy(
+        {
+            "SIPGATE_PROXY_UPSTREAM__URL": recording_upstream.url,
+            "SIPGATE_PROXY_FORWARD_AUTH__METHOD_HEADER": "X-Auth-Method",
+            "SIPGATE_PROXY_FORWARD_AUTH__URI_HEADER": "X-Auth-Uri",
+        }
+    )
+    sent = [("X-Auth-Method", "DELETE"), ("x-auth-uri", "/v2/admin"), ("X_Auth_Uri", "/v2/a")]
+    echoed = await echo(str(proxy.make_url("/v2/x")), sent)
+    arrived = [n for n, _ in echoed["headers"] if canonical(n).startswith("x-auth-")]
+    assert arrived == []
+    # the control: a header of the same shape that names nothing passes
+    echoed = await echo(str(proxy.make_url("/v2/x")), [("X-Auth-Other", "kept")])
+    assert header_values(echoed, "X-Auth-Other") == ["kept"]

@@ -13,6 +13,7 @@ from pathlib import Path
 import aiohttp
 import psutil
 import pytest
+import yarl
 
 from proxy import __version__
 from tests.conftest import PAT_ENV, ProxyFactory, StackFactory
@@ -104,9 +105,8 @@ async def test_json_log_format_is_one_object_per_line(tmp_path: Path) -> None:
     assert {"time", "level", "request_id", "duration_ms", "upstream_ms"} <= set(access[0])
 
 
-async def test_text_log_format_escapes_control_characters_in_every_field(
-    tmp_path: Path,
-) -> None:
+async def text_log_of_one_request(tmp_path: Path, path_and_query: str) -> str:
+    """The text log of a proxy process that served one request for ``path_and_query``."""
     upstream_port, proxy_port = free_port(), free_port()
     env = {
         **PAT_ENV,
@@ -114,22 +114,60 @@ async def test_text_log_format_escapes_control_characters_in_every_field(
         "SIPGATE_PROXY_UPSTREAM__URL": f"http://127.0.0.1:{upstream_port}",
         "SIPGATE_PROXY_LOG__FORMAT": "text",
     }
-    forged = "%0a2026-01-01%2000:00:00,000%20ERROR%20proxy:%20forged%1b[31m"
     log = tmp_path / "proxy.log"
     with (
         running(["-m", "tests.support.upstream", str(upstream_port)], upstream_port),
         running(["-m", "proxy"], proxy_port, env, log=log),
     ):
         async with aiohttp.ClientSession() as client:
-            url = f"http://127.0.0.1:{proxy_port}/v2/x{forged}?a{forged}=1"
+            url = yarl.URL(f"http://127.0.0.1:{proxy_port}{path_and_query}", encoded=True)
             async with client.get(url) as resp:
                 await resp.read()
-    lines = log.read_text().splitlines()
+    return log.read_text(encoding="utf-8")
+
+
+async def test_text_log_format_escapes_control_characters_in_every_field(
+    tmp_path: Path,
+) -> None:
+    forged = "%0a2026-01-01%2000:00:00,000%20ERROR%20proxy:%20forged%1b[31m"
+    text = await text_log_of_one_request(tmp_path, f"/v2/x{forged}?a{forged}=1")
+    lines = text.splitlines()
     access = [line for line in lines if "proxy.access" in line]
     assert len(access) == 1
     assert not [line for line in lines if line.startswith("2026-01-01")]
-    assert "\x1b" not in log.read_text()
+    assert "\x1b" not in text
     assert "/v2/x\\n2026-01-01 00:00:00,000 ERROR proxy: forged\\x1b[31m" in access[0]
+
+
+# Line and paragraph separators, NEL, the other vertical breaks Python's splitlines()
+# honours, and Cf characters (bidi overrides reorder what a viewer shows, zero-width and
+# BOM characters hide text): every one percent-encoded into a path.
+UNICODE_BREAKS_AND_FORMATS = {
+    r"\u2028": "%e2%80%a8",  # LINE SEPARATOR (Zl)
+    r"\u2029": "%e2%80%a9",  # PARAGRAPH SEPARATOR (Zp)
+    r"\x85": "%c2%85",  # NEL (Cc)
+    r"\x0b": "%0b",
+    r"\x1c": "%1c",
+    r"\u202e": "%e2%80%ae",  # RIGHT-TO-LEFT OVERRIDE (Cf)
+    r"\u2066": "%e2%81%a6",  # LEFT-TO-RIGHT ISOLATE (Cf)
+    r"\u200b": "%e2%80%8b",  # ZERO WIDTH SPACE (Cf)
+    r"\ufeff": "%ef%bb%bf",  # BYTE ORDER MARK (Cf)
+    r"\U000e0041": "%f3%a0%81%81",  # TAG LATIN CAPITAL LETTER A (Cf, outside the BMP)
+}
+
+
+async def test_text_log_format_escapes_unicode_line_breaks_and_format_characters(
+    tmp_path: Path,
+) -> None:
+    """A viewer that splits lines at U+2028 would show ``FORGED…`` as a line of its own."""
+    path = "/v2/x" + "".join(f"{encoded}FORGED" for encoded in UNICODE_BREAKS_AND_FORMATS.values())
+    text = await text_log_of_one_request(tmp_path, path)
+    lines = text.splitlines()  # splits at every Unicode line boundary
+    assert not [line for line in lines if line.startswith("FORGED")], lines
+    assert not [c for c in text if not c.isprintable() and c != "\n"]
+    (access,) = [line for line in lines if "proxy.access" in line]
+    escaped = "/v2/x" + "".join(f"{escape}FORGED" for escape in UNICODE_BREAKS_AND_FORMATS)
+    assert escaped in access, access
 
 
 async def test_oauth_metrics_count_logins_refreshes_and_cookie_bytes(

@@ -218,6 +218,30 @@ async def test_upstream_401_triggers_one_refresh_and_one_retry(oauth_stack: Stac
         assert refresh_grants(stack) == 2
 
 
+async def test_a_path_that_always_answers_401_forces_one_refresh_per_token(
+    oauth_stack: StackFactory,
+) -> None:
+    """The retry with the fresh token is refused too: the token is not what the upstream
+    minds, so later 401s with it are passed on without another grant, until the token
+    changes (here: an ordinary refresh when it is due)."""
+    stack = await oauth_stack({"SIPGATE_PROXY_AUTH__OAUTH2__REFRESH_SKEW": "4"}, access_ttl=8)
+    always_401 = f"{stack.public_url}/__test/status/401"
+    async with ScriptedBrowser() as browser:
+        await logged_in(stack, browser, "ida")
+        statuses = [(await browser.request("GET", always_401, headers=JSON))[0] for _ in range(10)]
+        assert statuses == [401] * 10
+        assert refresh_grants(stack) == 1
+        # the token is fine elsewhere: the session goes on
+        status, _, _, _ = await browser.request("GET", f"{stack.public_url}/v2/a", headers=JSON)
+        assert status == 200
+        await asyncio.sleep(DUE)  # an ordinary refresh changes the token: one more may force
+        for _ in range(3):
+            status, _, _, _ = await browser.request("GET", always_401, headers=JSON)
+            assert status == 401
+        assert refresh_grants(stack) == 3  # the ordinary one and one forced
+    assert stack.idp.token_calls("refresh_token", "invalid_grant") == 0
+
+
 async def test_upstream_403_and_402_never_trigger_refresh(oauth_stack: StackFactory) -> None:
     stack = await oauth_stack()
     async with ScriptedBrowser() as browser:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -74,6 +75,17 @@ def test_round_trip_when_session_has_sipgate_sized_tokens() -> None:
     assert loaded is not None
     assert loaded.tokens == tokens
     assert loaded.created == NOW - 10
+
+
+@pytest.mark.parametrize("rejected", [False, True])
+def test_round_trip_keeps_whether_the_upstream_refused_a_refreshed_token(rejected: bool) -> None:
+    tokens = replace(sipgate_tokens(), rejected_after_refresh=rejected)
+    stored = StoredSession(tokens, NOW - 10, NOW)
+    encoded = session_codec.encode(stored)
+    assert session_codec.decode(encoded).tokens.rejected_after_refresh is rejected
+    # the note costs nothing in the usual case: no field at all when it is not set
+    plain = session_codec.encode(StoredSession(sipgate_tokens(), NOW - 10, NOW))
+    assert (encoded == plain) is not rejected
 
 
 def test_every_set_cookie_fits_4096_bytes_with_sipgate_tokens() -> None:

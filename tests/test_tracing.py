@@ -203,6 +203,69 @@ async def test_error_answer_marks_the_request_span_failed(
     assert server.attributes["error.type"] == "503"
 
 
+# --- who decides: the caller's sampled flag, or the proxy alone ---------------------------
+
+
+async def spans_of_sampled_callers(
+    make_proxy: ProxyFactory, collector: TestServer, env: dict[str, str], count: int = 20
+) -> tuple[list[str], list[str], list[ReceivedSpan]]:
+    """``count`` requests, each with its own sampled traceparent, to a proxy that samples
+    nothing itself (sample_ratio 0); its spans once it stopped (stopping flushes them)."""
+    proxy = await make_proxy(
+        {**tracing_env(collector), **env, "SIPGATE_PROXY_TRACING__SAMPLE_RATIO": "0"}
+    )
+    callers, bodies = [], []
+    async with aiohttp.ClientSession() as client:
+        for _ in range(count):
+            traceparent, trace_id, span_id = new_traceparent()
+            headers = {"traceparent": traceparent, "tracestate": "caller=1"}
+            async with client.get(proxy.make_url("/v2/account"), headers=headers) as resp:
+                assert resp.status == 200
+                bodies.append(await resp.text())
+            callers.append(f"{trace_id}-{span_id}")
+    await proxy.close()
+    return callers, bodies, received(collector).spans
+
+
+async def test_a_callers_sampled_flag_is_followed_when_incoming_context_is_trusted(
+    make_proxy: ProxyFactory, collector: TestServer
+) -> None:
+    """tracing.trust_incoming: true (the default): the caller's decision wins."""
+    callers, _, spans = await spans_of_sampled_callers(make_proxy, collector, {})
+    assert len(spans) == 40  # the request's span and the upstream call's, each
+    servers = [s for s in spans if s.span.kind == SERVER]
+    assert sorted(f"{s.trace_id}-{s.parent_id}" for s in servers) == sorted(callers)
+
+
+async def test_untrusted_incoming_context_starts_a_root_trace_that_links_the_callers(
+    make_proxy: ProxyFactory, collector: TestServer
+) -> None:
+    untrusted = {"SIPGATE_PROXY_TRACING__TRUST_INCOMING": "false"}
+    _, bodies, spans = await spans_of_sampled_callers(make_proxy, collector, untrusted)
+    assert spans == []  # sample_ratio 0 is the proxy's word: nothing is exported
+    for body in bodies:  # the upstream sees no caller's context, and nothing sampled
+        (traceparent,) = upstream_saw(body, "traceparent")
+        assert int(traceparent.rsplit("-", 1)[1], 16) & 1 == 0  # not sampled
+        assert upstream_saw(body, "tracestate") == []
+    # Sampled by the proxy itself: a root of its own, the caller's span only linked.
+    traceparent, trace_id, caller_span = new_traceparent()
+    headers = {"traceparent": traceparent, "tracestate": "caller=1"}
+    proxy = await make_proxy({**tracing_env(collector), **untrusted})
+    async with aiohttp.ClientSession() as client:
+        async with client.get(proxy.make_url("/v2/account"), headers=headers) as resp:
+            body = await resp.text()
+    spans = await received(collector).wait_for(lambda spans: len(spans) >= 2)
+    server = next(s for s in spans if s.span.kind == SERVER)
+    assert server.parent_id == ""
+    assert server.trace_id != trace_id
+    assert [(link.trace_id.hex(), link.span_id.hex()) for link in server.span.links] == [
+        (trace_id, caller_span)
+    ]
+    client_span = next(s for s in spans if s.span.kind == CLIENT)
+    assert upstream_parent(body) == (server.trace_id, client_span.span_id)
+    assert upstream_saw(body, "tracestate") == []
+
+
 # --- tracing off: nothing changes -----------------------------------------------------------
 
 

@@ -6,13 +6,15 @@ access token fresh  → Bearer
 near expiry         → single-flight refresh; the answer carries the new cookies
   grant gone        → session cleared, Unauthenticated
   IdP unavailable   → the current token while it is valid, else IdPUnavailable (503)
+upstream 401        → one forced refresh and one retry (bodiless requests)
+  401 again         → noted in the session: that token's 401s are passed on, no grant
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from aiohttp import web
 
@@ -21,7 +23,7 @@ from proxy.auth.navigation import is_browser_navigation
 from proxy.auth.origin import OriginPolicy
 from proxy.auth.redirects import login_url
 from proxy.clock import Clock
-from proxy.errors import CrossSiteRefused, IdPUnavailable, Unauthenticated
+from proxy.errors import CrossSiteRefused, IdPUnavailable, StoreUnavailable, Unauthenticated
 from proxy.oauth.tokens import TokenSet
 from proxy.refresh.single_flight import Outcome, Refreshes, RefreshFailed
 from proxy.session.aiohttp_adapter import session_cookie_bytes
@@ -74,6 +76,10 @@ class BrowserSessionAuth:
     def _credentials(
         self, request: web.Request, stored: StoredSession, tokens: TokenSet
     ) -> Credentials:
+        bearer = f"Bearer {tokens.access_token}"
+        if tokens.rejected_after_refresh:
+            return Credentials(bearer)  # its 401s are the upstream's word: passed on
+
         async def after_upstream_401() -> Credentials | None:
             # The upstream says the token is bad although it looked valid: one forced
             # refresh through the same single-flight path, then one retry.
@@ -83,19 +89,36 @@ class BrowserSessionAuth:
                 )
             except (Unauthenticated, IdPUnavailable):
                 return None
-            return self._credentials(request, stored, fresh)
+            return self._retry_credentials(request, stored, fresh)
 
-        return Credentials(f"Bearer {tokens.access_token}", reauthorize=after_upstream_401)
+        return Credentials(bearer, reauthorize=after_upstream_401)
+
+    def _retry_credentials(
+        self, request: web.Request, stored: StoredSession, fresh: TokenSet
+    ) -> Credentials:
+        async def after_retry_401() -> None:
+            # Refused right after the refresh: the token is not what the upstream minds.
+            # Noted in the session, so that no process forces a refresh for it again.
+            marked = replace(fresh, rejected_after_refresh=True)
+            try:
+                await self._store(request, marked, stored.created)
+            except StoreUnavailable:
+                log.warning("session store unavailable; the refused token is not noted")
+
+        return Credentials(f"Bearer {fresh.access_token}", rejected=after_retry_401)
 
     async def _fresh(self, request: web.Request, stored: StoredSession, force: bool) -> TokenSet:
         """The token set to use; whenever it is not the one in the request's cookie, the
         answer (whatever it turns out to be) carries the cookies that store it."""
         fresh = await self._usable_tokens(request, stored.tokens, force)
         if fresh is not stored.tokens:
-            cookies = await self._storage.save(fresh, stored.created, self._cookies(request))
-            request[state.SESSION_COOKIE_BYTES] = session_cookie_bytes(cookies)
-            state.set_cookies(request, "session", cookies)
+            await self._store(request, fresh, stored.created)
         return fresh
+
+    async def _store(self, request: web.Request, tokens: TokenSet, created: float) -> None:
+        cookies = await self._storage.save(tokens, created, self._cookies(request))
+        request[state.SESSION_COOKIE_BYTES] = session_cookie_bytes(cookies)
+        state.set_cookies(request, "session", cookies)
 
     async def _usable_tokens(
         self, request: web.Request, tokens: TokenSet, force: bool, again: bool = True

@@ -16,6 +16,7 @@ import re
 from collections.abc import Sequence
 
 from proxy.config.origins import normalise_origin
+from proxy.upstream.caching import vary_adding
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 PREFLIGHT_MAX_AGE = "600"
@@ -72,10 +73,7 @@ def vary_with_origin(values: Sequence[str]) -> str | None:
     """The ``Vary`` value that adds ``Origin`` to the field's lines ``values``, or None
     when they already name it (or ``*``). With CORS on, every answer varies by Origin,
     also one to a request without it; the upstream's fields are kept as sent."""
-    tokens = {token.strip().lower() for value in values for token in value.split(",")}
-    if "origin" in tokens or "*" in tokens:
-        return None
-    return ", ".join([*(value.strip() for value in values if value.strip()), "Origin"])
+    return vary_adding(values, "Origin")
 
 
 def _required_origin(value: str) -> str:

@@ -20,6 +20,7 @@ from pathlib import Path
 from proxy.config.checks import cross_checks, upstream_ca_problem
 from proxy.config.clients import all_clients, read_clients_file
 from proxy.config.convert import section
+from proxy.config.derived import with_derived_defaults
 from proxy.config.modes import (
     CookieStore,
     Mode,
@@ -102,6 +103,7 @@ def load(path: Path | None, environ: Mapping[str, str] = os.environ) -> Settings
     document = section(Document, raw, (), problems)
     if document is None:
         raise ConfigError([named_source(p, from_env) for p in problems])
+    document = with_derived_defaults(document, raw)
     try:
         clients = all_clients(document.auth)
     except ConfigError as err:

@@ -37,6 +37,7 @@ def _loopback() -> list[IPNetwork]:
 
 Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
 HeaderName = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9-]{1,64}\Z")]
+DEFAULT_COOKIE_NAME = "sipgate_proxy"  # behind an https public_url: config/derived.py
 
 
 class Listen(Section, frozen=True, kw_only=True):
@@ -111,7 +112,10 @@ class Auth(Section, frozen=True, kw_only=True):
 
 
 class Session(Section, frozen=True, kw_only=True):
-    cookie_name: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{1,64}\Z")] = "sipgate_proxy"
+    # Unless set: __Host-sipgate_proxy behind an https public_url (config/derived.py)
+    cookie_name: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{1,64}\Z")] = (
+        DEFAULT_COOKIE_NAME
+    )
     # None: on, except for a loopback http public_url with an unprefixed cookie_name
     cookie_secure: bool | None = None
     keys: Annotated[list[Secret], Check(decodable_keys)] = msgspec.field(default_factory=list)

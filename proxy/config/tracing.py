@@ -48,6 +48,9 @@ class Tracing(Section, frozen=True, kw_only=True):
     service_name: Annotated[str, msgspec.Meta(min_length=1, max_length=128)] = "sipgate-auth-proxy"
     # Of the traces that start here; a caller's sampling decision (traceparent) is kept.
     sample_ratio: Annotated[float, msgspec.Meta(ge=0, le=1)] = 1.0
+    # True: a caller's traceparent is continued, its sampled flag followed. False: every
+    # request starts a trace of its own (sample_ratio decides), the caller's span linked.
+    trust_incoming: bool = True
     # Sent with every export, e.g. the collector's API key: secrets, never logged.
     headers: Annotated[dict[str, Secret], Check(_header_names)] = msgspec.field(
         default_factory=dict

@@ -44,6 +44,9 @@ class TokenSet:
     subject: str = ""
     id_token: str | None = None
     issued_at: float | None = None  # when the IdP's answer arrived; None in older sessions
+    # The upstream refused this access token right after a forced refresh produced it:
+    # it is not the token the upstream minds, so its 401s force no further refresh.
+    rejected_after_refresh: bool = False
 
     def __repr__(self) -> str:
         return (

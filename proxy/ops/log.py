@@ -32,25 +32,31 @@ class JsonFormatter(logging.Formatter):
 
 
 class TextFormatter(logging.Formatter):
-    """One line per record for people: the message and every field with control
-    characters escaped, so a path with ``%0a`` cannot start a forged line of its own."""
+    """One line per record for people: the message and every field with every character
+    that is not printable escaped, so a path with ``%0a`` or ``%e2%80%a8`` cannot start a
+    forged line of its own, nor a bidi override reorder what a viewer shows."""
 
     def __init__(self) -> None:
         super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     def formatMessage(self, record: logging.LogRecord) -> str:
-        return super().formatMessage(record).translate(_ESCAPES)
+        return escaped(super().formatMessage(record))
 
     def format(self, record: logging.LogRecord) -> str:
         extra = {k: v for k, v in vars(record).items() if k not in _STANDARD}
         line = super().format(record)
         if extra:
-            line += " " + " ".join(f"{k}={v}".translate(_ESCAPES) for k, v in extra.items())
+            line += " " + " ".join(escaped(f"{k}={v}") for k, v in extra.items())
         return line
 
 
-# C0 controls, DEL and C1 controls as Python escapes (\n, \x1b, …): what JSON escapes too
-_ESCAPES = {code: repr(chr(code))[1:-1] for code in (*range(0x20), *range(0x7F, 0xA0))}
+def escaped(text: str) -> str:
+    """Python's escape (``\\n``, ``\\x1b``, ``\\u2028``) for every character it calls not
+    printable: controls (Cc), format characters (Cf), line and paragraph separators,
+    surrogates, unassigned code points and every separator but the ASCII space."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 class ClientErrorFilter(logging.Filter):

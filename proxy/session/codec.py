@@ -32,6 +32,7 @@ _ACCESS, _REFRESH, _ID, _EXPIRES, _REFRESH_EXPIRES, _SCOPE, _SUBJECT, _SEALED, _
     1, 10
 )
 _ISSUED = 10  # optional: sessions sealed before it was added have none
+_REJECTED = 11  # optional, empty: present when tokens.rejected_after_refresh
 _RAW, _JWT = b"\x00", b"\x01"
 
 
@@ -63,6 +64,8 @@ def encode(session: StoredSession) -> bytes:
         fields.append((_ID, _pack_token(tokens.id_token)))
     if tokens.issued_at is not None:
         fields.append((_ISSUED, struct.pack(">d", tokens.issued_at)))
+    if tokens.rejected_after_refresh:
+        fields.append((_REJECTED, b""))
     body = b"".join(_field(tag, data) for tag, data in fields)
     compressor = zlib.compressobj(9, zlib.DEFLATED, -15, 9, zlib.Z_DEFAULT_STRATEGY, _ZDICT)
     return FORMAT + compressor.compress(body) + compressor.flush()
@@ -89,6 +92,7 @@ def decode(data: bytes) -> StoredSession:
             scope=fields[_SCOPE].decode(),
             subject=fields[_SUBJECT].decode(),
             issued_at=_double(fields[_ISSUED]) if _ISSUED in fields else None,
+            rejected_after_refresh=_REJECTED in fields,
         )
         return StoredSession(tokens, _double(fields[_CREATED]), _double(fields[_SEALED]))
     except (KeyError, UnicodeDecodeError, struct.error):

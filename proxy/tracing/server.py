@@ -1,14 +1,25 @@
 """The request's own span (SERVER): it continues the caller's W3C trace context
 (``traceparent``, ``tracestate``) or starts a trace, and names its ids for the access
-log. Attributes follow OpenTelemetry's HTTP conventions; the path is there, the query
-string never is (its values may be secret)."""
+log. Without ``trust_incoming`` every request starts a trace (the proxy's sample_ratio
+decides, never a caller's sampled flag) and the caller's span is only a link.
+Attributes follow OpenTelemetry's HTTP conventions; the path is there, the query string
+never is (its values may be secret)."""
 
 from __future__ import annotations
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
+from opentelemetry.context import Context
 from opentelemetry.propagators.textmap import TextMapPropagator
-from opentelemetry.trace import Span, SpanKind, Tracer, format_span_id, format_trace_id
+from opentelemetry.trace import (
+    Link,
+    Span,
+    SpanKind,
+    Tracer,
+    format_span_id,
+    format_trace_id,
+    get_current_span,
+)
 from opentelemetry.util.types import AttributeValue
 
 from proxy import request_state as state
@@ -21,14 +32,18 @@ KNOWN_METHODS = frozenset(
 REQUEST_ID = "sipgate_proxy.request_id"
 
 
-def server_spans(tracer: Tracer, propagator: TextMapPropagator) -> Middleware:
+def server_spans(
+    tracer: Tracer, propagator: TextMapPropagator, trust_incoming: bool = True
+) -> Middleware:
     @web.middleware
     async def traced(request: web.Request, handler: Handler) -> web.StreamResponse:
         method = known_method(request.method)
         route = own_route(request)
+        caller = propagator.extract(request.headers)
         with tracer.start_as_current_span(
             f"{method} {route}" if route else method,
-            context=propagator.extract(request.headers),
+            context=caller if trust_incoming else Context(),
+            links=() if trust_incoming else _linked(caller),
             kind=SpanKind.SERVER,
             attributes=_attributes(request, method, route),
             record_exception=False,
@@ -49,6 +64,12 @@ def server_spans(tracer: Tracer, propagator: TextMapPropagator) -> Middleware:
                 _answered(span, request, status)
 
     return traced
+
+
+def _linked(caller: Context) -> list[Link]:
+    """The caller's span as a link, when it sent a valid one."""
+    span = get_current_span(caller).get_span_context()
+    return [Link(span)] if span.is_valid else []
 
 
 def known_method(method: str) -> str:

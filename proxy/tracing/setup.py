@@ -58,7 +58,7 @@ class Tracing:
         self._propagator = TraceContextTextMapPropagator()
 
     def server_middleware(self) -> Middleware:
-        return server_spans(self.tracer, self._propagator)
+        return server_spans(self.tracer, self._propagator, self._settings.trust_incoming)
 
     def client_middleware(self, peer: str) -> ClientMiddlewareType:
         return client_spans(self.tracer, self._propagator, peer)

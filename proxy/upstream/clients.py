@@ -13,6 +13,7 @@ from aiohttp.client_middlewares import ClientMiddlewareType
 
 from proxy.config import Settings, Upstream
 from proxy.upstream.forwarder import Forwarder
+from proxy.upstream.own_side import OwnSide
 
 
 @dataclass
@@ -59,12 +60,7 @@ def open_clients(
             _idp_client(settings, middlewares.idp) as idp,
         ):
             clients.upstream, clients.idp = upstream, idp
-            clients.forwarder = Forwarder(
-                settings.upstream,
-                upstream,
-                own_cookie_prefix=settings.session.cookie_name,
-                public_url=settings.public_url,
-            )
+            clients.forwarder = Forwarder(settings.upstream, upstream, OwnSide.of(settings))
             yield
 
     return open_and_close

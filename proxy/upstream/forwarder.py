@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import Awaitable
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -21,8 +21,16 @@ from multidict import CIMultiDict
 from proxy import request_state as state
 from proxy.config import Upstream
 from proxy.errors import BodyTooLarge, ProxyError, UpstreamTimeout, UpstreamUnreachable
+from proxy.upstream.caching import keep_private
+from proxy.upstream.counted_body import CountedBody
 from proxy.upstream.credentials import Credentials
-from proxy.upstream.headers import add_forwarded_for, passed_on, response_headers
+from proxy.upstream.headers import (
+    add_forwarded_for,
+    canonical_name,
+    passed_on,
+    response_headers,
+)
+from proxy.upstream.own_side import OwnSide
 from proxy.upstream.target import UpstreamTarget
 
 log = logging.getLogger(__name__)
@@ -33,20 +41,16 @@ _NO_BODY_STATUSES = frozenset({204, 304})
 
 
 class Forwarder:
-    def __init__(
-        self,
-        settings: Upstream,
-        client: aiohttp.ClientSession,
-        own_cookie_prefix: str | None = None,
-        public_url: str = "http://localhost:8080",
-    ) -> None:
+    def __init__(self, settings: Upstream, client: aiohttp.ClientSession, own: OwnSide) -> None:
         self._settings = settings
         self._client = client
         self._target = UpstreamTarget(settings.url)
-        self._own_cookie_prefix = own_cookie_prefix
+        self._own_cookie_prefixes = own.cookie_prefixes
         # The proxy knows its public origin; Host and X-Forwarded-Host are the client's.
-        public = urlsplit(public_url)
+        public = urlsplit(own.public_url)
         self._forwarded_proto, self._forwarded_host = public.scheme, public.netloc
+        self._untrusted = frozenset(canonical_name(name) for name in own.front_proxy_fields)
+        self._vary_cookie = own.session_cookie
 
     async def forward(self, request: web.Request, credentials: Credentials) -> web.StreamResponse:
         url = self._target.url_for(request.raw_path)
@@ -55,22 +59,37 @@ class Forwarder:
         upstream = await self._send(request, url, headers, body)
         try:
             if upstream.status == 401 and body is None and credentials.reauthorize is not None:
-                retry = await credentials.reauthorize()
-                if retry is not None:
-                    upstream.release()
-                    headers["Authorization"] = retry.authorization
-                    request[state.UPSTREAM_401_RETRIED] = True
-                    upstream = await self._send(request, url, headers, None)
+                upstream = await self._retry_after_401(request, url, upstream, credentials)
             return await self._relay(request, upstream)
         finally:
             upstream.release()
+
+    async def _retry_after_401(
+        self,
+        request: web.Request,
+        url: object,
+        upstream: aiohttp.ClientResponse,
+        credentials: Credentials,
+    ) -> aiohttp.ClientResponse:
+        """The answer to one retry with fresh credentials, or the 401 if there are none."""
+        assert credentials.reauthorize is not None
+        retry = await credentials.reauthorize()
+        if retry is None:
+            return upstream
+        upstream.release()
+        request[state.UPSTREAM_401_RETRIED] = True
+        headers = self._upstream_headers(request, retry)
+        retried = await self._send(request, url, headers, None)
+        if retried.status == 401 and retry.rejected is not None:
+            await retry.rejected()  # never raises: the fresh token is not what it minds
+        return retried
 
     async def _send(
         self,
         request: web.Request,
         url: object,
         headers: CIMultiDict[str],
-        body: _CountedBody | None,
+        body: CountedBody | None,
     ) -> aiohttp.ClientResponse:
         # aiohttp itself retries an idempotent request once when a pooled keep-alive
         # connection turns out closed; POST and PATCH are never sent twice.
@@ -104,17 +123,15 @@ class Forwarder:
         if _small_body(request, upstream):
             return await self._relay_whole(request, upstream)
         response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
-        response.headers.extend(response_headers(upstream))
+        response.headers.extend(self._answer_headers(upstream))
         if upstream.content_length is not None:
             response.content_length = upstream.content_length
         await response.prepare(request)
         try:
             # iter_any: whatever arrived, at once; fixed-size chunks cost half the speed
             async for chunk in upstream.content.iter_any():
-                await response.write(chunk)
-        except (ConnectionResetError, aiohttp.ClientConnectionResetError):
-            upstream.close()  # client went away: drop the upstream connection too
-            return response
+                if not await _delivered(response.write(chunk)):
+                    return _client_went_away(upstream, response)
         except (TimeoutError, aiohttp.ClientError):
             # Headers are out: the only honest signal left is to cut the connection,
             # so the client cannot take a truncated body for a complete one.
@@ -122,7 +139,8 @@ class Forwarder:
             upstream.close()
             _abort(request)
             return response
-        await response.write_eof()
+        if not await _delivered(response.write_eof()):
+            return _client_went_away(upstream, response)
         return response
 
     async def _relay_whole(
@@ -139,19 +157,24 @@ class Forwarder:
             # Nothing is sent yet, so a short body becomes an honest 502, not a cut.
             raise _upstream_failed(request, timeout=False) from None
         response = web.Response(status=upstream.status, reason=upstream.reason, body=body)
-        response.headers.extend(response_headers(upstream))
+        response.headers.extend(self._answer_headers(upstream))
         return response
 
-    def _request_body(self, request: web.Request) -> _CountedBody | None:
+    def _answer_headers(self, upstream: aiohttp.ClientResponse) -> CIMultiDict[str]:
+        headers = response_headers(upstream)
+        keep_private(headers, self._vary_cookie)  # every answer here is one account's
+        return headers
+
+    def _request_body(self, request: web.Request) -> CountedBody | None:
         if not request.body_exists:
             return None
         limit = self._settings.max_body_size
         if request.content_length is not None and request.content_length > limit:
             raise BodyTooLarge()
-        return _CountedBody(request.content, limit)
+        return CountedBody(request.content, limit)
 
     def _upstream_headers(self, request: web.Request, credentials: Credentials) -> CIMultiDict[str]:
-        headers = passed_on(request.headers)
+        headers = passed_on(request.headers, self._untrusted)
         cookie = self._upstream_cookie(request)
         if cookie:
             headers["Cookie"] = cookie
@@ -166,32 +189,14 @@ class Forwarder:
     def _upstream_cookie(self, request: web.Request) -> str | None:
         if not self._settings.forward_cookies:
             return None
-        prefix = self._own_cookie_prefix
+        prefixes = self._own_cookie_prefixes
         kept = [
             pair.strip()
             for raw in request.headers.getall("Cookie", ())
             for pair in raw.split(";")
-            if pair.strip() and not (prefix and pair.strip().startswith(prefix))
+            if pair.strip() and not pair.strip().startswith(prefixes)
         ]
         return "; ".join(kept) or None
-
-
-class _CountedBody:
-    """The request body as chunks, refusing to pass more than ``limit`` bytes."""
-
-    def __init__(self, stream: aiohttp.StreamReader, limit: int) -> None:
-        self._stream = stream
-        self._limit = limit
-        self.too_large = False
-
-    async def chunks(self) -> AsyncIterator[bytes]:
-        sent = 0
-        async for chunk in self._stream.iter_any():
-            sent += len(chunk)
-            if sent > self._limit:
-                self.too_large = True
-                raise BodyTooLarge()
-            yield chunk
 
 
 def _upstream_failed(request: web.Request, timeout: bool) -> ProxyError:
@@ -209,6 +214,25 @@ def _small_body(request: web.Request, upstream: aiohttp.ClientResponse) -> bool:
         and request.method != "HEAD"
         and upstream.status not in _NO_BODY_STATUSES
     )
+
+
+async def _delivered(write: Awaitable[None]) -> bool:
+    """False when the client went away: reset, broken pipe, or the connection lost while
+    the write waited for the client to read (aiohttp's plain ``ConnectionError``)."""
+    try:
+        await write
+    except ConnectionError:
+        return False
+    return True
+
+
+def _client_went_away(
+    upstream: aiohttp.ClientResponse, response: web.StreamResponse
+) -> web.StreamResponse:
+    # Nothing is wrong with the proxy or the upstream: one line, no traceback.
+    log.info("client went away mid-response")
+    upstream.close()  # drop the upstream connection too: nobody reads the rest
+    return response
 
 
 def _abort(request: web.Request) -> None:

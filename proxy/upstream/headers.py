@@ -53,6 +53,9 @@ UNTRUSTED_FIELDS = frozenset(
 )
 UNTRUSTED_PREFIXES = (
     "x-forwarded-",  # X-Forwarded-For is rebuilt by add_forwarded_for
+    # what a front proxy states about the original request (forward-auth's method and
+    # URI, ingress-nginx's X-Original-Forwarded-For): never the client's to state
+    "x-original-",
     "x-auth-request-",
     "remote-",
     "x-remote-",
@@ -70,14 +73,23 @@ _NEVER_WITH_UNDERSCORE = (
 )
 
 
-def client_may_send(name: str) -> bool:
-    canonical = name.lower().replace("_", "-")
+def canonical_name(name: str) -> str:
+    return name.lower().replace("_", "-")
+
+
+def client_may_send(name: str, also_untrusted: frozenset[str] = frozenset()) -> bool:
+    """``also_untrusted``: further canonical names (the configured forward-auth ones)."""
+    canonical = canonical_name(name)
     if canonical in UNTRUSTED_FIELDS or canonical.startswith(UNTRUSTED_PREFIXES):
+        return False
+    if canonical in also_untrusted:
         return False
     return not ("_" in name and canonical in _NEVER_WITH_UNDERSCORE)
 
 
-def passed_on(received: CIMultiDictProxy[str]) -> CIMultiDict[str]:
+def passed_on(
+    received: CIMultiDictProxy[str], also_untrusted: frozenset[str] = frozenset()
+) -> CIMultiDict[str]:
     """The client's fields that go upstream: no hop-by-hop field (nor one ``Connection``
     names), none the proxy sets itself, none a client may not send."""
     dropped = connection_tokens(received)
@@ -88,7 +100,7 @@ def passed_on(received: CIMultiDictProxy[str]) -> CIMultiDict[str]:
             lower in HOP_BY_HOP
             or lower in REQUEST_FIELDS_SET_BY_PROXY
             or lower in dropped
-            or not client_may_send(name)
+            or not client_may_send(name, also_untrusted)
         ):
             continue
         headers.add(name, value)

@@ -202,6 +202,25 @@ async def cors(request: web.Request) -> web.Response:
     return response
 
 
+async def cacheable(request: web.Request) -> web.StreamResponse:
+    """An answer the upstream calls cacheable: each ``?cc=`` a Cache-Control line (default
+    ``public, max-age=600``), ``Vary: Accept-Encoding``; ``?bytes=N`` streams N bytes
+    without a Content-Length instead of a small JSON body."""
+    response = web.StreamResponse()
+    for value in request.query.getall("cc", ["public, max-age=600"]):
+        if value:  # "?cc=": no Cache-Control at all
+            response.headers.add("Cache-Control", value)
+    response.headers["Vary"] = "Accept-Encoding"
+    total = int(request.query.get("bytes", "0"))
+    body = b"c" * total if total else b'{"cacheable": true}'
+    if not total:
+        response.content_length = len(body)
+    await response.prepare(request)
+    await response.write(body)
+    await response.write_eof()
+    return response
+
+
 # Every request that reached the double, as "METHOD raw_path": what a refusal never sends.
 RECEIVED = web.AppKey("received", list[str])
 
@@ -230,6 +249,7 @@ def create_upstream_app(jwks_url: str | None = None) -> web.Application:
     app.router.add_route("*", "/__test/status/{code}", status)
     app.router.add_get("/__test/cookies", cookies)
     app.router.add_get("/__test/cors", cors)
+    app.router.add_get("/__test/cacheable", cacheable)
     app[HANGUPS] = []
     app.router.add_route("*", "/__test/hangup", hangup)
     app.router.add_route("*", "/{tail:.*}", echo)
