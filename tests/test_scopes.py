@@ -5,6 +5,7 @@ against the upstream double."""
 from __future__ import annotations
 
 import base64
+import json
 import re
 import uuid
 from typing import Any
@@ -16,12 +17,15 @@ from yarl import URL
 
 from proxy import config
 from proxy.auth.clients.paths import canonical_segments
+from proxy.auth.session_scopes import granted_scopes
 from proxy.config.client_credentials import token_sha256
+from proxy.oauth.tokens import TokenSet
 from proxy.sipgate.index import OperationIndex, sipgate_index
 from proxy.sipgate.operations import Operation, operations, scope_names
-from tests.conftest import PAT_ENV, ProxyFactory
+from tests.conftest import PAT_ENV, ProxyFactory, StackFactory
+from tests.support.scripted_browser import ScriptedBrowser
 from tests.support.secrets import WATCH
-from tests.test_clients import basic, clients_env, received
+from tests.test_clients import basic, clients_env, received, sipgateio
 
 TOKEN = str(uuid.uuid4())  # every test client shares it: the token id tells them apart
 WATCH.add(TOKEN)
@@ -280,3 +284,107 @@ async def test_metrics_count_a_scope_refusal(make_proxy: ProxyFactory) -> None:
         async with session.get(proxy.make_url("/metrics")) as resp:
             text = await resp.text()
     assert 'sipgate_proxy_policy_denied_total{client="billing",reason="scope"} 1.0' in text
+
+
+# --- sessions: auth.oauth2.enforce_scopes, with the real IdP ------------------------------------
+
+ENFORCING = {
+    "SIPGATE_PROXY_AUTH__OAUTH2__SCOPES": "[balance:read]",
+    "SIPGATE_PROXY_AUTH__OAUTH2__ENFORCE_SCOPES": "true",
+}
+
+
+async def test_a_session_without_the_scope_gets_the_bearer_challenge_locally(
+    oauth_stack: StackFactory,
+) -> None:
+    stack = await oauth_stack(ENFORCING)  # the IdP grants what is asked: balance:read
+    async with ScriptedBrowser() as browser:
+        await browser.login(stack.public_url, "alice", "/")
+        status, _, body, _ = await browser.request("GET", f"{stack.public_url}/oauth2/userinfo")
+        assert (status, json.loads(body)["scopes"]) == (200, ["balance:read"])
+        status, _, body, _ = await browser.request("GET", f"{stack.public_url}/v2/balance")
+        assert (status, json.loads(body)["jwt_sub"]) == (200, "alice")
+        status, headers, body, _ = await browser.request(
+            "POST", f"{stack.public_url}/v2/sessions/sms", json={"message": "hi"}
+        )
+        status_other, _, _, _ = await browser.request(
+            "GET",
+            f"{stack.public_url}/v2/app/links",  # no scope declared: sipgate decides
+        )
+    assert status == 403
+    assert headers["WWW-Authenticate"] == (
+        'Bearer error="insufficient_scope", scope="all sessions:sms:write sessions:write"'
+    )
+    assert json.loads(body) == {
+        "error": "insufficient_scope",
+        "message": json.loads(body)["message"],
+        "operation": "POST /v2/sessions/sms",
+        "operationId": "sendWebSms",
+        "scopes": ["all", "sessions:sms:write", "sessions:write"],
+    }
+    assert status_other == 200
+    assert stack.verifier.accepted == 2  # the balance and the links: the SMS never left
+
+
+async def test_without_enforce_scopes_sipgate_decides(oauth_stack: StackFactory) -> None:
+    stack = await oauth_stack({"SIPGATE_PROXY_AUTH__OAUTH2__SCOPES": "[balance:read]"})
+    async with ScriptedBrowser() as browser:
+        await browser.login(stack.public_url, "alice", "/")
+        status, _, _, _ = await browser.request("POST", f"{stack.public_url}/v2/sessions/sms")
+    assert status == 200  # the double does not check scopes; sipgate would answer 403
+    assert stack.verifier.accepted == 1
+
+
+async def test_unknown_oauth2_scopes_are_named_at_start_up(
+    oauth_stack: StackFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("WARNING", logger="proxy.modes.common")
+    await oauth_stack({"SIPGATE_PROXY_AUTH__OAUTH2__SCOPES": "[all, openid, histroy:read, email]"})
+    warnings = [r.getMessage() for r in caplog.records if r.name == "proxy.modes.common"]
+    assert warnings == [
+        "auth.oauth2.scopes.2 ('histroy:read') is not a scope sipgate knows (sipgate ignores "
+        "it); closest: history:read, history:write, ivrs:read"
+    ]
+
+
+def jwt_with(payload: dict[str, Any]) -> str:
+    body = base64.urlsafe_b64encode(json.dumps(payload).encode()).decode().rstrip("=")
+    return f"eyJhbGciOiJSUzI1NiJ9.{body}.c2ln"
+
+
+@pytest.mark.parametrize(
+    ("scope", "payload", "granted"),
+    [
+        ("balance:read openid", {"scope": "all"}, {"balance:read", "openid"}),  # the answer's
+        ("", {"scope": "history:read", "realm_access": {"roles": ["all"]}}, {"history:read"}),
+        ("", {"realm_access": {"roles": ["uma_authorization", "balance:read"]}}, None),
+        ("", {"realm_access": {"roles": "balance:read"}}, set()),  # not a list: none
+        ("", {}, set()),
+    ],
+)
+def test_granted_scopes_come_from_the_answer_then_the_token(
+    scope: str, payload: dict[str, Any], granted: set[str] | None
+) -> None:
+    tokens = TokenSet(jwt_with(payload), None, 0.0, 0.0, scope)
+    roles = payload.get("realm_access", {}).get("roles")
+    assert set(granted_scopes(tokens)) == (granted if granted is not None else set(roles))
+
+
+# --- sipgate's own Node.js library with a scoped credential ------------------------------------
+
+
+async def test_sipgateio_with_a_scoped_credential(
+    make_proxy: ProxyFactory, upstream: TestServer
+) -> None:
+    # history:read for the history; sipgateio's userinfo call declares no scope: a rule
+    reader = scoped("reader", 900, ["history:read"], allow=["GET /v2/authorization/userinfo"])
+    sender = scoped("sender", 901, ["sessions:sms:write"])
+    proxy = await make_proxy(clients_env(reader, sender))
+    read = await sipgateio(proxy, "read", token_id(900), TOKEN)
+    assert read["ok"], read
+    assert read["echoed"]["raw_path"] == "/v2/history?limit=2"
+    refused = await sipgateio(proxy, "sms", token_id(900), TOKEN)
+    assert refused == {"ok": False, "error": "Invalid SMS extension"}  # its words for a 403
+    assert received(upstream) == ["GET /v2/authorization/userinfo", "GET /v2/history?limit=2"]
+    assert await sipgateio(proxy, "sms", token_id(901), TOKEN) == {"ok": True}
+    assert received(upstream)[2:] == ["POST /v2/sessions/sms"]
