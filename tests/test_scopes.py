@@ -8,6 +8,7 @@ import base64
 import json
 import re
 import uuid
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -25,7 +26,9 @@ from proxy.sipgate.operations import Operation, operations, scope_names
 from tests.conftest import PAT_ENV, ProxyFactory, StackFactory
 from tests.support.scripted_browser import ScriptedBrowser
 from tests.support.secrets import WATCH
+from tests.test_cli import run_cli
 from tests.test_clients import basic, clients_env, received, sipgateio
+from tests.test_packaging import ci_values, manifests, render, rendered_config
 
 TOKEN = str(uuid.uuid4())  # every test client shares it: the token id tells them apart
 WATCH.add(TOKEN)
@@ -388,3 +391,73 @@ async def test_sipgateio_with_a_scoped_credential(
     assert received(upstream) == ["GET /v2/authorization/userinfo", "GET /v2/history?limit=2"]
     assert await sipgateio(proxy, "sms", token_id(901), TOKEN) == {"ok": True}
     assert received(upstream)[2:] == ["POST /v2/sessions/sms"]
+
+
+# --- the Helm chart ----------------------------------------------------------------------------
+
+CHART_SCHEMA = Path(__file__).resolve().parents[1] / "helm/sipgate-auth-proxy/values.schema.json"
+
+
+def test_the_charts_schema_lists_exactly_the_shipped_scopes() -> None:
+    schema = json.loads(CHART_SCHEMA.read_text())
+    auth = schema["properties"]["config"]["properties"]["auth"]["properties"]
+    assert auth["clients"]["items"]["properties"]["scopes"]["items"]["enum"] == list(scope_names())
+    assert auth["oauth2"]["properties"]["enforce_scopes"]["type"] == "boolean"
+
+
+def test_the_chart_passes_scopes_on_and_refuses_an_unknown_one() -> None:
+    values = ci_values("standalone-pat")
+    config_data = rendered_config(manifests(render(values)))
+    assert config_data["auth"]["clients"][1]["scopes"] == ["sessions:sms:write"]
+    values["config"]["auth"]["clients"][1]["scopes"] = ["sessions:sms:wrte"]
+    with pytest.raises(Exception, match="/config/auth/clients/1/scopes/0") as caught:
+        render(values)
+    assert "HelmError" in [c.__name__ for c in type(caught.value).__mro__]  # helm refused
+
+
+# --- the command line ------------------------------------------------------------------------
+
+
+def test_cli_lists_the_scopes_and_what_each_grants() -> None:
+    result = run_cli("scopes")
+    assert result.returncode == 0, result.stderr
+    counts = dict(line.split() for line in result.stdout.splitlines()[1:])
+    assert list(counts) == list(scope_names())
+    assert (counts["all"], counts["history:read"], counts["openid"]) == ("179", "3", "0")
+    result = run_cli("scopes", "history:read")
+    assert result.stdout.split("\n") == [
+        "GET /v2/history            getHistory",
+        "GET /v2/history/export     getHistoryCSV",
+        "GET /v2/history/{entryId}  getHistoryById",
+        "",
+    ]
+    result = run_cli("scopes", "histroy:read")
+    assert result.returncode == 2
+    assert "closest: history:read" in result.stderr
+
+
+def test_cli_names_the_operation_a_request_is() -> None:
+    result = run_cli("scopes", "--operation", "PUT /v2/calls/123/muted")
+    assert (result.returncode, result.stdout) == (
+        0,
+        "PUT /v2/calls/{callId}/muted (setCallMuted): granted by all, rtcm:write\n",
+    )
+    result = run_cli("scopes", "--operation", "GET /v2/nothing/here/at/all")
+    assert result.returncode == 1
+    assert "not an operation of sipgate's table" in result.stdout
+    result = run_cli("scopes", "--operation", "GET /v2/history/../balance")
+    assert result.returncode == 2
+
+
+def test_cli_new_client_writes_scopes_that_load(tmp_path: Path) -> None:
+    result = run_cli("new-client", "billing", "--scope", "history:read", "--scope", "balance:read")
+    assert result.returncode == 0, result.stderr
+    assert "  scopes: [history:read, balance:read]\n" in result.stdout
+    path = tmp_path / "clients.yaml"
+    path.write_text(result.stdout)
+    env = {**PAT_ENV, "SIPGATE_PROXY_AUTH__CLIENTS_FILE": str(path)}
+    (loaded,) = config.load(None, env).clients
+    assert (loaded.scopes, loaded.allow) == (["history:read", "balance:read"], [])
+    result = run_cli("new-client", "billing", "--scope", "balance:reed")
+    assert result.returncode == 2
+    assert "closest: balance:read" in result.stderr
