@@ -8,6 +8,7 @@ import base64
 import json
 import re
 import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +27,12 @@ from proxy.sipgate.operations import Operation, operations, scope_names
 from tests.conftest import PAT_ENV, ProxyFactory, StackFactory
 from tests.support.scripted_browser import ScriptedBrowser
 from tests.support.secrets import WATCH
+from tests.support.upstream import VERIFIER
 from tests.test_cli import run_cli
 from tests.test_clients import basic, clients_env, received, sipgateio
 from tests.test_packaging import ci_values, manifests, render, rendered_config
+from tests.test_service_mode import OPERATOR, ServiceStack, call_api
+from tests.test_service_mode import service_stack as service_stack  # the fixture
 
 TOKEN = str(uuid.uuid4())  # every test client shares it: the token id tells them apart
 WATCH.add(TOKEN)
@@ -461,3 +465,19 @@ def test_cli_new_client_writes_scopes_that_load(tmp_path: Path) -> None:
     result = run_cli("new-client", "billing", "--scope", "balance:reed")
     assert result.returncode == 2
     assert "closest: balance:read" in result.stderr
+
+
+async def test_service_mode_enforces_the_identitys_scopes(
+    service_stack: Callable[..., Awaitable[ServiceStack]],
+) -> None:
+    stack = await service_stack(ENFORCING)
+    async with ScriptedBrowser() as browser:
+        await browser.sign_in(stack.public_url, OPERATOR)
+    assert (await call_api(stack, "/v2/balance"))[0] == 200
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as client:
+        async with client.post(f"{stack.public_url}/v2/sessions/sms") as resp:
+            status, challenge = resp.status, resp.headers["WWW-Authenticate"]
+            body = await resp.json()
+    assert (status, body["operationId"]) == (403, "sendWebSms")
+    assert challenge.startswith('Bearer error="insufficient_scope", scope="all ')
+    assert stack.upstream.app[VERIFIER].accepted == 1  # the balance only
