@@ -54,9 +54,11 @@ def new_client(
         f"  token_id: {token_id}",
         f'  token_sha256: "{token_sha256(token)}"',
         *([f"  scopes: [{', '.join(scopes)}]"] if scopes else []),
-        *(["  allow:"] if allow else [] if scopes else ["  allow: []  # allows nothing: add some"]),
+        *(["  allow:"] if allow else []),
         *(f"    - {json.dumps(rule)}" for rule in allow),
     ]
+    if not allow and not scopes:
+        lines.append("  allow: []  # allows nothing: add rules or scopes")
     if networks:
         lines.append("  networks: [" + ", ".join(networks) + "]")
     return "\n".join(lines) + "\n", token_id, token
