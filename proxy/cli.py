@@ -1,4 +1,5 @@
-"""Command line: run the proxy, check a configuration, or make a session key."""
+"""Command line: run the proxy, check a configuration, make a session key or a client
+credential, or look up sipgate's scopes."""
 
 from __future__ import annotations
 
@@ -20,7 +21,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(keys.generate_key())
         return 0
     if args.command == "new-client":
-        return _new_client(args.name, args.allow, args.network)
+        return _new_client(args.name, args.allow, args.network, args.scope)
+    if args.command == "scopes":
+        return _scopes(args.scope, args.operation)
     try:
         settings = config.load(args.config)
     except config.ConfigError as err:
@@ -64,14 +67,24 @@ def _parser() -> argparse.ArgumentParser:
         "--allow", action="append", default=[], metavar="RULE", help='e.g. "GET /v2/history/**"'
     )
     client.add_argument("--network", action="append", default=[], metavar="CIDR")
+    client.add_argument(
+        "--scope", action="append", default=[], metavar="SCOPE", help="e.g. history:read"
+    )
+    scopes = commands.add_parser(
+        "scopes",
+        help="sipgate's scopes and how many operations each grants; with SCOPE, its "
+        "operations; with --operation, which operation a request is and what grants it",
+    )
+    scopes.add_argument("scope", nargs="?", help="e.g. history:read")
+    scopes.add_argument("--operation", metavar='"METHOD /path"', help='"PUT /v2/calls/1/muted"')
     return parser
 
 
-def _new_client(name: str, allow: list[str], networks: list[str]) -> int:
+def _new_client(name: str, allow: list[str], networks: list[str], scopes: list[str]) -> int:
     from proxy.config.client_credentials import ClientProblem, new_client
 
     try:
-        entry, token_id, token = new_client(name, allow, networks)
+        entry, token_id, token = new_client(name, allow, networks, scopes)
     except ClientProblem as err:
         print(f"sipgate-auth-proxy: new-client: {err}", file=sys.stderr)
         return EXIT_CONFIG
@@ -82,6 +95,29 @@ def _new_client(name: str, allow: list[str], networks: list[str]) -> int:
         file=sys.stderr,
     )
     return 0
+
+
+def _scopes(scope: str | None, operation: str | None) -> int:
+    from proxy.auth.clients.paths import canonical_segments
+    from proxy.config.rules import known_scope
+    from proxy.sipgate import listing
+
+    if operation is None:
+        try:
+            lines = listing.scope_operations(known_scope(scope)) if scope else None
+        except ValueError as err:
+            print(f"sipgate-auth-proxy: scopes: {scope}: {err}", file=sys.stderr)
+            return EXIT_CONFIG
+        print("\n".join(lines if lines is not None else listing.scope_counts()))
+        return 0
+    method, _, path = operation.strip().partition(" ")
+    segments = canonical_segments(path.strip())
+    if segments is None:
+        print("sipgate-auth-proxy: scopes: not a path the client gate admits", file=sys.stderr)
+        return EXIT_CONFIG
+    line = listing.operation_line(method, segments)
+    print(line or "not an operation of sipgate's table: no scope grants it, an allow rule may")
+    return 0 if line else 1
 
 
 def _end_sessions(settings: config.Settings, subject: str) -> int:

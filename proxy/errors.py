@@ -12,6 +12,8 @@ its HTTP status and a stable machine-readable code (the JSON body's ``error``).
     ├── WebhookSourceRefused        403  source_refused: outside webhooks.source_networks
     ├── ClientNetworkRefused        403  client_network_refused: outside the client's networks
     ├── ForbiddenByPolicy           403  forbidden_by_policy: not in the client's allow list
+    ├── InsufficientScope           403  insufficient_scope: no scope of the client or the
+    │                                    session's token grants this sipgate operation
     ├── CrossSiteRefused            403  cross_site_request: unsafe method, foreign origin
     ├── BodyTooLarge                413  body_too_large: above upstream.max_body_size
     │   └── WebhookBodyTooLarge              webhook_body_too_large: above webhooks.max_body_size
@@ -96,6 +98,34 @@ class ForbiddenByPolicy(ProxyError, status=403, code="forbidden_by_policy"):
     def to_response(self) -> web.Response:
         extra = {"client": self.client, "method": self.method[:16], "path": self.path}
         return json_error(self.status, self.code, self.message, **extra)
+
+
+class InsufficientScope(ProxyError, status=403, code="insufficient_scope"):
+    """``client`` None: a session's token (RFC 6750 §3.1's Bearer challenge), else a
+    client credential (Basic, as sipgate's PATs)."""
+
+    message = "no granted scope allows this sipgate operation; any one of 'scopes' would"
+
+    def __init__(
+        self, client: str | None, operation: str, operation_id: str, scopes: tuple[str, ...]
+    ) -> None:
+        super().__init__()
+        self.client, self.operation, self.operation_id = client, operation, operation_id
+        self.scopes = scopes
+
+    def to_response(self) -> web.Response:
+        body = {"error": self.code, "message": self.message}
+        body |= {"client": self.client} if self.client is not None else {}
+        body |= {"operation": self.operation, "operationId": self.operation_id}
+        response = web.json_response({**body, "scopes": list(self.scopes)}, status=self.status)
+        response.headers.update(self.headers())
+        return response
+
+    def headers(self) -> dict[str, str]:
+        if self.client is not None:
+            return {"WWW-Authenticate": 'Basic realm="sipgate-auth-proxy"'}
+        scope = " ".join(self.scopes)  # scope names are plain tokens: no quote, no backslash
+        return {"WWW-Authenticate": f'Bearer error="insufficient_scope", scope="{scope}"'}
 
 
 class RateLimited(ProxyError, status=429, code="rate_limited"):

@@ -39,6 +39,7 @@ LAYERS: dict[str, int] = {
     "clock": 0,
     "request_state": 0,
     "config": 0,
+    "sipgate": 0,  # data about sipgate's API (its operations and scopes)
 }
 ENTRY_POINTS = {"__main__", "cli", "server"}  # the only modules that may import app
 

@@ -133,6 +133,13 @@ class ReferenceMetrics:
             ["client", "reason"],
             registry=r,
         )
+        self.webhooks = Counter(
+            "sipgate_proxy_webhooks",
+            "sipgate.io webhooks by event and outcome (delivered, replayed, bad_signature, "
+            "source_refused, app_error, bad_request, unavailable).",
+            ["event", "outcome"],
+            registry=r,
+        )
         Info("sipgate_proxy_build", "The running release.", registry=r).info(
             {"version": __version__, "python": platform.python_version()}
         )

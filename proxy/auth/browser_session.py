@@ -2,6 +2,7 @@
 
 no session          → Unauthenticated (302 to login for a navigation, else 401)
 unsafe cross-site   → CrossSiteRefused (403)
+no scope for it     → InsufficientScope (403), with auth.oauth2.enforce_scopes
 access token fresh  → Bearer
 near expiry         → single-flight refresh; the answer carries the new cookies
   grant gone        → session cleared, Unauthenticated
@@ -22,6 +23,7 @@ from proxy import request_state as state
 from proxy.auth.navigation import is_browser_navigation
 from proxy.auth.origin import OriginPolicy
 from proxy.auth.redirects import login_url
+from proxy.auth.session_scopes import ScopeCheck
 from proxy.clock import Clock
 from proxy.errors import CrossSiteRefused, IdPUnavailable, StoreUnavailable, Unauthenticated
 from proxy.oauth.tokens import TokenSet
@@ -42,6 +44,7 @@ class SessionPolicy:
     public_url: str  # where the login URL points
     login_prefix: str  # auth.oauth2.path_prefix
     refresh_skew: float  # seconds before expiry a refresh is due
+    scopes: ScopeCheck | None = None  # auth.oauth2.enforce_scopes
 
 
 class BrowserSessionAuth:
@@ -71,6 +74,8 @@ class BrowserSessionAuth:
             raise CrossSiteRefused()
         request[state.SUBJECT] = stored.tokens.subject
         tokens = await self._fresh(request, stored, force=False)
+        if self._policy.scopes is not None:
+            self._policy.scopes.check(request, tokens)
         return self._credentials(request, stored, tokens)
 
     def _credentials(

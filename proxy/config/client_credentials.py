@@ -14,6 +14,7 @@ import string
 import uuid
 
 from proxy.config.allow_rules import parse_rule
+from proxy.config.rules import known_scope
 
 _NAME = re.compile(r"[a-z0-9-]{1,40}\Z")
 _ID_ALPHABET = string.ascii_letters + string.digits
@@ -27,11 +28,19 @@ def token_sha256(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def new_client(name: str, allow: list[str], networks: list[str]) -> tuple[str, str, str]:
+def new_client(
+    name: str, allow: list[str], networks: list[str], scopes: list[str] | None = None
+) -> tuple[str, str, str]:
     """The YAML entry for ``auth.clients``, the token id and the token."""
     if not _NAME.match(name):
         raise ClientProblem(f"name {name!r} must match [a-z0-9-]{{1,40}}")
+    scopes = scopes or []
     try:
+        for scope in scopes:
+            try:
+                known_scope(scope)
+            except ValueError as err:
+                raise ValueError(f"scope {scope!r}: {err}") from None
         for rule in allow:
             parse_rule(rule)
         for network in networks:
@@ -44,9 +53,12 @@ def new_client(name: str, allow: list[str], networks: list[str]) -> tuple[str, s
         f"- name: {name}",
         f"  token_id: {token_id}",
         f'  token_sha256: "{token_sha256(token)}"',
-        "  allow:" + ("" if allow else " []  # allows nothing: add rules"),
+        *([f"  scopes: [{', '.join(scopes)}]"] if scopes else []),
+        *(["  allow:"] if allow else []),
         *(f"    - {json.dumps(rule)}" for rule in allow),
     ]
+    if not allow and not scopes:
+        lines.append("  allow: []  # allows nothing: add rules or scopes")
     if networks:
         lines.append("  networks: [" + ", ".join(networks) + "]")
     return "\n".join(lines) + "\n", token_id, token

@@ -3,12 +3,14 @@
 
 from __future__ import annotations
 
+import difflib
 from urllib.parse import urlsplit
 
 from proxy.config.allow_rules import parse_rule
 from proxy.config.origins import normalise_origin, valid_port
 from proxy.config.secret import Secret
 from proxy.crypto.keys import InvalidKey, decode_key
+from proxy.sipgate.operations import scope_names
 
 
 def http_url(value: str) -> str:
@@ -60,3 +62,12 @@ def host_ports(addresses: list[str]) -> list[str]:
         if not valid_port(f"//{address}") or parts.port is None or parts.port == 0:
             raise ValueError(f"{address!r} needs a port from 1 to 65535, such as host:26379")
     return addresses
+
+
+def known_scope(name: str) -> str:
+    """One of sipgate's scope names (``proxy/sipgate/scopes.txt``); else the closest."""
+    if name in scope_names():
+        return name
+    close = difflib.get_close_matches(name, scope_names(), n=3, cutoff=0.6)
+    hint = f"; closest: {', '.join(close)}" if close else ""
+    raise ValueError(f"not a sipgate scope (sipgate-auth-proxy scopes lists them){hint}")

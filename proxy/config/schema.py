@@ -21,6 +21,7 @@ from proxy.config.rules import (
     decodable_keys,
     host_ports,
     http_url,
+    known_scope,
     public_origin,
 )
 from proxy.config.secret import Secret
@@ -69,6 +70,8 @@ class OAuth2(Section, frozen=True, kw_only=True):
     timeout: Positive = 10.0
     path_prefix: Annotated[str, msgspec.Meta(pattern=r"^(/[A-Za-z0-9._~-]+)+\Z")] = "/oauth2"
     idp_logout: bool = False
+    # Refuse locally (403 insufficient_scope) what the session's token has no scope for.
+    enforce_scopes: bool = False
 
 
 class PersonalAccessToken(Section, frozen=True, kw_only=True):
@@ -93,6 +96,8 @@ class Client(Section, frozen=True, kw_only=True):
     name: Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9-]{1,40}\Z")]
     token_id: Annotated[str, msgspec.Meta(pattern=r"^token-[A-Za-z0-9]{6}\Z")]
     token_sha256: Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{64}\Z")]
+    # sipgate's scope names: the operations they grant (proxy/sipgate/), besides allow
+    scopes: list[Annotated[str, Check(known_scope)]] = msgspec.field(default_factory=list)
     allow: Annotated[list[str], Check(allow_rules)] = msgspec.field(default_factory=list)
     networks: list[IPNetwork] | None = None  # None: wherever allowed_client_networks allow
     rate_limit: RateLimit | None = None

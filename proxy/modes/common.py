@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from proxy.login.routes import LoginSettings
 from proxy.modes.parts import CleanupContext, ModeContext
 from proxy.oauth.client import OAuthClient
 from proxy.ops.reload import Live
+from proxy.sipgate.operations import scope_names
 
 if TYPE_CHECKING:  # not at run time: a cookie-store proxy never loads the Redis client
     from proxy.session.redis_connection import RedisConnection
@@ -76,10 +78,31 @@ def _new_networks(guard: HeadlessClientGuard) -> Callable[[Settings], None]:
     return apply
 
 
+# OpenID Connect's own scopes (Core §5.4, §11): Keycloak knows them, sipgate's list not.
+OIDC_SCOPES = frozenset({"openid", "profile", "email", "address", "phone", "offline_access"})
+
+
 def oauth_client(context: ModeContext, client: OAuth2Client) -> OAuthClient:
     settings = context.settings
+    _warn_unknown_scopes(settings.auth.oauth2.scopes)
     callback = settings.public_url + settings.auth.oauth2.path_prefix + "/callback"
     return OAuthClient(client, callback, context.clients.idp_session)
+
+
+def _warn_unknown_scopes(scopes: list[str]) -> None:
+    """sipgate ignores a scope it does not know: a typo is a login that cannot do what
+    the app needs, found only when a call fails."""
+    known = OIDC_SCOPES.union(scope_names())
+    for position, scope in enumerate(scopes):
+        if scope not in known:
+            close = ", ".join(difflib.get_close_matches(scope, sorted(known), n=3)) or "none"
+            log.warning(
+                "auth.oauth2.scopes.%d (%r) is not a scope sipgate knows (sipgate ignores it); "
+                "closest: %s",
+                position,
+                scope,
+                close,
+            )
 
 
 def login_settings(settings: Settings, keep_id_token: bool) -> LoginSettings:

@@ -9,6 +9,7 @@ from aiohttp import web
 
 from proxy.auth.browser_session import BrowserSessionAuth, SessionPolicy
 from proxy.auth.origin import OriginPolicy
+from proxy.auth.session_scopes import ScopeCheck
 from proxy.config import OAuth2Mode
 from proxy.crypto.sealing import KeyRing
 from proxy.login.routes import LoginRoutes
@@ -32,7 +33,8 @@ def build(context: ModeContext, mode: OAuth2Mode) -> ModeParts:
     )
     oauth2 = settings.auth.oauth2
     policy = RefreshPolicy(timeout=oauth2.timeout, keep_id_token=oauth2.idp_logout)
-    session = SessionPolicy(settings.public_url, oauth2.path_prefix, oauth2.refresh_skew)
+    scopes = ScopeCheck() if oauth2.enforce_scopes else None
+    session = SessionPolicy(settings.public_url, oauth2.path_prefix, oauth2.refresh_skew, scopes)
     sessions: Sessions = store.sessions
     refresher: Refreshes = Refresher(oauth, policy, store.coordination)
     if context.tracing is not None:

@@ -15,6 +15,7 @@ from proxy.auth.identity_state import FileState, IdentityState, RedisState
 from proxy.auth.redirects import login_url
 from proxy.auth.service import ServiceAuth
 from proxy.auth.service_identity import IdentityPolicy, ServiceIdentity
+from proxy.auth.session_scopes import ScopeCheck
 from proxy.config import RedisStore, ServiceMode
 from proxy.crypto.sealing import KeyRing
 from proxy.login.routes import LoginRoutes
@@ -53,12 +54,13 @@ def build(context: ModeContext, mode: ServiceMode) -> ModeParts:
         login_settings(context.settings, keep_id_token=False),
     )
     prefix = context.settings.auth.oauth2.path_prefix
+    enforce = context.settings.auth.oauth2.enforce_scopes
 
     def operator_routes(router: web.UrlDispatcher) -> None:
         register_operator_routes(router, prefix, login, identity, guard)
 
     return ModeParts(
-        ServiceAuth(identity, shared.access),
+        ServiceAuth(identity, shared.access, ScopeCheck() if enforce else None),
         origin_policy,
         operator_routes=operator_routes,
         lifecycle=(*lifecycle, _kept_fresh(identity), *shared.lifecycle),

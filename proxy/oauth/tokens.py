@@ -149,13 +149,18 @@ def unverified_claim(jwt: str, claim: str) -> str:
     Only for display and logging of tokens that came straight from the token endpoint
     over TLS; never for an access decision.
     """
+    value = unverified_payload(jwt).get(claim)
+    # printable: a JSON escape can produce a lone surrogate, which nothing can encode
+    return value if isinstance(value, str) and value.isprintable() else ""
+
+
+def unverified_payload(jwt: str) -> dict[str, Any]:
+    """A JWT's payload, unverified (see ``unverified_claim``); {} when it is none."""
     parts = jwt.split(".")
     if len(parts) != 3:
-        return ""
+        return {}
     try:
         payload = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
     except (ValueError, UnicodeDecodeError):
-        return ""
-    value = payload.get(claim) if isinstance(payload, dict) else None
-    # printable: a JSON escape can produce a lone surrogate, which nothing can encode
-    return value if isinstance(value, str) and value.isprintable() else ""
+        return {}
+    return payload if isinstance(payload, dict) else {}

@@ -3,8 +3,10 @@
 Decisions, in this order, each a JSON error that never reaches sipgate:
 malformed Authorization → 400; no, unknown or wrong credential → 401 (without any:
 ``auth.anonymous: allow`` lets it pass, as before clients existed); outside the client's
-``networks`` → 403; method and path not in its ``allow`` list (or a path in a spelling
-with two readings, ``paths.py``) → 403 ``forbidden_by_policy``; over its rate → 429.
+``networks`` → 403; a path in a spelling with two readings (``paths.py``) → 403
+``forbidden_by_policy``; an operation of sipgate's table that none of its ``scopes``
+grants and no ``allow`` rule opens → 403 ``insufficient_scope``; any other call no rule
+opens → 403 ``forbidden_by_policy``; over its rate → 429.
 
 The token is compared as its SHA-256 against every client's, in constant time and
 without stopping early: an unknown token id costs the same as a wrong token.
@@ -32,9 +34,12 @@ from proxy.config.allow_rules import AllowRule, parse_rule
 from proxy.errors import (
     ClientNetworkRefused,
     ForbiddenByPolicy,
+    InsufficientScope,
     InvalidClientCredentials,
     RateLimited,
 )
+from proxy.sipgate.index import OperationIndex, sipgate_index
+from proxy.sipgate.operations import granted_operations
 from proxy.upstream.target import path_and_query
 
 
@@ -44,6 +49,8 @@ class KnownClient:
     token_id: bytes
     token_digest: bytes  # SHA-256 of the token; the token itself is never kept
     rules: tuple[AllowRule, ...]
+    scopes: tuple[str, ...]
+    granted: frozenset[int]  # the table's operations (Operation.index) the scopes grant
     networks: ClientNetworks | None
     bucket: TokenBucket | None
     rate: tuple[int, float] | None  # the bucket's settings: a reload keeps an unchanged one
@@ -56,6 +63,8 @@ def known(client: Client, clock: Clock = time.monotonic) -> KnownClient:
         client.token_id.encode(),
         bytes.fromhex(client.token_sha256),
         tuple(parse_rule(rule) for rule in client.allow),
+        tuple(client.scopes),
+        granted_operations(frozenset(client.scopes)),
         ClientNetworks(client.networks) if client.networks is not None else None,
         TokenBucket(limit.requests, limit.per, clock) if limit is not None else None,
         (limit.requests, limit.per) if limit is not None else None,
@@ -72,6 +81,7 @@ class ClientGate:
     def __init__(self, clients: Sequence[KnownClient], anonymous: bool) -> None:
         self._clients = tuple(clients)
         self.anonymous = anonymous  # auth.anonymous: allow (SIGHUP may change it)
+        self._operations: OperationIndex = sipgate_index()
 
     def replace(self, clients: Sequence[KnownClient]) -> None:
         """A reloaded list (SIGHUP, a changed clients_file): the next request sees it. A
@@ -112,10 +122,28 @@ class ClientGate:
             raise ClientNetworkRefused()
         path = path_and_query(request.raw_path)
         segments = canonical_segments(path)
-        if segments is None or not any(r.allows(request.method, segments) for r in client.rules):
+        if segments is None or not self._permits(request, client, segments):
             request[state.POLICY_DENIED] = "policy"
             raise ForbiddenByPolicy(client.name, request.method, path.split("?", 1)[0])
         wait = client.bucket.take() if client.bucket is not None else None
         if wait is not None:
             request[state.POLICY_DENIED] = "rate_limit"
             raise RateLimited(wait)
+
+    def _permits(self, request: web.Request, client: KnownClient, path: tuple[str, ...]) -> bool:
+        """An allow rule or a granted operation; InsufficientScope for an operation of
+        the table that the client's scopes do not grant."""
+        method = request.method
+        if any(rule.allows(method, path) for rule in client.rules):
+            return True
+        if not client.scopes:
+            return False
+        operation = self._operations.match(method, path)
+        if operation is None:
+            return False  # not in sipgate's table: only an allow rule opens it
+        if operation.index in client.granted:
+            return True
+        request[state.POLICY_DENIED] = "scope"
+        raise InsufficientScope(
+            client.name, operation.name, operation.operation_id, operation.scopes
+        )

@@ -1,0 +1,1 @@
+"""Facts about sipgate's API the proxy ships as data: its operations and OAuth2 scopes."""
