@@ -31,6 +31,27 @@ def listening(port: int) -> bool:
         return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
+def start_demo(*variables: str) -> subprocess.Popen[str]:
+    """``make demo`` in its own process group, as a terminal's foreground job."""
+    return subprocess.Popen(
+        ["make", "--no-print-directory", "demo", *variables],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def read_banner(demo: subprocess.Popen[str], output: list[str]) -> None:
+    """Its output up to the ``pids:`` line, which it prints once everything listens."""
+    assert demo.stdout is not None
+    for line in demo.stdout:
+        output.append(line)
+        if line.startswith("pids:"):
+            return
+
+
 async def test_make_demo_logs_in_refreshes_and_stops_clean(page: object) -> None:
     from playwright.async_api import Page
 
@@ -41,27 +62,10 @@ async def test_make_demo_logs_in_refreshes_and_stops_clean(page: object) -> None
     port = free_port()
     started = time.monotonic()
     # Blocking on purpose: nothing else runs on the loop until the browser starts.
-    demo = subprocess.Popen(  # noqa: ASYNC220
-        [
-            "make",
-            "--no-print-directory",
-            "demo",
-            f"DEMO_PORT={port}",
-            f"DEMO_ACCESS_TTL={ACCESS_TTL}",
-        ],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,  # its own process group, as a terminal's foreground job
-    )
+    demo = start_demo(f"DEMO_PORT={port}", f"DEMO_ACCESS_TTL={ACCESS_TTL}")
     output: list[str] = []
     try:
-        assert demo.stdout is not None
-        for line in demo.stdout:
-            output.append(line)
-            if line.startswith("pids:"):
-                break
+        read_banner(demo, output)
         ready = time.monotonic() - started
         pids = [int(p) for p in re.findall(r"\d+", output[-1])]
         assert len(pids) == 3, output
@@ -99,21 +103,10 @@ async def test_make_demo_logs_in_refreshes_and_stops_clean(page: object) -> None
 
 async def test_make_demo_in_pat_mode_starts_no_idp_and_prints_no_login() -> None:
     port = free_port()
-    demo = subprocess.Popen(  # noqa: ASYNC220
-        ["make", "--no-print-directory", "demo", f"DEMO_PORT={port}", *PAT_MODE],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
+    demo = start_demo(f"DEMO_PORT={port}", *PAT_MODE)
     output: list[str] = []
     try:
-        assert demo.stdout is not None
-        for line in demo.stdout:
-            output.append(line)
-            if line.startswith("pids:"):
-                break
+        read_banner(demo, output)
         text = "".join(output)
         assert output[-1].startswith("pids: api "), output  # no IdP among them
         commands = [" ".join(c.cmdline()) for c in psutil.Process(demo.pid).children(True)]
