@@ -66,7 +66,15 @@ def _parser() -> argparse.ArgumentParser:
     client.add_argument(
         "--allow", action="append", default=[], metavar="RULE", help='e.g. "GET /v2/history/**"'
     )
-    client.add_argument("--network", action="append", default=[], metavar="CIDR")
+    client.add_argument(
+        "--network",
+        action="append",
+        default=[],
+        metavar="CIDR",
+        help="the credential works only from this network, e.g. 10.1.0.0/16; repeat for "
+        "several (the entry's networks). Without it, from anywhere "
+        "auth.allowed_client_networks lets a client in; others get 403 client_network_refused",
+    )
     client.add_argument(
         "--scope", action="append", default=[], metavar="SCOPE", help="e.g. history:read"
     )

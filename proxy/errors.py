@@ -33,7 +33,9 @@ the authenticators translate them into these (one boundary, ``auth/``). An error
 changed after it is raised; cookies that must reach the client whatever the answer live
 in the request (``request_state.set_cookies``), not on the error.
 
-Messages are fixed strings: they never contain request data, tokens or secrets.
+Messages are fixed strings: they never contain request data, tokens or secrets. Extra
+JSON fields name only what the client sent or is (ForbiddenByPolicy's method and path,
+ClientNotAllowed's own address).
 """
 
 from __future__ import annotations
@@ -166,7 +168,15 @@ class CrossSiteRefused(ProxyError, status=403, code="cross_site_request"):
 
 
 class ClientNotAllowed(ProxyError, status=403, code="client_not_allowed"):
-    message = "this client address may not use the proxy"
+    message = "this client address may not use the proxy (auth.allowed_client_networks)"
+
+    def __init__(self, address: str) -> None:
+        super().__init__()
+        self.address = address  # the peer as the proxy saw it: the client's own address
+
+    def to_response(self) -> web.Response:
+        extra = {"client_address": self.address, "setting": "auth.allowed_client_networks"}
+        return json_error(self.status, self.code, self.message, **extra)
 
 
 class BodyTooLarge(ProxyError, status=413, code="body_too_large"):

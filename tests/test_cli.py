@@ -106,3 +106,12 @@ async def test_running_proxy_forwards_account_request_with_pat(tmp_path: Path) -
     log = (tmp_path / "proxy.log").read_text()
     assert f"sipgate-auth-proxy {project_version()} listening on" in log
     assert token not in log
+
+
+def test_new_client_help_explains_network() -> None:
+    result = run_cli("new-client", "--help")
+    assert result.returncode == 0
+    # argparse wraps the help text: compare without line breaks
+    help_text = " ".join(result.stdout.split())
+    assert "--network CIDR the credential works only from this network" in help_text
+    assert "auth.allowed_client_networks" in help_text

@@ -152,7 +152,7 @@ async def test_sign_out_revokes_and_clears_cookies(oauth_stack: StackFactory) ->
             "GET", f"{stack.public_url}/oauth2/sign_out?rd=//evil.example"
         )
         assert status == 302
-        assert headers["Location"] == "/"
+        assert headers["Location"] == "/oauth2/signed_out"  # a refused rd: not "/"
         assert all("Max-Age=0" in c for c in cookies)
         assert not any(k.startswith("sipgate_proxy_") for k in browser.jar(stack.public_url))
         status, _, _, _ = await browser.request(

@@ -80,6 +80,9 @@ class CountingState:
         self.saves += 1
         await self._inner.save(stored)
 
+    async def clear(self) -> None:
+        await self._inner.clear()
+
 
 async def test_requests_sharing_one_service_refresh_write_the_state_once(
     service_stack: Callable[..., Awaitable[ServiceStack]], tmp_path: Path

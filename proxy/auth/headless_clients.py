@@ -4,12 +4,15 @@ client networks, and no web page borrowing that position."""
 from __future__ import annotations
 
 import ipaddress
+import logging
 from collections.abc import Sequence
 
 from aiohttp import web
 
 from proxy.auth.origin import OriginPolicy
 from proxy.errors import ClientNotAllowed, CrossSiteRefused
+
+log = logging.getLogger(__name__)
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -55,7 +58,13 @@ class HeadlessClientGuard:
 
     def check(self, request: web.Request) -> None:
         if not self._networks.allows(request.remote):
-            raise ClientNotAllowed()
+            address = request.remote or "unknown"
+            log.warning(
+                "client %s refused: not in auth.allowed_client_networks",
+                address,
+                extra={"client_address": address},
+            )
+            raise ClientNotAllowed(address)
         self.check_page(request)
 
     def check_page(self, request: web.Request) -> None:

@@ -26,6 +26,8 @@ class IdentityState(Protocol):
 
     async def save(self, stored: StoredSession) -> None: ...
 
+    async def clear(self) -> None: ...
+
 
 class FileState:
     """A sealed file, replaced atomically, readable by the proxy's user only."""
@@ -45,6 +47,10 @@ class FileState:
         sealed = session_codec.seal(self._keys, stored, CONTEXT)
         # write + fsync take milliseconds on a slow volume: not in the event loop
         await asyncio.to_thread(self._write, sealed)
+
+    async def clear(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            await asyncio.to_thread(self._path.unlink)
 
     def _write(self, sealed: bytes) -> None:
         self._path.parent.mkdir(parents=True, exist_ok=True)
@@ -75,6 +81,9 @@ class RedisState:
     async def save(self, stored: StoredSession) -> None:
         sealed = session_codec.seal(self._keys, stored, CONTEXT)
         await call(self._redis.set(self._key, sealed))
+
+    async def clear(self) -> None:
+        await call(self._redis.delete(self._key))
 
 
 def _open(keys: KeyRing, sealed: bytes) -> StoredSession | None:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from proxy.auth.identity_state import IdentityState
-from proxy.clock import Clock
+from proxy.clock import Clock, iso_utc
 from proxy.errors import IdPUnavailable, ProxyError, ServiceIdentityMissing
 from proxy.oauth.errors import OAuthError
 from proxy.oauth.tokens import TokenSet, unverified_claim
@@ -99,6 +99,19 @@ class ServiceIdentity:
         log.info("service identity signed in")
         if previous is not None and not same_grant(previous.tokens, tokens):
             await self._revoke(previous.tokens, "replaced identity")
+        return True
+
+    async def sign_out(self) -> bool:
+        """The operator's reset: the stored identity is removed and its grant revoked;
+        clients get 503 until an operator signs in again. False: there was none."""
+        await self._adopt_stored()
+        previous = self.current
+        await self._state.clear()
+        self.current, self.sign_in_required, self.last_error = None, False, None
+        if previous is None:
+            return False
+        log.info("service identity signed out by an operator")
+        await self._revoke(previous.tokens, "signed-out identity")
         return True
 
     async def _revoke(self, tokens: TokenSet, what: str) -> None:
@@ -187,15 +200,20 @@ class ServiceIdentity:
 
     def status(self) -> dict[str, Any]:
         tokens = self.current.tokens if self.current else None
+        times = {
+            "access_expires_at": tokens.expires_at if tokens else None,
+            "refresh_expires_at": tokens.refresh_expires_at if tokens else None,
+            "signed_in_at": self.current.created if self.current else None,
+            "last_refresh": self.last_refresh,
+        }
         return {
             "state": (
                 "sign_in_required" if self.sign_in_required else "ok" if tokens else "no_identity"
             ),
             "subject": tokens.subject if tokens else None,
-            "access_expires_at": int(tokens.expires_at) if tokens else None,
-            "refresh_expires_at": int(tokens.refresh_expires_at) if tokens else None,
-            "signed_in_at": int(self.current.created) if self.current else None,
-            "last_refresh": int(self.last_refresh) if self.last_refresh else None,
+            **{key: int(value) if value else None for key, value in times.items()},
+            # the same times in ISO 8601 UTC, for people
+            **{f"{key}_iso": iso_utc(value) if value else None for key, value in times.items()},
             "last_error": self.last_error,
             "login_url": self._login_url,
         }

@@ -89,25 +89,29 @@ class LoginRoutes:
         query, cookies = request.query, self._cookies(request)
         state = query.get("state", "")
         refused = "error" in query
-        retry = self._flows.peek_return_path(state, cookies) if refused else "/"
         flow, expire = self._flows.finish(state, cookies)  # an attempt is used up either way
         rs.set_cookies(request, "login_flow", expire)
-        if refused:
-            request[rs.LOGIN_OUTCOME] = "idp_error"
-            log.info("login refused by the IdP: %s", _short(query["error"]))
-            return self._page(
-                403, f"The login was not completed ({_short(query['error'])}).", retry
-            )
-        if flow is None or not query.get("code"):
-            request[rs.LOGIN_OUTCOME] = "invalid_state"
-            log.info("login callback with an unknown, used or expired state")
-            return self._page(400, "This login attempt has expired or was already used.", "/")
+        if refused or flow is None or not query.get("code"):
+            # The retry link starts where this attempt did, if its cookie still says.
+            retry = flow.return_path if flow else self._flows.peek_return_path(state, cookies)
+            return self._unfinished(request, refused, retry)
         try:
             tokens = await self._redeem(query["code"], flow)
         except _EXCHANGE_FAILURES as err:
             return self._failed_exchange(request, err, flow.return_path)
         request[rs.SUBJECT] = tokens.subject
         return await self._complete(request, tokens, flow.return_path)
+
+    def _unfinished(self, request: web.Request, refused: bool, retry: str) -> web.Response:
+        if refused:
+            request[rs.LOGIN_OUTCOME] = "idp_error"
+            error = _short(request.query["error"])
+            log.info("login refused by the IdP: %s", error)
+            return self._page(403, f"The sipgate login was not completed ({error}).", retry)
+        request[rs.LOGIN_OUTCOME] = "invalid_state"
+        log.info("login callback with an unknown, used or expired state")
+        message = "This sign-in attempt has expired or was already used."
+        return self._page(400, message, retry)
 
     def _failed_exchange(
         self, request: web.Request, err: Exception, return_path: str

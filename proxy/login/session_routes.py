@@ -13,9 +13,9 @@ from aiohttp import web
 from proxy import request_state as rs
 from proxy.auth.origin import OriginPolicy
 from proxy.auth.redirects import login_url, safe_return_path
-from proxy.clock import Clock
+from proxy.clock import Clock, iso_utc
 from proxy.errors import CrossSiteRefused, json_error
-from proxy.login.pages import sign_out_page
+from proxy.login.pages import sign_out_page, signed_out_page
 from proxy.login.routes import LoginCompletion, LoginSettings, Wrap
 from proxy.oauth.client import OAuthClient
 from proxy.oauth.errors import NoUsableAnswer
@@ -59,14 +59,16 @@ class SessionRoutes:
         prefix, sign_out = self._settings.prefix, with_session(self.sign_out)
         router.add_route("GET", f"{prefix}/sign_out", sign_out, name="login:sign_out")
         router.add_route("POST", f"{prefix}/sign_out", sign_out)
+        router.add_get(f"{prefix}/signed_out", self.signed_out, name="login:signed_out")
         router.add_get(f"{prefix}/userinfo", self.userinfo, name="login:userinfo")
 
     async def sign_out(self, request: web.Request) -> web.Response:
         origin, site = request.headers.get("Origin"), request.headers.get("Sec-Fetch-Site")
-        return_path = safe_return_path(request.query.get("rd"))
+        return_path = self._return_path(request.query.get("rd"))
         if request.method == "GET" and site in ("cross-site", "same-site"):
             # Another site linked here: ask, instead of logging the user out for it.
-            return sign_out_page(self._settings.prefix, return_path)
+            rd = return_path if "rd" in request.query else None
+            return sign_out_page(self._settings.prefix, rd)
         if not self._origins.allows_unsafe_request(request.method, origin, site):
             return CrossSiteRefused().to_response()
         session = await aiohttp_session.get_session(request)
@@ -76,6 +78,18 @@ class SessionRoutes:
             target = await self._end_at_idp(tokens, return_path)
         session.invalidate()
         return web.Response(status=302, headers={"Location": target or return_path})
+
+    async def signed_out(self, request: web.Request) -> web.Response:
+        return signed_out_page(self._settings.prefix, self._settings.keep_id_token)
+
+    def _return_path(self, rd: str | None) -> str:
+        """``rd`` when it is a safe path; else (none, or refused) the signed-out page:
+        landing on "/" would sign the user in again at once while the IdP's session
+        lives."""
+        safe = safe_return_path(rd)
+        if rd is None or (safe == "/" and rd != "/"):
+            return f"{self._settings.prefix}/signed_out"
+        return safe
 
     async def userinfo(self, request: web.Request) -> web.Response:
         cookies = request_cookies(request, self._storage.cookie_name)
@@ -88,9 +102,12 @@ class SessionRoutes:
                 "sub": tokens.subject,
                 "scopes": tokens.scope.split(),
                 "expires_at": int(tokens.expires_at),
+                "expires_at_iso": iso_utc(tokens.expires_at),
                 "expires_in": max(0, int(tokens.expires_at - now)),
                 "refresh_expires_at": int(tokens.refresh_expires_at),
+                "refresh_expires_at_iso": iso_utc(tokens.refresh_expires_at),
                 "session_created_at": int(stored.created),
+                "session_created_at_iso": iso_utc(stored.created),
             },
             headers={"Cache-Control": "no-store"},
         )

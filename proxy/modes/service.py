@@ -47,17 +47,17 @@ def build(context: ModeContext, mode: ServiceMode) -> ModeParts:
     origin_policy = origins(context.settings)
     guard = headless_guard(context.settings, origin_policy)
     shared = shared_access(context.settings, guard)
+    prefix = context.settings.auth.oauth2.path_prefix
     login = LoginRoutes(
         oauth,
         login_flows(context.settings, keys),
-        operator_sign_in(identity),
+        operator_sign_in(identity, prefix),
         login_settings(context.settings, keep_id_token=False),
     )
-    prefix = context.settings.auth.oauth2.path_prefix
     enforce = context.settings.auth.oauth2.enforce_scopes
 
     def operator_routes(router: web.UrlDispatcher) -> None:
-        register_operator_routes(router, prefix, login, identity, guard)
+        register_operator_routes(router, prefix, login, identity, shared.access)
 
     return ModeParts(
         ServiceAuth(identity, shared.access, ScopeCheck() if enforce else None),

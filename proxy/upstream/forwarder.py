@@ -24,6 +24,7 @@ from proxy.errors import BodyTooLarge, ProxyError, UpstreamTimeout, UpstreamUnre
 from proxy.upstream.caching import keep_private
 from proxy.upstream.counted_body import CountedBody
 from proxy.upstream.credentials import Credentials
+from proxy.upstream.failures import failure_cause, log_failure, upstream_host
 from proxy.upstream.headers import (
     add_forwarded_for,
     canonical_name,
@@ -46,6 +47,7 @@ class Forwarder:
         self._client = client
         self._target = UpstreamTarget(settings.url)
         self._own_cookie_prefixes = own.cookie_prefixes
+        self._host = upstream_host(settings.url)  # named in failure log lines
         # The proxy knows its public origin; Host and X-Forwarded-Host are the client's.
         public = urlsplit(own.public_url)
         self._forwarded_proto, self._forwarded_host = public.scheme, public.netloc
@@ -103,16 +105,10 @@ class Forwarder:
                 allow_redirects=False,
                 auto_decompress=False,
             )
-        except (aiohttp.ServerTimeoutError, TimeoutError):
-            raise _upstream_failed(request, timeout=True) from None
-        except aiohttp.ClientSSLError as err:
-            # the one upstream failure an operator fixes in config: say which one it is
-            log.warning("upstream TLS handshake failed: %s", err.__cause__ or err)
-            raise _upstream_failed(request, timeout=False) from None
-        except aiohttp.ClientError:
+        except (TimeoutError, aiohttp.ClientError) as err:
             if body is not None and body.too_large:
                 raise BodyTooLarge() from None
-            raise _upstream_failed(request, timeout=False) from None
+            raise self._failed(request, err) from None
         request[state.UPSTREAM_SECONDS] = time.perf_counter() - started
         request[state.UPSTREAM_STATUS] = upstream.status
         return upstream
@@ -132,10 +128,11 @@ class Forwarder:
             async for chunk in upstream.content.iter_any():
                 if not await _delivered(response.write(chunk)):
                     return _client_went_away(upstream, response)
-        except (TimeoutError, aiohttp.ClientError):
+        except (TimeoutError, aiohttp.ClientError) as err:
             # Headers are out: the only honest signal left is to cut the connection,
             # so the client cannot take a truncated body for a complete one.
-            log.warning("upstream failed mid-response; closing client connection")
+            cause = failure_cause(err)
+            log.warning("upstream %s failed mid-response: %s; connection cut", self._host, cause)
             upstream.close()
             _abort(request)
             return response
@@ -151,11 +148,9 @@ class Forwarder:
         on the common path). The length bound keeps memory bounded."""
         try:
             body = await upstream.read()
-        except TimeoutError:
-            raise _upstream_failed(request, timeout=True) from None
-        except aiohttp.ClientError:
-            # Nothing is sent yet, so a short body becomes an honest 502, not a cut.
-            raise _upstream_failed(request, timeout=False) from None
+        except (TimeoutError, aiohttp.ClientError) as err:
+            # Nothing is sent yet, so a short body becomes an honest 502 (504), not a cut.
+            raise self._failed(request, err) from None
         response = web.Response(status=upstream.status, reason=upstream.reason, body=body)
         response.headers.extend(self._answer_headers(upstream))
         return response
@@ -164,6 +159,14 @@ class Forwarder:
         headers = response_headers(upstream)
         keep_private(headers, self._vary_cookie)  # every answer here is one account's
         return headers
+
+    def _failed(self, request: web.Request, err: BaseException) -> ProxyError:
+        """The 502 or 504 for an upstream that failed; the log line says why."""
+        cause = failure_cause(err)
+        log_failure(self._host, cause, err)
+        timeout = cause == "timeout"
+        request[state.UPSTREAM_ERROR] = "timeout" if timeout else "unreachable"
+        return UpstreamTimeout() if timeout else UpstreamUnreachable()
 
     def _request_body(self, request: web.Request) -> CountedBody | None:
         if not request.body_exists:
@@ -197,12 +200,6 @@ class Forwarder:
             if pair.strip() and not pair.strip().startswith(prefixes)
         ]
         return "; ".join(kept) or None
-
-
-def _upstream_failed(request: web.Request, timeout: bool) -> ProxyError:
-    """The error page for an upstream that timed out or failed, counted by kind."""
-    request[state.UPSTREAM_ERROR] = "timeout" if timeout else "unreachable"
-    return UpstreamTimeout() if timeout else UpstreamUnreachable()
 
 
 def _small_body(request: web.Request, upstream: aiohttp.ClientResponse) -> bool:

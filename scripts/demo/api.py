@@ -16,6 +16,8 @@ from tests.support.upstream import BearerVerifier
 NOTICE = "demo stand-in for api.sipgate.com: NOT sipgate, no real account, made-up data"
 DEMO_PAT = ("token-DEMO00", "00000000-0000-4000-8000-000000000000")
 VERIFIER = web.AppKey("verifier", BearerVerifier)
+# What the stand-in answers (anything else: 404); the demo's banner lists them.
+PATHS = ("/v2/account", "/v2/balance", "/v2/history", "/v2/authorization/userinfo")
 
 
 def answer(data: dict[str, Any], status: int = 200) -> web.Response:
@@ -29,7 +31,8 @@ async def credential_checked(request: web.Request, handler: Handler) -> web.Stre
     if authorization == pat:
         request["sub"] = "demo-pat-account"
         return await handler(request)
-    claims = await request.app[VERIFIER].claims(authorization)
+    verifier = request.app.get(VERIFIER)
+    claims = await verifier.claims(authorization) if verifier is not None else None
     if claims is None:
         return answer({"error": "invalid or missing credential"}, 401)
     request["sub"] = str(claims.get("sub"))
@@ -59,16 +62,17 @@ async def other(request: web.Request) -> web.Response:
     return answer({"error": "the demo stand-in knows only a few paths", "path": request.path}, 404)
 
 
-def create_app(jwks_url: str) -> web.Application:
+def create_app(jwks_url: str | None) -> web.Application:
+    """Without a JWKS URL (PAT mode: no IdP runs) only the demo PAT is accepted."""
     app = web.Application(middlewares=[credential_checked])
-    app[VERIFIER] = BearerVerifier(jwks_url)
-    app.router.add_get("/v2/account", account)
-    app.router.add_get("/v2/balance", balance)
-    app.router.add_get("/v2/history", history)
-    app.router.add_get("/v2/authorization/userinfo", userinfo)
+    if jwks_url:
+        app[VERIFIER] = BearerVerifier(jwks_url)
+    for path, handler in zip(PATHS, (account, balance, history, userinfo), strict=True):
+        app.router.add_get(path, handler)
     app.router.add_route("*", "/{tail:.*}", other)
     return app
 
 
 if __name__ == "__main__":
-    web.run_app(create_app(sys.argv[2]), host="127.0.0.1", port=int(sys.argv[1]), print=None)
+    jwks = sys.argv[2] if len(sys.argv) > 2 else None
+    web.run_app(create_app(jwks), host="127.0.0.1", port=int(sys.argv[1]), print=None)

@@ -2,7 +2,8 @@
 
 Starts, on loopback and in the foreground: the test IdP (oidc-provider with Keycloak's
 paths and sipgate-sized tokens, short-lived access tokens so that refreshes can be
-watched), a stand-in for the API (scripts/demo/api.py) and the proxy in the chosen mode.
+watched; not in PAT mode, which has no login), a stand-in for the API
+(scripts/demo/api.py) and the proxy in the chosen mode.
 Ctrl-C (SIGINT) or SIGTERM stops everything it started, by PID, and removes its files.
 Nothing here is sipgate: both stand-ins say so on every page and answer.
 
@@ -25,17 +26,18 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from proxy.crypto.keys import generate_key
-from scripts.demo.api import DEMO_PAT
+from scripts.demo.api import DEMO_PAT, PATHS
 from tests.support.idp import start_idp
 from tests.support.processes import free_port, stop, wait_for_port
 
 ROOT = Path(__file__).resolve().parents[2]
 CLIENT_ID, CLIENT_SECRET = "demo-client", "demo-client-secret-not-for-production"
-USER, PASSWORD = "demo", "demo"  # the demo IdP takes any name (it becomes the sub)
+USER = "demo"  # the demo IdP takes any name (it becomes the sub) and any non-empty password
+PAT = "personal_access_token"
 
 
 def proxy_environment(
-    args: argparse.Namespace, issuer: str, api: str, work: Path
+    args: argparse.Namespace, issuer: str | None, api: str, work: Path
 ) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SIPGATE_PROXY_")}
     env |= {
@@ -43,13 +45,14 @@ def proxy_environment(
         "SIPGATE_PROXY_PUBLIC_URL": f"http://localhost:{args.port}",
         "SIPGATE_PROXY_UPSTREAM__URL": api,
         "SIPGATE_PROXY_AUTH__MODE": args.mode,
-        "SIPGATE_PROXY_AUTH__OAUTH2__ISSUER": issuer,
-        "SIPGATE_PROXY_AUTH__OAUTH2__CLIENT_ID": CLIENT_ID,
-        "SIPGATE_PROXY_AUTH__OAUTH2__CLIENT_SECRET": CLIENT_SECRET,
         "SIPGATE_PROXY_SESSION__KEYS": f"[{generate_key()}]",
         "SIPGATE_PROXY_LOG__FORMAT": "text",
     }
-    if args.mode == "personal_access_token":
+    if issuer is not None:
+        env["SIPGATE_PROXY_AUTH__OAUTH2__ISSUER"] = issuer
+        env["SIPGATE_PROXY_AUTH__OAUTH2__CLIENT_ID"] = CLIENT_ID
+        env["SIPGATE_PROXY_AUTH__OAUTH2__CLIENT_SECRET"] = CLIENT_SECRET
+    if args.mode == PAT:
         env["SIPGATE_PROXY_AUTH__PERSONAL_ACCESS_TOKEN__TOKEN_ID"] = DEMO_PAT[0]
         env["SIPGATE_PROXY_AUTH__PERSONAL_ACCESS_TOKEN__TOKEN"] = DEMO_PAT[1]
     if args.mode == "service":
@@ -58,20 +61,32 @@ def proxy_environment(
     return env
 
 
-def what_to_open(args: argparse.Namespace) -> str:
+def banner(args: argparse.Namespace) -> str:
+    """What to do in this mode, and what the stand-ins are; login details only where
+    there is a login."""
     base = f"http://localhost:{args.port}"
-    steps = {
-        "oauth2": f"open {base}/v2/account in a browser: the demo login, then the API's answer",
-        "personal_access_token": f"curl {base}/v2/account   (no login: the demo PAT is added)",
-        "service": f"open {base}/oauth2/start and sign in once, then: curl {base}/v2/account",
-    }
-    return (
-        f"\nsipgate-auth-proxy demo ({args.mode} mode): NOT sipgate, made-up data\n"
-        f"  {steps[args.mode]}\n"
-        f"  demo login: user {USER!r}, password {PASSWORD!r} (any name works)\n"
-        f"  access tokens live {args.access_ttl} s: watch the proxy refresh them below\n"
-        "  Ctrl-C stops everything\n"
-    )
+    lines = {
+        "oauth2": [
+            f"open {base}/v2/account in a browser: the demo login, then the API's answer",
+            "demo login: any user name (it becomes your sub); any password works here "
+            "(not an empty one)",
+            f"{base}/oauth2/userinfo shows your session, {base}/oauth2/sign_out ends it",
+        ],
+        PAT: [
+            f"curl {base}/v2/account   (no login: the proxy adds the demo's Personal Access Token)",
+        ],
+        "service": [
+            f"open {base}/oauth2/start and sign in as {USER!r} (the one allowed subject; "
+            f"any password works here), then: curl {base}/v2/account",
+            f"{base}/oauth2/service shows the identity, {base}/oauth2/sign_out removes it",
+        ],
+    }[args.mode]
+    lines.append("the API stand-in answers GET " + ", ".join(PATHS) + " (others: 404)")
+    if args.mode != PAT:
+        lines.append(f"access tokens live {args.access_ttl} s: watch the proxy refresh them")
+    lines.append("Ctrl-C stops everything")
+    head = f"\nsipgate-auth-proxy demo ({args.mode} mode): NOT sipgate, made-up data\n"
+    return head + "".join(f"  {line}\n" for line in lines)
 
 
 @contextlib.contextmanager
@@ -106,26 +121,30 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(args: argparse.Namespace, work: Path, stop: threading.Event) -> int:
-    redirect = f"http://localhost:{args.port}/oauth2/callback"
-    idp = start_idp(
-        work,
-        client_id=CLIENT_ID,
-        client_secret=CLIENT_SECRET,
-        redirect_uris=[redirect],
-        access_ttl=args.access_ttl,
-    )
+    idp = None
+    if args.mode != PAT:  # PAT mode has no login: no IdP
+        idp = start_idp(
+            work,
+            client_id=CLIENT_ID,
+            client_secret=CLIENT_SECRET,
+            redirect_uris=[f"http://localhost:{args.port}/oauth2/callback"],
+            access_ttl=args.access_ttl,
+        )
     try:
         api_port = free_port()
-        api = ["-m", "scripts.demo.api", str(api_port), idp.jwks_uri]
+        api = ["-m", "scripts.demo.api", str(api_port), *([idp.jwks_uri] if idp else [])]
         with started(api, api_port) as api_pid:
-            env = proxy_environment(args, idp.issuer, f"http://127.0.0.1:{api_port}", work)
+            issuer = idp.issuer if idp else None
+            env = proxy_environment(args, issuer, f"http://127.0.0.1:{api_port}", work)
             with started(["-m", "proxy"], args.port, env) as proxy_pid:
-                print(what_to_open(args), flush=True)
-                print(f"pids: idp {idp.pid} api {api_pid} proxy {proxy_pid}", flush=True)
+                print(banner(args), flush=True)
+                idp_pid = f"idp {idp.pid} " if idp else ""
+                print(f"pids: {idp_pid}api {api_pid} proxy {proxy_pid}", flush=True)
                 stop.wait()
                 print("\nstopping the demo", flush=True)
     finally:
-        idp.stop()
+        if idp is not None:
+            idp.stop()
     return 0
 
 

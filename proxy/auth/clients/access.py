@@ -14,6 +14,10 @@ class SharedAccess:
         self._guard = guard
         self._gate = gate
 
+    @property
+    def guard(self) -> HeadlessClientGuard:
+        return self._guard
+
     def check(self, request: web.Request) -> None:
         self._guard.check(request)
         if self._gate is not None:
