@@ -104,14 +104,16 @@ async def test_the_session_scripts_run_on_a_cluster_and_the_records_spread(
 
 async def test_refresh_coordination_runs_on_a_cluster(cluster_client: RedisClient) -> None:
     keys = KeyRing([os.urandom(32)])
-    policy = RedisCoordinationPolicy(lock_ttl=0.3, grace=5)  # renewed while a slow IdP answers
+    # renewed while a slow IdP answers: 0.6 s, so a loaded machine's late renewal (0.2 s
+    # apart) does not let it lapse; the exchange outlives it more than twice
+    policy = RedisCoordinationPolicy(lock_ttl=0.6, grace=5)
     coordination = RedisRefreshCoordination(cluster_client, keys, policy)
     exchanges = 0
 
     async def slow_exchange(old: TokenSet) -> TokenSet:
         nonlocal exchanges
         exchanges += 1
-        await asyncio.sleep(1.0)
+        await asyncio.sleep(1.5)
         return tokens("alice", expires_in=600)
 
     results = await asyncio.gather(
