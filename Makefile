@@ -53,6 +53,12 @@ typecheck: setup
 unit: setup
 	$(BIN)/pytest
 
+# The reference pages in docs/reference/ and docs/config.schema.json, generated from the
+# code (configuration schema, error tree, metrics registry); a test fails when they differ.
+.PHONY: docs-reference
+docs-reference: setup
+	$(BIN)/python -m scripts.docs.reference
+
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
 
@@ -85,7 +91,13 @@ image-test: setup packaging-deps
 	$(BIN)/pytest tests/test_packaging.py -k image
 
 # Remove the private podman storage (base image, layers) that the two above keep.
-image-clean:
+image-# The reference pages in docs/reference/ and docs/config.schema.json, generated from the
+# code (configuration schema, error tree, metrics registry); a test fails when they differ.
+.PHONY: docs-reference
+docs-reference: setup
+	$(BIN)/python -m scripts.docs.reference
+
+clean:
 	SIPGATE_PODMAN_DIR=$${SIPGATE_PODMAN_DIR:-/var/tmp/sipgate-auth-proxy-podman}; \
 	if [ -d "$$SIPGATE_PODMAN_DIR" ]; then \
 	  . scripts/podman-env.sh && podman system reset --force >/dev/null 2>&1 || true; \
