@@ -4,12 +4,12 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 CONFIG ?= config.example.yaml
 
-.PHONY: run test lint typecheck unit setup test-deps clean lock lock-upgrade lock-check
+.PHONY: run test lint typecheck unit docs setup test-deps clean lock lock-upgrade lock-check
 
 run: setup
 	$(BIN)/sipgate-auth-proxy --config $(CONFIG)
 
-test: setup test-deps lock-check lint typecheck unit
+test: setup test-deps lock-check lint typecheck docs unit
 
 setup: $(VENV)/.installed
 
@@ -53,6 +53,12 @@ typecheck: setup
 unit: setup
 	$(BIN)/pytest
 
+# The documentation site (mkdocs.yml, docs/) into build/site. --strict: a broken link or
+# anchor, a page missing from the nav or an included file that is gone fails the build
+# (never with -q: MkDocs then counts no warnings).
+docs: setup
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
 # The reference pages in docs/reference/ and docs/config.schema.json, generated from the
 # code (configuration schema, error tree, metrics registry); a test fails when they differ.
 .PHONY: docs-reference
@@ -91,7 +97,13 @@ image-test: setup packaging-deps
 	$(BIN)/pytest tests/test_packaging.py -k image
 
 # Remove the private podman storage (base image, layers) that the two above keep.
-image-# The reference pages in docs/reference/ and docs/config.schema.json, generated from the
+image-# The documentation site (mkdocs.yml, docs/) into build/site. --strict: a broken link or
+# anchor, a page missing from the nav or an included file that is gone fails the build
+# (never with -q: MkDocs then counts no warnings).
+docs: setup
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
+# The reference pages in docs/reference/ and docs/config.schema.json, generated from the
 # code (configuration schema, error tree, metrics registry); a test fails when they differ.
 .PHONY: docs-reference
 docs-reference: setup
