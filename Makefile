@@ -65,6 +65,13 @@ docs: setup
 docs-reference: setup
 	$(BIN)/python -m scripts.docs.reference
 
+# The demo's flow as the docs show it (docs/images/*.png), remade with Playwright and
+# Debian's Chromium against `make demo`'s stand-ins; rerun after changing those pages.
+.PHONY: screenshots
+screenshots: setup
+	bash scripts/install-demo-deps.sh
+	$(BIN)/python -m scripts.docs.screenshots
+
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
 
@@ -97,19 +104,7 @@ image-test: setup packaging-deps
 	$(BIN)/pytest tests/test_packaging.py -k image
 
 # Remove the private podman storage (base image, layers) that the two above keep.
-image-# The documentation site (mkdocs.yml, docs/) into build/site. --strict: a broken link or
-# anchor, a page missing from the nav or an included file that is gone fails the build
-# (never with -q: MkDocs then counts no warnings).
-docs: setup
-	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
-
-# The reference pages in docs/reference/ and docs/config.schema.json, generated from the
-# code (configuration schema, error tree, metrics registry); a test fails when they differ.
-.PHONY: docs-reference
-docs-reference: setup
-	$(BIN)/python -m scripts.docs.reference
-
-clean:
+image-clean:
 	SIPGATE_PODMAN_DIR=$${SIPGATE_PODMAN_DIR:-/var/tmp/sipgate-auth-proxy-podman}; \
 	if [ -d "$$SIPGATE_PODMAN_DIR" ]; then \
 	  . scripts/podman-env.sh && podman system reset --force >/dev/null 2>&1 || true; \
