@@ -4,12 +4,12 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 CONFIG ?= config.example.yaml
 
-.PHONY: run test lint typecheck unit setup test-deps clean lock lock-upgrade lock-check
+.PHONY: run test lint typecheck unit docs setup test-deps clean lock lock-upgrade lock-check
 
 run: setup
 	$(BIN)/sipgate-auth-proxy --config $(CONFIG)
 
-test: setup test-deps lock-check lint typecheck unit
+test: setup test-deps lock-check lint typecheck docs unit
 
 setup: $(VENV)/.installed
 
@@ -52,6 +52,25 @@ typecheck: setup
 
 unit: setup
 	$(BIN)/pytest
+
+# The documentation site (mkdocs.yml, docs/) into build/site. --strict: a broken link or
+# anchor, a page missing from the nav or an included file that is gone fails the build
+# (never with -q: MkDocs then counts no warnings).
+docs: setup
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
+# The reference pages in docs/reference/ and docs/config.schema.json, generated from the
+# code (configuration schema, error tree, metrics registry); a test fails when they differ.
+.PHONY: docs-reference
+docs-reference: setup
+	$(BIN)/python -m scripts.docs.reference
+
+# The demo's flow as the docs show it (docs/images/*.png), remade with Playwright and
+# Debian's Chromium against `make demo`'s stand-ins; rerun after changing those pages.
+.PHONY: screenshots
+screenshots: setup
+	bash scripts/install-demo-deps.sh
+	$(BIN)/python -m scripts.docs.screenshots
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -24,6 +24,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _new_client(args.name, args.allow, args.network, args.scope)
     if args.command == "scopes":
         return _scopes(args.scope, args.operation)
+    if args.command == "config-schema":
+        return _config_schema()
     try:
         settings = config.load(args.config)
     except config.ConfigError as err:
@@ -85,7 +87,20 @@ def _parser() -> argparse.ArgumentParser:
     )
     scopes.add_argument("scope", nargs="?", help="e.g. history:read")
     scopes.add_argument("--operation", metavar='"METHOD /path"', help='"PUT /v2/calls/1/muted"')
+    commands.add_parser(
+        "config-schema",
+        help="print the configuration's JSON Schema (for editors: yaml-language-server)",
+    )
     return parser
+
+
+def _config_schema() -> int:
+    import json
+
+    from proxy.config.json_schema import config_schema
+
+    print(json.dumps(config_schema(), indent=2, ensure_ascii=False))
+    return 0
 
 
 def _new_client(name: str, allow: list[str], networks: list[str], scopes: list[str]) -> int:

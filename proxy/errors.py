@@ -1,32 +1,8 @@
 """The proxy's own errors: the one tree of everything it answers itself, each class with
-its HTTP status and a stable machine-readable code (the JSON body's ``error``).
-
-    ProxyError                      500  internal_error
-    ├── BadRequestTarget            400  bad_request: a target the proxy will not forward
-    ├── MalformedCredentials        400  malformed_credentials: not one Basic or Bearer
-    ├── Unauthenticated             401  unauthenticated: no valid session
-    │                                    (a browser navigation gets 302 to the login)
-    ├── InvalidClientCredentials    401  invalid_client_credentials: unknown or wrong
-    ├── BadWebhookSignature         401  bad_signature: X-Sipgate-Signature missing or wrong
-    ├── ClientNotAllowed            403  client_not_allowed: outside allowed_client_networks
-    ├── WebhookSourceRefused        403  source_refused: outside webhooks.source_networks
-    ├── ClientNetworkRefused        403  client_network_refused: outside the client's networks
-    ├── ForbiddenByPolicy           403  forbidden_by_policy: not in the client's allow list
-    ├── InsufficientScope           403  insufficient_scope: no scope of the client or the
-    │                                    session's token grants this sipgate operation
-    ├── CrossSiteRefused            403  cross_site_request: unsafe method, foreign origin
-    ├── BodyTooLarge                413  body_too_large: above upstream.max_body_size
-    │   └── WebhookBodyTooLarge              webhook_body_too_large: above webhooks.max_body_size
-    ├── RateLimited                 429  rate_limited: over the client's rate (Retry-After)
-    ├── UpstreamUnreachable         502  bad_gateway: refused, reset, TLS or closed early
-    │   └── AppUnreachable                   app_unreachable: webhooks.forward_to
-    ├── ServiceUnavailable          503  (base: every 503 carries Retry-After)
-    │   ├── IdPUnavailable               idp_unavailable: the token needs the IdP, it is away
-    │   ├── StoreUnavailable             session_store_unavailable: Redis cannot be reached
-    │   ├── ServiceIdentityMissing       service_identity_missing: an operator must sign in
-    │   └── WebhookInFlight              webhook_in_flight: the same event is being delivered
-    └── UpstreamTimeout             504  gateway_timeout: connect or read timeout
-        └── AppTimeout                       app_timeout: webhooks.forward_to too slow
+its HTTP status, a stable machine-readable code (the JSON body's ``error``), a fixed
+message and what the reader of the answer can do. docs/reference/errors.md draws the
+tree from these classes (``make docs-reference``); ``ServiceUnavailable``'s 503s all carry
+Retry-After, and an unauthenticated browser navigation gets a 302 to the login instead.
 
 OAuth protocol failures are not in this tree: ``proxy.oauth.client`` raises its own, and
 the authenticators translate them into these (one boundary, ``auth/``). An error is never
@@ -49,6 +25,8 @@ class ProxyError(Exception):
     status = 500
     code = "internal_error"
     message = "internal error"
+    # For the error reference (docs/reference/errors.md): what the reader of the answer does.
+    what_to_do = "a fault of the proxy: report it with the log line of its request_id"
 
     def __init_subclass__(cls, status: int | None = None, code: str | None = None) -> None:
         # Each error names its status and code where it is declared (the tree above).
@@ -73,14 +51,17 @@ class ProxyError(Exception):
 
 class BadRequestTarget(ProxyError, status=400, code="bad_request"):
     message = "the request target must be a path"
+    what_to_do = "send an origin-form target (/v2/...), not * or an absolute URL"
 
 
 class MalformedCredentials(ProxyError, status=400, code="malformed_credentials"):
     message = "the Authorization header must be one Basic or Bearer credential"
+    what_to_do = "send one Authorization header: Basic base64(token_id:token) or Bearer token"
 
 
 class InvalidClientCredentials(ProxyError, status=401, code="invalid_client_credentials"):
     message = "unknown or wrong client credential"
+    what_to_do = "check the app's token_id and token against auth.clients (new-client)"
 
     def headers(self) -> dict[str, str]:
         return {"WWW-Authenticate": 'Basic realm="sipgate-auth-proxy"'}
@@ -88,10 +69,12 @@ class InvalidClientCredentials(ProxyError, status=401, code="invalid_client_cred
 
 class ClientNetworkRefused(ProxyError, status=403, code="client_network_refused"):
     message = "this client credential may not be used from this address"
+    what_to_do = "call from a network in the client's auth.clients[].networks, or widen it"
 
 
 class ForbiddenByPolicy(ProxyError, status=403, code="forbidden_by_policy"):
     message = "the client may not make this call (auth.clients[].allow)"
+    what_to_do = "add a rule to the client's allow list, or a scope that grants the call"
 
     def __init__(self, client: str, method: str, path: str) -> None:
         super().__init__()
@@ -107,6 +90,9 @@ class InsufficientScope(ProxyError, status=403, code="insufficient_scope"):
     client credential (Basic, as sipgate's PATs)."""
 
     message = "no granted scope allows this sipgate operation; any one of 'scopes' would"
+    what_to_do = (
+        "grant one of the scopes the answer names (auth.clients[].scopes, or log in with it)"
+    )
 
     def __init__(
         self, client: str | None, operation: str, operation_id: str, scopes: tuple[str, ...]
@@ -132,6 +118,7 @@ class InsufficientScope(ProxyError, status=403, code="insufficient_scope"):
 
 class RateLimited(ProxyError, status=429, code="rate_limited"):
     message = "the client is over its rate limit (auth.clients[].rate_limit); retry later"
+    what_to_do = "wait Retry-After seconds, or raise auth.clients[].rate_limit"
 
     def __init__(self, retry_after: int) -> None:
         super().__init__()
@@ -143,6 +130,7 @@ class RateLimited(ProxyError, status=429, code="rate_limited"):
 
 class Unauthenticated(ProxyError, status=401, code="unauthenticated"):
     message = "no valid session: log in first"
+    what_to_do = "log in at login_url (a browser navigation is sent there by itself)"
 
     def __init__(self, login_url: str, navigation: bool) -> None:
         super().__init__()
@@ -165,10 +153,14 @@ class Unauthenticated(ProxyError, status=401, code="unauthenticated"):
 
 class CrossSiteRefused(ProxyError, status=403, code="cross_site_request"):
     message = "unsafe request from another origin refused (CSRF protection)"
+    what_to_do = (
+        "send from public_url's origin, or list the app's origin in session.allowed_origins"
+    )
 
 
 class ClientNotAllowed(ProxyError, status=403, code="client_not_allowed"):
     message = "this client address may not use the proxy (auth.allowed_client_networks)"
+    what_to_do = "add the client's network to auth.allowed_client_networks (PAT and service mode)"
 
     def __init__(self, address: str) -> None:
         super().__init__()
@@ -181,32 +173,41 @@ class ClientNotAllowed(ProxyError, status=403, code="client_not_allowed"):
 
 class BodyTooLarge(ProxyError, status=413, code="body_too_large"):
     message = "the request body exceeds upstream.max_body_size"
+    what_to_do = "send a smaller body, or raise upstream.max_body_size"
 
 
 class UpstreamUnreachable(ProxyError, status=502, code="bad_gateway"):
     message = "the upstream API could not be reached"
+    what_to_do = "check upstream.url, DNS, the network and TLS (upstream.ca_file); the log says why"
 
 
 class BadWebhookSignature(ProxyError, status=401, code="bad_signature"):
     message = "X-Sipgate-Signature is missing or does not verify"
+    what_to_do = (
+        "only sipgate's signed posts pass; a test sender needs a key in webhooks.public_keys_file"
+    )
 
 
 class WebhookSourceRefused(ProxyError, status=403, code="source_refused"):
     message = "this address may not post webhooks (webhooks.source_networks)"
+    what_to_do = "add sipgate's push servers (or your ingress: trusted_proxies) to the networks"
 
 
 class WebhookBodyTooLarge(BodyTooLarge, code="webhook_body_too_large"):
     message = "the request body exceeds webhooks.max_body_size"
+    what_to_do = "raise webhooks.max_body_size if sipgate's events are larger"
 
 
 class AppUnreachable(UpstreamUnreachable, code="app_unreachable"):
     message = "the app (webhooks.forward_to) could not be reached"
+    what_to_do = "start the app, or correct webhooks.forward_to; sipgate retries"
 
 
 class ServiceUnavailable(ProxyError, status=503, code="service_unavailable"):
     """A peer the proxy needs is away for now: the client may retry after a while."""
 
     message = "retry shortly"
+    what_to_do = "retry after Retry-After seconds"
     retry_after = 5
 
     def headers(self) -> dict[str, str]:
@@ -215,27 +216,33 @@ class ServiceUnavailable(ProxyError, status=503, code="service_unavailable"):
 
 class IdPUnavailable(ServiceUnavailable, code="idp_unavailable"):
     message = "the login service cannot renew the session right now; retry shortly"
+    what_to_do = "retry after Retry-After seconds; check that the IdP (issuer) is reachable"
 
 
 class StoreUnavailable(ServiceUnavailable, code="session_store_unavailable"):
     message = "sessions cannot be read right now; retry shortly"
+    what_to_do = "retry shortly; check Redis (session.redis_url) and /readyz"
 
 
 class ServiceIdentityMissing(ServiceUnavailable, code="service_identity_missing"):
     message = "no usable service identity: an operator must sign in"
+    what_to_do = "an operator signs in at /oauth2/start (management listener when set)"
 
 
 class WebhookInFlight(ServiceUnavailable, code="webhook_in_flight"):
     message = "the same event is being delivered right now; retry shortly"
+    what_to_do = "nothing: sipgate retries and gets the first delivery's answer"
     retry_after = 1
 
 
 class UpstreamTimeout(ProxyError, status=504, code="gateway_timeout"):
     message = "the upstream API did not answer in time"
+    what_to_do = "retry; raise upstream.read_timeout for slow calls; check the upstream"
 
 
 class AppTimeout(UpstreamTimeout, code="app_timeout"):
     message = "the app (webhooks.forward_to) did not answer in time"
+    what_to_do = "make the app answer within webhooks.timeout, or raise it"
 
 
 def json_error(status: int, code: str, message: str, **extra: str) -> web.Response:

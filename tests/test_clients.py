@@ -569,7 +569,7 @@ async def test_forward_auth_answers_only_a_client_credential_for_an_allowed_call
 async def test_an_app_with_a_client_credential_never_gets_the_accounts_pat_through_nginx(
     make_proxy: ProxyFactory, upstream: TestServer, tmp_path: Path
 ) -> None:
-    """Issue 24, 1: README's nginx recipe in front of an app that holds only a client
+    """Issue 24, 1: the documented nginx recipe in front of an app that holds only a client
     credential for GET /v2/history/**, on the proxy's own loopback (a pod's app
     container). Through nginx its allowed call reaches the API with the account's PAT; by
     no way does the PAT reach the app: asking /oauth2/auth itself with its valid

@@ -8,9 +8,11 @@ from typing import Any
 import pytest
 
 from proxy.config import Listen, OAuth2, PersonalAccessToken, Secret, Upstream
+from proxy.config.auth_schema import Service
 from proxy.config.convert import section
 from proxy.config.problems import Problem
-from proxy.config.schema import Document, ForwardAuth, Service, Session
+from proxy.config.schema import Document, ForwardAuth
+from proxy.config.session_schema import Session
 
 
 def converted(cls: type[Any], data: dict[str, Any]) -> Any:

@@ -1,4 +1,4 @@
-"""Faults of every peer, each with the outcome README.md documents.
+"""Faults of every peer, each with the outcome the documentation (docs/) states.
 
 IdP: down, slower than ``auth.oauth2.timeout``, answering 503 HTML, dropping the
 connection (the real test IdP with ``set_faults``), and answering garbage on the token

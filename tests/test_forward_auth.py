@@ -1,5 +1,5 @@
 """/oauth2/auth: who may ask (only the front proxy), what it answers, and the nginx and
-Traefik recipes of README run across refreshes."""
+Traefik recipes of docs/deployment/forward-auth.md run across refreshes."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ from tests.support.nginx import (
     error_log,
     nginx,
     nginx_available,
-    readme_block,
+    recipe_block,
 )
 from tests.support.processes import free_port
 from tests.support.scripted_browser import ScriptedBrowser
@@ -192,12 +192,12 @@ async def test_traefik_recipe_keeps_the_session_and_never_sends_it_upstream(
     peers: Callable[..., Awaitable[Peers]], aiohttp_server: ServerFactory, tmp_path: Path
 ) -> None:
     """Traefik's documented ForwardAuth behaviour, emulated (tests/support/traefik.py),
-    with README's dynamic configuration and README's proxy settings."""
+    with the documented dynamic configuration and proxy settings."""
     management = free_port()
     secret_file = tmp_path / "forward-auth-secret"
     secret_file.write_text(FRONT_SECRET + "\n")
     proxy_settings = (
-        readme_block("yaml", 2)
+        recipe_block("yaml", 2)
         .replace("9090", str(management))
         .replace("/run/secrets/sipgate-forward-auth-secret", str(secret_file))
     )
@@ -208,7 +208,7 @@ async def test_traefik_recipe_keeps_the_session_and_never_sends_it_upstream(
     )
     assert stack.management is not None
     assert stack.management.port == management
-    dynamic = traefik_config(readme_block("yaml", 1), f"http://127.0.0.1:{management}/oauth2/auth")
+    dynamic = traefik_config(recipe_block("yaml", 1), f"http://127.0.0.1:{management}/oauth2/auth")
     traefik = await aiohttp_server(
         create_traefik_app(dynamic, "sipgate-api", str(stack.upstream.make_url("")).rstrip("/"))
     )

@@ -3,7 +3,7 @@
 Invariant for every parser: only the documented exception (or none), "no session"
 (``None``) for garbage, and bounded time. The first half calls the parsers directly;
 the second half sends random bytes over real sockets to proxy processes and checks the
-answers (never a 5xx the README does not document, never a hang) and the proxy's log
+answers (never a 5xx the docs do not document, never a hang) and the proxy's log
 (never a traceback).
 """
 
@@ -666,7 +666,7 @@ def test_upstream_origin_never_changes_whatever_the_target(raw: str) -> None:
         if not all("!" <= char <= "~" for char in raw):
             continue  # the HTTP parser refuses such targets (400) before this code runs
         # What the client puts on the request line is the target byte for byte, except:
-        # a fragment is never sent (RFC 9112 §3.2), nor an empty query (README).
+        # a fragment is never sent (RFC 9112 §3.2), nor an empty query (docs/forwarding.md).
         expected = (URL(base).raw_path.rstrip("/") + path_and_query(raw)).split("#", 1)[0]
         assert url.raw_path_qs in (expected, expected.removesuffix("?")), (url, expected)
 
@@ -907,7 +907,7 @@ def test_e2e_random_request_targets_reach_only_the_configured_upstream(
     if answer.status == 200:
         echoed = json.loads(answer.body)
         assert echoed["raw_path"].startswith("/")  # the upstream double answered
-        # byte for byte, without a fragment (never sent) or an empty query (README)
+        # byte for byte, without a fragment (never sent) or an empty query (docs/forwarding.md)
         expected = path_and_query(target.decode()).split("#", 1)[0]
         assert echoed["raw_path"] in (expected, expected.removesuffix("?")), echoed["raw_path"]
 

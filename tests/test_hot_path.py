@@ -61,7 +61,8 @@ class ReferenceMetrics:
         self.registry = r = CollectorRegistry()
         self.requests = Counter(
             "sipgate_proxy_requests",
-            "Requests answered, by route class and HTTP status.",
+            "Requests answered, by route class (proxy, login, health, metrics, forward_auth, "
+            "webhooks) and HTTP status.",
             ["route", "status"],
             registry=r,
         )
@@ -102,7 +103,11 @@ class ReferenceMetrics:
             registry=r,
         )
         self.logins = Counter(
-            "sipgate_proxy_logins", "Login callbacks by outcome.", ["outcome"], registry=r
+            "sipgate_proxy_logins",
+            "Login callbacks by outcome (ok, idp_error, invalid_state, rejected, "
+            "idp_unavailable, not_allowed).",
+            ["outcome"],
+            registry=r,
         )
         self.upstream_401_retries = Counter(
             "sipgate_proxy_upstream_401_retries",

@@ -91,7 +91,7 @@ async def test_200_mb_upload_keeps_memory_bounded(proxy_process: tuple[int, int]
 
 def _report(direction: str, before: int, growth: int) -> None:
     line = {"direction": direction, "rss_before_mb": before / 2**20, "growth_mb": growth / 2**20}
-    print(json.dumps(line))  # shown with pytest -s: the figure quoted in the README
+    print(json.dumps(line))  # shown with pytest -s: the figure quoted in docs/forwarding.md
 
 
 async def access_line_of(log: Path, path: str, seconds: float = 10.0) -> dict[str, object]:

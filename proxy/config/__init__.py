@@ -17,6 +17,14 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
+from proxy.config.auth_schema import (
+    Auth,
+    Client,
+    OAuth2,
+    PersonalAccessToken,
+    RateLimit,
+    Service,
+)
 from proxy.config.checks import cross_checks, upstream_ca_problem
 from proxy.config.clients import all_clients, read_clients_file
 from proxy.config.convert import section
@@ -34,25 +42,10 @@ from proxy.config.modes import (
 )
 from proxy.config.problems import ConfigError, Problem, named_source
 from proxy.config.redis_store import RedisAuth, RedisSentinels, RedisServer, RedisStore
-from proxy.config.schema import (
-    LOOPBACK_NETWORKS,
-    Auth,
-    Client,
-    Document,
-    ForwardAuth,
-    Listen,
-    Log,
-    Management,
-    OAuth2,
-    PersonalAccessToken,
-    RateLimit,
-    Server,
-    Service,
-    Session,
-    Upstream,
-)
+from proxy.config.schema import Document, ForwardAuth, Listen, Log, Management, Server, Upstream
 from proxy.config.secret import Secret
-from proxy.config.section import IPNetwork
+from proxy.config.section import LOOPBACK_NETWORKS, IPNetwork
+from proxy.config.session_schema import Session
 from proxy.config.sources import ENV_PREFIX, env_name, read
 from proxy.config.webhooks import Webhooks
 

@@ -7,9 +7,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+from proxy.config.auth_schema import Auth, Client
 from proxy.config.convert import section
 from proxy.config.problems import ConfigError, Problem
-from proxy.config.schema import Auth, Client
 from proxy.config.small_file import MIB, read_small_text
 from proxy.config.sources import parse_yaml
 

@@ -106,6 +106,8 @@ def _checked(kind: Any, value: Any, key: Key, problems: list[Problem]) -> Any:
 
 def _section_type(kind: Any) -> type[Section] | None:
     """The section a field holds (``Listen`` or ``Listen | None``), or None."""
+    if typing.get_origin(kind) is Annotated:  # a described field
+        return _section_type(typing.get_args(kind)[0])
     union = typing.get_origin(kind) in (UnionType, typing.Union)
     for candidate in (kind, *(typing.get_args(kind) if union else ())):
         if isinstance(candidate, type) and issubclass(candidate, Section):
@@ -143,11 +145,14 @@ R = TypeVar("R")
 
 
 def _rules(kind: Any, rule: type[R]) -> list[R]:
-    """The ``rule`` objects in the field's Annotated metadata (also under ``| None``)."""
+    """The ``rule`` objects in the field's Annotated metadata (also under ``| None``, and
+    a described ``Annotated[T | None, Meta(description=…)]``)."""
     if typing.get_origin(kind) in (UnionType, typing.Union):
         return [r for inner in typing.get_args(kind) for r in _rules(inner, rule)]
-    extras = getattr(kind, "__metadata__", ())
-    return [r for r in extras if isinstance(r, rule)]
+    if typing.get_origin(kind) is not Annotated:
+        return []
+    inner, *extras = typing.get_args(kind)
+    return [r for r in extras if isinstance(r, rule)] + _rules(inner, rule)
 
 
 def _decode(kind: type, value: Any) -> Any:

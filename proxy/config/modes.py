@@ -12,9 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+from proxy.config.auth_schema import Client, OAuth2, PersonalAccessToken, Service
 from proxy.config.problems import Problem
 from proxy.config.redis_store import RedisStore, resolve_redis
-from proxy.config.schema import Client, Document, OAuth2, PersonalAccessToken, Service
+from proxy.config.schema import Document
 from proxy.config.secret import Secret
 from proxy.config.sources import SECRET_FILES, env_name
 

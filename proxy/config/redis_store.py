@@ -12,8 +12,8 @@ from urllib.parse import urlsplit
 
 from proxy.config.checks import upstream_ca_problem
 from proxy.config.problems import Problem
-from proxy.config.schema import Session
 from proxy.config.secret import Secret
+from proxy.config.session_schema import Session
 from proxy.config.sources import env_name
 
 

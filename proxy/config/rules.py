@@ -14,6 +14,7 @@ from proxy.sipgate.operations import scope_names
 
 
 def http_url(value: str) -> str:
+    """An http(s) URL without credentials, query or fragment."""
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.hostname or not valid_port(value):
         raise ValueError("must be an http(s) URL such as https://api.sipgate.com")
@@ -23,6 +24,7 @@ def http_url(value: str) -> str:
 
 
 def public_origin(value: str) -> str:
+    """An http(s) origin: scheme, host and port, no path."""
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.hostname or not valid_port(value):
         raise ValueError("must be the http(s) origin browsers use, e.g. https://proxy.example")
@@ -32,6 +34,7 @@ def public_origin(value: str) -> str:
 
 
 def bare_origins(origins: list[str]) -> list[str]:
+    """Each a bare origin such as https://app.example."""
     for origin in origins:
         if normalise_origin(origin) is None:
             raise ValueError(f"{origin!r} is not a bare origin such as https://app.example")
@@ -39,6 +42,7 @@ def bare_origins(origins: list[str]) -> list[str]:
 
 
 def decodable_keys(keys: list[Secret]) -> list[Secret]:
+    """Each the base64 of 32 bytes (``generate-key`` makes one)."""
     for position, key in enumerate(keys):
         try:
             decode_key(key.get_secret_value())
@@ -48,6 +52,7 @@ def decodable_keys(keys: list[Secret]) -> list[Secret]:
 
 
 def allow_rules(rules: list[str]) -> list[str]:
+    """Each "METHOD[,METHOD] /path" (``*`` one segment, ``**`` the rest)."""
     for rule in rules:
         parse_rule(rule)  # raises ValueError naming the rule and its fault
     return rules
@@ -65,7 +70,9 @@ def host_ports(addresses: list[str]) -> list[str]:
 
 
 def known_scope(name: str) -> str:
-    """One of sipgate's scope names (``proxy/sipgate/scopes.txt``); else the closest."""
+    """One of sipgate's scope names (``sipgate-auth-proxy scopes`` lists them).
+
+    The names are ``proxy/sipgate/scopes.txt``; a wrong one is told the closest."""
     if name in scope_names():
         return name
     close = difflib.get_close_matches(name, scope_names(), n=3, cutoff=0.6)

@@ -27,6 +27,12 @@ class Check:
 
 Positive = Annotated[float, msgspec.Meta(gt=0)]
 
+LOOPBACK_NETWORKS = ["127.0.0.0/8", "::1/128"]
+
+
+def loopback() -> list[IPNetwork]:
+    return [ipaddress.ip_network(n) for n in LOOPBACK_NETWORKS]
+
 
 class Section(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     def model_dump(self) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from typing import Annotated
 from urllib.parse import urlsplit
 
 import msgspec
+from msgspec import Meta
 
 from proxy.config.origins import is_loopback_host, valid_port
 from proxy.config.problems import Problem
@@ -24,7 +25,7 @@ _HEADER_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 def _otlp_url(value: str | None) -> str | None:
-    """The collector's OTLP/HTTP traces URL; a bare origin gets /v1/traces."""
+    """An http(s) URL without credentials, query or fragment; a bare origin gets /v1/traces."""
     if value is None:  # written as null: off
         return None
     parts = urlsplit(value)
@@ -36,6 +37,7 @@ def _otlp_url(value: str | None) -> str | None:
 
 
 def _header_names(headers: dict[str, Secret]) -> dict[str, Secret]:
+    """Header names of letters, digits, "-" and "_"."""
     for name in headers:
         if _HEADER_NAME.fullmatch(name) is None:
             raise ValueError(f"{name!r} is not a header name (letters, digits, '-' and '_')")
@@ -43,19 +45,42 @@ def _header_names(headers: dict[str, Secret]) -> dict[str, Secret]:
 
 
 class Tracing(Section, frozen=True, kw_only=True):
-    # None: tracing off, and no OpenTelemetry module is loaded at all.
-    otlp_endpoint: Annotated[str, Check(_otlp_url)] | None = None
-    service_name: Annotated[str, msgspec.Meta(min_length=1, max_length=128)] = "sipgate-auth-proxy"
-    # Of the traces that start here; a caller's sampling decision (traceparent) is kept.
-    sample_ratio: Annotated[float, msgspec.Meta(ge=0, le=1)] = 1.0
-    # True: a caller's traceparent is continued, its sampled flag followed. False: every
-    # request starts a trace of its own (sample_ratio decides), the caller's span linked.
-    trust_incoming: bool = True
-    # Sent with every export, e.g. the collector's API key: secrets, never logged.
-    headers: Annotated[dict[str, Secret], Check(_header_names)] = msgspec.field(
-        default_factory=dict
-    )
-    timeout: Positive = 10.0  # seconds one export may take (in the background)
+    """OpenTelemetry traces over OTLP/HTTP; off unless an endpoint is set."""
+
+    otlp_endpoint: Annotated[
+        Annotated[str, Check(_otlp_url)] | None,
+        Meta(
+            description="the collector's OTLP/HTTP traces URL (a bare origin gets "
+            "/v1/traces); unset: off, no OpenTelemetry module loaded"
+        ),
+    ] = None
+    service_name: Annotated[
+        str, Meta(min_length=1, max_length=128, description="the resource's service.name")
+    ] = "sipgate-auth-proxy"
+    sample_ratio: Annotated[
+        float,
+        Meta(
+            ge=0,
+            le=1,
+            description="share of the traces that start here that are recorded; a "
+            "caller's sampled flag is followed",
+        ),
+    ] = 1.0
+    trust_incoming: Annotated[
+        bool,
+        Meta(
+            description="continue a caller's traceparent; false: every request starts its "
+            "own trace, the caller's span linked"
+        ),
+    ] = True
+    headers: Annotated[
+        dict[str, Secret],
+        Check(_header_names),
+        Meta(description="sent with every export, e.g. the collector's API key (secrets)"),
+    ] = msgspec.field(default_factory=dict)
+    timeout: Annotated[
+        Positive, Meta(description="seconds one export may take (in the background)")
+    ] = 10.0
 
     @property
     def enabled(self) -> bool:

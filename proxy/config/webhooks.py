@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated
 
 import msgspec
+from msgspec import Meta
 
 from proxy.config.problems import Problem
 from proxy.config.rules import http_url
@@ -20,29 +21,56 @@ RESERVED_PATHS = ("/healthz", "/readyz", "/metrics", "/v2")
 
 
 def _path(value: str) -> str:
+    """No "." or ".." segments."""
     if any(segment in (".", "..") for segment in value.split("/")):
         raise ValueError("must not contain '.' or '..' segments")
     return value
 
 
 def _app_url(value: str | None) -> str | None:
+    """An http(s) URL without credentials, query or fragment."""
     return None if value is None else http_url(value)  # written as null: not set
 
 
 class Webhooks(Section, frozen=True, kw_only=True):
-    enabled: bool = False
-    # A prefix on the main listener: sipgate posts to public_url + path + the app's route.
-    path: Annotated[str, msgspec.Meta(pattern=r"^(/[A-Za-z0-9._~-]+)+\Z"), Check(_path)] = (
-        "/sipgate/webhooks"
+    """sipgate.io's push API: call events verified, then forwarded to the app."""
+
+    enabled: Annotated[bool, Meta(description="verify and forward sipgate.io's call events")] = (
+        False
     )
-    forward_to: Annotated[str, Check(_app_url)] | None = None  # required when enabled
-    public_keys_file: Path | None = None  # None: sipgate's key, built in
-    source_networks: list[IPNetwork] = msgspec.field(default_factory=list)  # []: any
-    trusted_proxies: list[IPNetwork] = msgspec.field(default_factory=list)  # may set XFF
-    replay_window: Annotated[int, msgspec.Meta(ge=1, le=7 * 24 * 3600)] = 600  # seconds
-    max_body_size: Annotated[int, msgspec.Meta(ge=1024, le=16 * 1024 * 1024)] = 65536
-    # Seconds the app may take to answer (then 504); sipgate waits about as long.
-    timeout: Annotated[float, msgspec.Meta(gt=0, le=60)] = 10.0
+    path: Annotated[
+        str,
+        Meta(
+            pattern=r"^(/[A-Za-z0-9._~-]+)+\Z",
+            description="prefix on the main listener: sipgate posts to public_url + path + "
+            "the app's route",
+        ),
+        Check(_path),
+    ] = "/sipgate/webhooks"
+    forward_to: Annotated[
+        Annotated[str, Check(_app_url)] | None,
+        Meta(description="the app's URL (the rest of the path and the query appended); required"),
+    ] = None
+    public_keys_file: Annotated[
+        Path | None, Meta(description="PEM file of RSA public keys; unset: sipgate's, built in")
+    ] = None
+    source_networks: Annotated[
+        list[IPNetwork], Meta(description="where events may come from; empty: anywhere")
+    ] = msgspec.field(default_factory=list)
+    trusted_proxies: Annotated[
+        list[IPNetwork], Meta(description="peers whose X-Forwarded-For names the client")
+    ] = msgspec.field(default_factory=list)
+    replay_window: Annotated[
+        int,
+        Meta(ge=1, le=7 * 24 * 3600, description="seconds an answered event is remembered"),
+    ] = 600
+    max_body_size: Annotated[
+        int, Meta(ge=1024, le=16 * 1024 * 1024, description="bytes an event may have (413)")
+    ] = 65536
+    # sipgate waits about as long.
+    timeout: Annotated[
+        float, Meta(gt=0, le=60, description="seconds the app may take to answer (then 504)")
+    ] = 10.0
 
 
 def webhooks_problems(webhooks: Webhooks, oauth2_prefix: str) -> Iterator[Problem]:

@@ -41,7 +41,8 @@ class Metrics:
     def _declare_traffic(self) -> None:
         self.requests = self._counter(
             "sipgate_proxy_requests",
-            "Requests answered, by route class and HTTP status.",
+            "Requests answered, by route class (proxy, login, health, metrics, forward_auth, "
+            "webhooks) and HTTP status.",
             ["route", "status"],
         )
         self.request_seconds = self._histogram(
@@ -78,7 +79,10 @@ class Metrics:
             ["outcome"],
         )
         self.logins = self._counter(
-            "sipgate_proxy_logins", "Login callbacks by outcome.", ["outcome"]
+            "sipgate_proxy_logins",
+            "Login callbacks by outcome (ok, idp_error, invalid_state, rejected, "
+            "idp_unavailable, not_allowed).",
+            ["outcome"],
         )
         self.upstream_401_retries = self._counter(
             "sipgate_proxy_upstream_401_retries",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from proxy.config import Settings
-from proxy.config.schema import DEFAULT_COOKIE_NAME
+from proxy.config.session_schema import DEFAULT_COOKIE_NAME
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,6 @@
 """Debian's nginx in front of the proxy's forward-auth endpoint, configured with the very
-text README shows: the recipe is read from README, so the two cannot drift apart."""
+text the documentation shows: the recipe is read from docs/deployment/forward-auth.md, so
+the two cannot drift apart."""
 
 from __future__ import annotations
 
@@ -14,34 +15,32 @@ from tests.support.processes import wait_for_port
 from tests.support.secrets import WATCH
 
 NGINX = "/usr/sbin/nginx"
-README = Path(__file__).resolve().parents[2] / "README.md"
-FORWARD_AUTH_SECTION = "### Forward auth for nginx and Traefik"
-# The addresses README's recipes use, replaced by the test's own.
-README_UPSTREAM = "https://api.sipgate.com"
-README_PROXY = "http://127.0.0.1:8080"
-# The front proxy's secret (forward_auth.secret) in README's recipes, and the tests' own.
-README_SECRET = "REPLACE-WITH-forward_auth.secret"
+RECIPES = Path(__file__).resolve().parents[2] / "docs" / "deployment" / "forward-auth.md"
+# The addresses the recipes use, replaced by the test's own.
+RECIPE_UPSTREAM = "https://api.sipgate.com"
+RECIPE_PROXY = "http://127.0.0.1:8080"
+# The front proxy's secret (forward_auth.secret) in the recipes, and the tests' own.
+RECIPE_SECRET = "REPLACE-WITH-forward_auth.secret"
 FRONT_SECRET = "front-proxy-secret-for-the-tests-0123456789abcdef"
 WATCH.add(FRONT_SECRET)  # no log line of the suite may hold it (test_log_hygiene)
 
 
-def readme_block(language: str, nth: int = 0) -> str:
-    """The ``nth`` fenced block in ``language`` of README's forward-auth section."""
-    text = README.read_text(encoding="utf-8")
-    section = text[text.index(FORWARD_AUTH_SECTION) :]
-    section = section[: section.find("\n## ", 1)]
-    blocks = re.findall(rf"^```{language}\n(.*?)^```$", section, re.MULTILINE | re.DOTALL)
+def recipe_block(language: str, nth: int = 0) -> str:
+    """The ``nth`` fenced block in ``language`` of the forward-auth page (the recipes were
+    README's before issue 27)."""
+    text = RECIPES.read_text(encoding="utf-8")
+    blocks = re.findall(rf"^```{language}\n(.*?)^```$", text, re.MULTILINE | re.DOTALL)
     return str(blocks[nth])
 
 
 def auth_request_site(upstream: str, proxy: str) -> str:
-    """README's nginx recipe, pointed at this test's upstream and proxy."""
-    site = readme_block("nginx")
-    assert README_UPSTREAM in site, "README recipe changed shape"
-    assert README_PROXY in site, "README recipe changed shape"
-    assert README_SECRET in site, "README recipe changed shape"
-    site = site.replace(README_UPSTREAM, upstream).replace(README_PROXY, proxy)
-    return site.replace(README_SECRET, FRONT_SECRET)
+    """The documented nginx recipe, pointed at this test's upstream and proxy."""
+    site = recipe_block("nginx")
+    assert RECIPE_UPSTREAM in site, "the forward-auth recipe changed shape"
+    assert RECIPE_PROXY in site, "the forward-auth recipe changed shape"
+    assert RECIPE_SECRET in site, "the forward-auth recipe changed shape"
+    site = site.replace(RECIPE_UPSTREAM, upstream).replace(RECIPE_PROXY, proxy)
+    return site.replace(RECIPE_SECRET, FRONT_SECRET)
 
 
 def nginx_available() -> tuple[bool, str]:

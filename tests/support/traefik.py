@@ -1,5 +1,6 @@
 """Traefik is not installable here: an emulation of its documented ForwardAuth semantics
-(traefik/traefik pkg/middlewares/auth/forward.go, v3), configured from README's recipe.
+(traefik/traefik pkg/middlewares/auth/forward.go, v3), configured from the documented
+recipe (docs/deployment/forward-auth.md).
 
 - Middlewares run in the router's order, each on the request the one before left.
 - The auth request is a GET to ``address`` with the request's headers (only those listed
@@ -24,7 +25,7 @@ import yaml
 from aiohttp import web
 from multidict import CIMultiDict
 
-from tests.support.nginx import FRONT_SECRET, README_SECRET
+from tests.support.nginx import FRONT_SECRET, RECIPE_SECRET
 
 HOP_BY_HOP = frozenset(
     h.lower()
@@ -44,9 +45,9 @@ HOP_BY_HOP = frozenset(
 
 
 def traefik_config(text: str, address: str) -> dict[str, Any]:
-    """README's dynamic configuration, the auth address and the front proxy's secret
+    """The documented dynamic configuration, the auth address and the front proxy's secret
     replaced by the test's."""
-    config: dict[str, Any] = yaml.safe_load(text.replace(README_SECRET, FRONT_SECRET))
+    config: dict[str, Any] = yaml.safe_load(text.replace(RECIPE_SECRET, FRONT_SECRET))
     for middleware in config["http"]["middlewares"].values():
         if "forwardAuth" in middleware:
             middleware["forwardAuth"]["address"] = address

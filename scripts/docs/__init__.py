@@ -1,0 +1,1 @@
+"""Documentation tools: the generated reference pages and the screenshots."""
