@@ -193,6 +193,11 @@ class WebhookSourceRefused(ProxyError, status=403, code="source_refused"):
     what_to_do = "add sipgate's push servers (or your ingress: trusted_proxies) to the networks"
 
 
+class WebhookBodyTimeout(ProxyError, status=408, code="webhook_body_timeout"):
+    message = "the webhook's body did not arrive within webhooks.timeout"
+    what_to_do = "nothing for sipgate's own posts; a client that trickles its body is cut off"
+
+
 class WebhookBodyTooLarge(BodyTooLarge, code="webhook_body_too_large"):
     message = "the request body exceeds webhooks.max_body_size"
     what_to_do = "raise webhooks.max_body_size if sipgate's events are larger"

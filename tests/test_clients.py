@@ -168,6 +168,10 @@ REFUSED_SPELLINGS = [
     "/v2/history/%u002e%u002e/sessions/sms",
     "/v2/history/..%20/sessions/sms",
     "/v2/history/x%",
+    # found by review 3: a fragment in a forward-auth X-Original-URI (nginx passes the
+    # raw target upstream, fragment and all)
+    "/v2/history/x#/../../sessions/sms",
+    "/v2/account#/../sessions/sms",
 ]
 
 
@@ -684,4 +688,27 @@ async def test_a_reload_keeps_the_buckets_of_unchanged_clients_and_the_last_sigh
     assert gate.names == ["sender"]
     path.write_bytes("- name: caf\xe9\n".encode("latin-1"))  # not UTF-8: a problem, not a crash
     await source.from_file()
+    assert gate.names == ["sender"]
+
+
+async def test_a_sighup_that_read_the_file_before_a_revocation_does_not_bring_it_back(
+    tmp_path: Path,
+) -> None:
+    """Review 3: SIGHUP reads clients_file (version A: reader still in), the Secret is
+    updated (B: reader revoked) and the watcher applies B, then SIGHUP applies its older
+    A. The file as it is now must win."""
+    from proxy.auth.clients.gate import ClientGate, known
+    from proxy.auth.clients.reload import ClientList
+
+    path = tmp_path / "clients.yaml"
+    path.write_text(json.dumps([READER, SENDER]))
+    env = {**PAT_ENV, "SIPGATE_PROXY_AUTH__CLIENTS_FILE": str(path)}
+    read_by_sighup = config.load(None, env)  # version A, read before the update
+    gate = ClientGate([known(c) for c in read_by_sighup.clients], anonymous=False)
+    source = ClientList(read_by_sighup.auth, gate)
+    path.write_text(json.dumps([SENDER]))  # version B: the reader is revoked
+    await source.from_file()  # the watcher saw B first
+    assert gate.names == ["sender"]
+    source.live().apply(read_by_sighup)  # SIGHUP's older read lands last
+    await source.settled()
     assert gate.names == ["sender"]

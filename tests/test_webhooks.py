@@ -49,6 +49,7 @@ class App:
 
     received: list[dict[str, Any]] = field(default_factory=list)
     stall: bool = False
+    fail_with: int | None = None  # the next answer's status, once
 
     async def handle(self, request: web.Request) -> web.Response:
         body = await request.read()
@@ -57,6 +58,9 @@ class App:
         )
         if self.stall:
             await asyncio.Event().wait()  # never answers: the proxy's timeout must end it
+        if self.fail_with is not None:
+            status, self.fail_with = self.fail_with, None
+            return web.Response(status=status, text="busy")
         return web.Response(body=XML, headers={"Content-Type": "application/xml"})
 
 
@@ -251,6 +255,52 @@ async def test_an_event_delivered_again_gets_the_remembered_answer(
     metrics = await get_text(str(proxy.make_url("/metrics")))
     assert 'sipgate_proxy_webhooks_total{event="hangup",outcome="delivered"} 1.0' in metrics
     assert 'sipgate_proxy_webhooks_total{event="hangup",outcome="replayed"} 5.0' in metrics
+
+
+async def test_a_repeated_dtmf_reaches_the_app_each_time(
+    proxy: TestServer, app: tuple[App, TestServer], key: rsa.RSAPrivateKey
+) -> None:
+    """A dtmf event has no timestamp: a caller pressing 1, hearing the menu again and
+    pressing 1 again sends the same body twice, and the app's menu must see both."""
+    body = urlencode([("event", "dtmf"), ("callId", "c1"), ("originalCallId", "c1"), ("dtmf", "1")])
+    headers = sipgate_headers(sign(key, body.encode()))
+    for _ in range(2):
+        assert (await post(url(proxy), body.encode(), headers)).status == 200
+    assert len(app[0].received) == 2
+
+
+async def test_an_apps_failure_is_not_remembered(
+    proxy: TestServer, app: tuple[App, TestServer], key: rsa.RSAPrivateKey
+) -> None:
+    body = event(call_id="busy")
+    headers = sipgate_headers(sign(key, body))
+    app[0].fail_with = 503
+    assert (await post(url(proxy), body, headers)).status == 503
+    retried = await post(url(proxy), body, headers)  # sipgate's retry reaches the app
+    assert (retried.status, retried.body) == (200, XML)
+    assert len(app[0].received) == 2
+    assert (await post(url(proxy), body, headers)).body == XML  # this one is remembered
+    assert len(app[0].received) == 2
+
+
+async def test_a_trickled_body_is_cut_off_within_the_timeout(
+    make_proxy: ProxyFactory, keys_file: Path, app: tuple[App, TestServer]
+) -> None:
+    """The webhook path faces the internet: a body sent a byte at a time must not hold
+    its connection (and a place under server.max_connections) for good."""
+    slow = await make_proxy(webhook_env(keys_file, str(app[1].make_url("/x")), timeout="0.5"))
+    reader, writer = await asyncio.open_connection("127.0.0.1", port(slow))
+    head = ["POST /sipgate/webhooks/calls HTTP/1.1", "Host: localhost", "Content-Length: 1000"]
+    writer.write("\r\n".join([*head, "", ""]).encode() + b"event=")
+    started = asyncio.get_running_loop().time()
+    answer = await asyncio.wait_for(reader.read(), timeout=10)
+    waited = asyncio.get_running_loop().time() - started
+    writer.close()
+    await writer.wait_closed()
+    assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+    assert b'"webhook_body_timeout"' in answer
+    assert 0.4 < waited < 5
+    assert app[0].received == []
 
 
 async def get_text(target: str) -> str:

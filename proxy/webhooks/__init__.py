@@ -37,6 +37,7 @@ def build(settings: Settings, metrics: Metrics, redis: RedisClient | None) -> We
         Sources(webhooks.source_networks, webhooks.trusted_proxies),
         Verifier(signing_keys(webhooks.public_keys_file)),
         webhooks.max_body_size,
+        webhooks.timeout,
     )
     handler = WebhookHandler(webhooks.path, gate, Delivery(app, _memory(settings, redis)), metrics)
 

@@ -7,6 +7,7 @@ percent-encoded), so that no other path is ever taken for this one."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import re
@@ -20,6 +21,7 @@ from proxy.errors import (
     BadRequestTarget,
     BadWebhookSignature,
     ProxyError,
+    WebhookBodyTimeout,
     WebhookBodyTooLarge,
     WebhookSourceRefused,
     json_error,
@@ -53,6 +55,9 @@ class Gate:
     sources: Sources
     verifier: Verifier
     max_body_size: int
+    # The whole body within this (webhooks.timeout): this path faces the internet, and a
+    # body trickled a byte a minute would hold a connection for good.
+    body_timeout: float
 
 
 @dataclass(frozen=True)
@@ -60,8 +65,13 @@ class Delivery:
     app: AppClient
     memory: Memory
 
-    async def answer(self, target: str, body: bytes, headers: Mapping[str, str]) -> Reply:
-        """The app's answer, or the remembered one when the body was delivered before."""
+    async def answer(
+        self, target: str, body: bytes, headers: Mapping[str, str], remember: bool
+    ) -> Reply:
+        """The app's answer, or the remembered one when the body was delivered before.
+        Only an answer below 500 is remembered (sipgate's retry of a failure must reach
+        the app again), and only when ``remember``: copies in flight are held back
+        either way."""
         digest = hashlib.sha256(body).digest()
         remembered = await self.memory.claim(digest)
         if remembered is not None:
@@ -71,7 +81,10 @@ class Delivery:
         except BaseException:
             await self.memory.release(digest)
             raise
-        await self.memory.keep(digest, answer)
+        if remember and answer.status < 500:
+            await self.memory.keep(digest, answer)
+        else:
+            await self.memory.release(digest)
         return answer, "delivered"
 
 
@@ -93,6 +106,8 @@ class WebhookHandler:
             if err.status in (401, 403):
                 log.warning("webhook refused: %s", err.message, extra={"peer": request.remote})
             self._count(request, _noted(request), outcome)
+            if isinstance(err, WebhookBodyTimeout):
+                return await _answered_and_closed(request, err)
             raise
         self._count(request, _noted(request), outcome)
         return web.Response(status=answer.status, body=answer.body, headers=_type(answer))
@@ -101,12 +116,20 @@ class WebhookHandler:
         target = self._target(request)
         if not self._gate.sources.allows(self._gate.sources.client(request)):
             raise WebhookSourceRefused()
-        body = await _body(request, self._gate.max_body_size)
+        try:
+            async with asyncio.timeout(self._gate.body_timeout):
+                body = await _body(request, self._gate.max_body_size)
+        except TimeoutError:
+            raise WebhookBodyTimeout() from None
         refusal = self._gate.verifier.refusal(body, request.headers.get(SIGNATURE_HEADER))
         if refusal is not None:
             raise BadWebhookSignature(f"X-Sipgate-Signature: {refusal}")
         event = _note(request, read_event(body))  # verified: only now parsed
-        return await self._delivery.answer(target, body, _app_headers(request, event))
+        # A dtmf event has no timestamp: a caller pressing "1" twice sends the same body
+        # twice, and both must reach the app.
+        remember = event.name != "dtmf"
+        headers = _app_headers(request, event)
+        return await self._delivery.answer(target, body, headers, remember)
 
     def _target(self, request: web.Request) -> str:
         """The rest of the path and the query, exactly as received."""
@@ -119,6 +142,17 @@ class WebhookHandler:
     def _count(self, request: web.Request, event: Event, outcome: str) -> None:
         request[state.WEBHOOK_OUTCOME] = outcome
         self._counts.labels(event.label, outcome).inc()
+
+
+async def _answered_and_closed(request: web.Request, err: ProxyError) -> web.StreamResponse:
+    """The answer, then the connection closes at once: aiohttp would otherwise linger
+    10 s more, reading a body that is not coming."""
+    response = err.to_response()
+    response.force_close()
+    await response.prepare(request)
+    await response.write_eof()
+    request.protocol.force_close()
+    return response
 
 
 async def _body(request: web.Request, limit: int) -> bytes:

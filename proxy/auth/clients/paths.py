@@ -26,7 +26,11 @@ _PLAIN = re.compile(r"[\x21-\x7e]*\Z")
 def canonical_segments(raw_path: str) -> tuple[str, ...] | None:
     """The path's segments (without the query), or None when it is not in the one
     spelling that every reader of it agrees on."""
-    path = raw_path.split("?", 1)[0].split("#", 1)[0]
+    path = raw_path.split("?", 1)[0]
+    # A request-target never holds "#": a front proxy that passes its raw target upstream
+    # (forward-auth) would send what follows it, which the rules never saw.
+    if "#" in path:
+        return None
     # ";" starts a path parameter, which Tomcat, Spring and Jetty cut off a segment before
     # they resolve dots: "/allowed/..;/refused" is "/refused" to them.
     if not path.startswith("/") or not _PLAIN.match(path) or "\\" in path or ";" in path:

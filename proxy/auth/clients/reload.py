@@ -38,6 +38,7 @@ class ClientList:
         self._auth = auth
         self._gate = gate
         self._sighups = 0  # a file read that a SIGHUP overtook is not applied
+        self._reread: asyncio.Task[None] | None = None
 
     @property
     def path(self) -> Path | None:
@@ -48,9 +49,20 @@ class ClientList:
         return Live(frozenset({"auth.clients", "auth.clients_file", "auth.anonymous"}), self._apply)
 
     def _apply(self, settings: Settings) -> None:
+        clients = [known(client) for client in settings.clients]  # all built before any change
         self._auth, self._sighups = settings.auth, self._sighups + 1
         self._gate.anonymous = settings.auth.anonymous == "allow"
-        self._replace([known(client) for client in settings.clients])
+        self._replace(clients)
+        if settings.auth.clients_file is not None:
+            # SIGHUP read the file before this moment, and the watcher may have applied a
+            # newer read meanwhile (a Secret updated during the reload): read it once more,
+            # so the file as it is now wins, never the older read (a revoked client back).
+            self._reread = asyncio.get_running_loop().create_task(self.from_file())
+
+    async def settled(self) -> None:
+        """Until the read that the last SIGHUP started has been applied."""
+        if self._reread is not None:
+            await self._reread
 
     async def from_file(self) -> None:
         """The watcher's step: the clients read again (the file's, with the inline ones)."""
