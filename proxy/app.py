@@ -117,7 +117,8 @@ def _routes(router: web.UrlDispatcher, settings: Settings, mode: ModeParts, heal
         mode.operator_routes(router)
     # Always routed on the main listener: when off or served elsewhere, a clear 404
     # rather than a request proxied upstream.
-    handler = forward_auth_handler(mode.authenticator, settings.forward_auth, "main")
+    shared = settings.auth.mode != "oauth2"
+    handler = forward_auth_handler(mode.authenticator, settings.forward_auth, "main", shared)
     router.add_get(_forward_auth_path(settings), handler, name="forward_auth")
 
 
@@ -127,7 +128,8 @@ def _management_routes(settings: Settings, mode: ModeParts) -> list[Register]:
         routes.append(mode.operator_routes)
     forward_auth = settings.forward_auth
     if forward_auth.enabled and forward_auth.listener == "management":
-        handler = forward_auth_handler(mode.authenticator, forward_auth, "management")
+        shared = settings.auth.mode != "oauth2"
+        handler = forward_auth_handler(mode.authenticator, forward_auth, "management", shared)
         path = _forward_auth_path(settings)
 
         def register(router: web.UrlDispatcher) -> None:

@@ -1,19 +1,14 @@
 """The proxy's own errors: the one tree of everything it answers itself, each class with
-its HTTP status, a stable machine-readable code (the JSON body's ``error``), a fixed
-message and what the reader of the answer can do. docs/reference/errors.md draws the
-tree from these classes (``make docs-reference``); ``ServiceUnavailable``'s 503s all carry
-Retry-After, and an unauthenticated browser navigation gets a 302 to the login instead.
-
-OAuth protocol failures are not in this tree: ``proxy.oauth.client`` raises its own, and
-the authenticators translate them into these (one boundary, ``auth/``). An error is never
-changed after it is raised; cookies that must reach the client whatever the answer live
-in the request (``request_state.set_cookies``), not on the error.
-
-Messages are fixed strings: they never contain request data, tokens or secrets. Extra
-JSON fields name only what the client sent or is (ForbiddenByPolicy's method and path,
-ClientNotAllowed's own address).
+its HTTP status, a stable code (the JSON body's ``error``), a fixed message and what the
+reader can do; docs/reference/errors.md draws the tree (``make docs-reference``). 503s
+carry Retry-After; an unauthenticated browser navigation gets a 302 to the login instead.
+OAuth protocol failures are not here: ``proxy.oauth.client`` raises its own, and the
+authenticators translate them (one boundary, ``auth/``). An error never changes after it
+is raised; cookies that must reach the client whatever the answer live in the request
+(``request_state.set_cookies``). Messages are fixed strings, never request data, tokens
+or secrets; extra JSON fields name only what the client sent or is (ForbiddenByPolicy's
+method and path, ClientNotAllowed's own address).
 """
-
 from __future__ import annotations
 
 import json

@@ -39,8 +39,9 @@ ENABLED = {
     "SIPGATE_PROXY_FORWARD_AUTH__ENABLED": "true",
     "SIPGATE_PROXY_FORWARD_AUTH__SECRET": FRONT_SECRET,
 }
-# What the front proxy adds to every auth subrequest.
-FRONT = {"X-Sipgate-Forward-Auth-Secret": FRONT_SECRET}
+# What the front proxy adds to every auth subrequest (and the original method: the shared
+# modes need it).
+FRONT = {"X-Sipgate-Forward-Auth-Secret": FRONT_SECRET, "X-Original-Method": "GET"}
 COOKIE = "sipgate_proxy"
 # What a browser's fetch() of a same-origin API adds; the recipes must not pass it on.
 FETCH = {"Sec-Fetch-Site": "same-origin", "Sec-Fetch-Mode": "cors", "Sec-Fetch-Dest": "empty"}
@@ -314,6 +315,22 @@ async def test_forward_auth_refuses_a_request_without_the_front_proxys_secret(
     assert "X-Sipgate-Forward-Auth-Secret" in body["message"]
 
 
+async def test_forward_auth_in_a_shared_mode_needs_the_original_method(
+    make_proxy: ProxyFactory,
+) -> None:
+    """Review 3: the method picks a client's rule or scope; a front proxy that does not
+    send it must not have a POST judged as the GET it would default to."""
+    proxy = await make_proxy(ENABLED)
+    without = {k: v for k, v in FRONT.items() if k != "X-Original-Method"}
+    async with aiohttp.ClientSession() as client:
+        async with client.get(proxy.make_url("/oauth2/auth"), headers=without) as resp:
+            assert resp.status == 403
+            assert "Authorization" not in resp.headers
+            body = await resp.json()
+    assert body["error"] == "forward_auth_refused"
+    assert "X-Original-Method" in body["message"]
+
+
 async def test_forward_auth_is_served_on_the_management_listener_only_when_configured(
     make_proxy: ProxyFactory, aiohttp_server: ServerFactory
 ) -> None:
@@ -347,12 +364,12 @@ async def test_forward_auth_ignores_x_forwarded_method_when_nginx_headers_are_co
     stack = await oauth_stack(ENABLED)
     async with ScriptedBrowser() as browser:
         await browser.login(stack.public_url, "nina", "/")
-        headers = {
+        headers = FRONT | {
             "X-Original-Method": "POST",
             "X-Original-URI": "/v2/sessions/sms",
             "X-Forwarded-Method": "GET",
             "X-Original-Origin": "https://evil.example",
-        } | FRONT
+        }
         status, _, body, _ = await browser.request(
             "GET", f"{stack.public_url}/oauth2/auth", headers
         )

@@ -24,10 +24,14 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from proxy import config
 from proxy.crypto.keys import generate_key
+from proxy.errors import WebhookInFlight
+from proxy.webhooks.redis_memory import RedisMemory
+from proxy.webhooks.replay import Answer
 from proxy.webhooks.verify import built_in_keys
 from tests.conftest import PAT_ENV, ProxyFactory
 from tests.support.processes import free_port
 from tests.support.redis_server import RedisServer
+from tests.support.sessions import connect
 
 # sha256 of sipgate's key as DER SubjectPublicKeyInfo (sipgateio-node, pushapi-request-verifier)
 SIPGATE_KEY_SHA256 = "893cfd6caad92efc277a5977daec63dee1597223b1df5b2bf69ef56cd92305b3"
@@ -332,6 +336,32 @@ async def test_two_proxies_on_one_redis_deliver_an_event_once(
         "call0", "call1", "call2"
     ]  # fmt: skip
     assert all(reply == Reply(200, "application/xml", XML) for reply in replies)
+
+
+async def test_a_replica_whose_claim_expired_never_clears_anothers(
+    redis_server: RedisServer,
+) -> None:
+    """Review 3: replica A's pending mark expires while its app is slow; B claims the
+    event and delivers. A's release (its delivery failed) or keep must not touch B's
+    mark, or a third copy would reach the app while B is still delivering."""
+    client = connect(redis_server.url, timeout=0.5)
+    try:
+        a, b, c = (RedisMemory(client, window=60, wait=0.1) for _ in range(3))
+        digest = hashlib.sha256(b"event=newCall&callId=slow").digest()
+        assert await a.claim(digest) is None  # A delivers; its mark lives 1.1 s
+        await asyncio.sleep(1.3)
+        assert await b.claim(digest) is None  # expired: B delivers
+        await a.release(digest)  # A's delivery failed late
+        with pytest.raises(WebhookInFlight):
+            await c.claim(digest)  # B's mark still holds the event back
+        answer = Answer(200, "application/xml", XML)
+        await a.keep(digest, Answer(500, None, b"stale"))  # nor may A's answer replace it
+        with pytest.raises(WebhookInFlight):
+            await c.claim(digest)
+        await b.keep(digest, answer)
+        assert await c.claim(digest) == answer
+    finally:
+        await client.aclose()
 
 
 async def test_source_networks_and_a_trusted_proxys_forwarded_for(

@@ -54,9 +54,11 @@ SECRET_HEADER = "X-Sipgate-Forward-Auth-Secret"  # noqa: S105 (a header name)
 
 
 def forward_auth_handler(
-    authenticator: Authenticator, settings: ForwardAuth, listener: Listener
+    authenticator: Authenticator, settings: ForwardAuth, listener: Listener, shared: bool
 ) -> Handler:
-    """The handler of ``/oauth2/auth`` on ``listener``."""
+    """The handler of ``/oauth2/auth`` on ``listener``. ``shared``: a shared mode, where
+    the original method picks the client's rule or scope, so it must be sent (OAuth2
+    mode reads a missing one as GET)."""
     if not settings.enabled:
         return _answer(404, "forward_auth_disabled", "forward-auth is off (forward_auth.enabled)")
     if settings.listener != listener:
@@ -72,6 +74,10 @@ def forward_auth_handler(
             return _refused("this peer is not in forward_auth.allowed_networks")
         if secret is not None and not _sent(request, secret):
             return _refused(f"the front proxy's {SECRET_HEADER} is missing or wrong")
+        if shared and settings.method_header not in request.headers:
+            return _refused(
+                f"the front proxy must send the original method in {settings.method_header}"
+            )
         if browser_metadata_refused:
             carried = [h for h in FETCH_METADATA if h in request.headers]
             if carried:
