@@ -5,10 +5,10 @@ carry Retry-After; an unauthenticated browser navigation gets a 302 to the login
 OAuth protocol failures are not here: ``proxy.oauth.client`` raises its own, and the
 authenticators translate them (one boundary, ``auth/``). An error never changes after it
 is raised; cookies that must reach the client whatever the answer live in the request
-(``request_state.set_cookies``). Messages are fixed strings, never request data, tokens
-or secrets; extra JSON fields name only what the client sent or is (ForbiddenByPolicy's
-method and path, ClientNotAllowed's own address).
+(``request_state.set_cookies``). Messages are fixed, never request data or secrets;
+extra fields name only what the client sent or is (a policy's method and path, an address).
 """
+
 from __future__ import annotations
 
 import json
