@@ -48,7 +48,7 @@ Listener = Literal["main", "management"]
 FETCH_METADATA = ("Origin", "Sec-Fetch-Site", "Sec-Fetch-Mode", "Sec-Fetch-Dest", "Sec-Fetch-User")
 # The original request's fetch metadata, renamed by the front proxy, for the CSRF check.
 RENAMED = {"Origin": "X-Original-Origin", "Sec-Fetch-Site": "X-Original-Sec-Fetch-Site"}
-COOKIE_SLOTS = 3  # X-Sipgate-Set-Cookie-0 … -2: README's nginx recipe passes these
+COOKIE_SLOTS = 3  # X-Sipgate-Set-Cookie-0 … -2: the nginx recipe (docs/deployment) passes these
 SLOT_HEADER = "X-Sipgate-Set-Cookie-{}"
 SECRET_HEADER = "X-Sipgate-Forward-Auth-Secret"  # noqa: S105 (a header name)
 

@@ -1,6 +1,6 @@
 """sipgate's operations and scope names, read once from the data files beside this module
 (``api-operations.tsv``, ``scopes.txt``: a snapshot of sipgate's OpenAPI description, its
-source and date in their first lines; README "Scopes" says how to refresh them)."""
+source and date in their first lines; docs/clients.md says how to refresh them)."""
 
 from __future__ import annotations
 

@@ -25,7 +25,7 @@ from proxy.ops.reload import Live
 log = logging.getLogger(__name__)
 
 # Seconds between looks at clients_file: a change applies after one to two looks (the
-# second shows it has stopped changing), within 1 s as README says. A look is one stat.
+# second shows it has stopped changing), within 1 s as docs/clients.md says. A look is one stat.
 WATCH_INTERVAL = 0.25
 LOGGED_NAMES = 20  # a long list is named by its first clients and counted
 
