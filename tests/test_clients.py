@@ -684,6 +684,7 @@ async def test_a_reload_keeps_the_buckets_of_unchanged_clients_and_the_last_sigh
         config.load(None, {**PAT_ENV, "SIPGATE_PROXY_AUTH__CLIENTS_FILE": str(path)})
     )
     assert gate.names == ["sender"]
+    await source.settled()  # SIGHUP's own second read of the file, before it is rewritten
     await source.from_file()
     assert gate.names == ["sender"]
     path.write_bytes("- name: caf\xe9\n".encode("latin-1"))  # not UTF-8: a problem, not a crash
