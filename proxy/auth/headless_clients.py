@@ -15,6 +15,21 @@ from proxy.errors import ClientNotAllowed, CrossSiteRefused
 log = logging.getLogger(__name__)
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def peer_address(text: str | None) -> Address | None:
+    """An address as aiohttp reports a peer (or a proxy writes one), its IPv6 zone dropped
+    and an IPv4-mapped one unwrapped; None where there is none (a UNIX socket peer)."""
+    if not text:
+        return None
+    try:
+        address = ipaddress.ip_address(text.partition("%")[0])
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        return address.ipv4_mapped
+    return address
 
 
 class ClientNetworks:
@@ -24,14 +39,10 @@ class ClientNetworks:
         self._networks = tuple(networks)
 
     def allows(self, remote: str | None) -> bool:
-        if remote is None:
-            return False
-        try:
-            address = ipaddress.ip_address(remote.partition("%")[0])
-        except ValueError:
-            return False  # e.g. a UNIX socket peer: no address to check
-        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
-            address = address.ipv4_mapped
+        address = peer_address(remote)
+        return address is not None and self.contains(address)
+
+    def contains(self, address: Address) -> bool:
         return any(address in network for network in self._networks)
 
 

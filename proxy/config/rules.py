@@ -3,14 +3,13 @@
 
 from __future__ import annotations
 
-import difflib
 from urllib.parse import urlsplit
 
 from proxy.config.allow_rules import parse_rule
 from proxy.config.origins import normalise_origin, valid_port
 from proxy.config.secret import Secret
 from proxy.crypto.keys import InvalidKey, decode_key
-from proxy.sipgate.operations import scope_names
+from proxy.sipgate.operations import closest_scopes, scope_names
 
 
 def http_url(value: str) -> str:
@@ -75,6 +74,6 @@ def known_scope(name: str) -> str:
     The names are ``proxy/sipgate/scopes.txt``; a wrong one is told the closest."""
     if name in scope_names():
         return name
-    close = difflib.get_close_matches(name, scope_names(), n=3, cutoff=0.6)
+    close = closest_scopes(name)
     hint = f"; closest: {', '.join(close)}" if close else ""
     raise ValueError(f"not a sipgate scope (sipgate-auth-proxy scopes lists them){hint}")

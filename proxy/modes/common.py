@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -29,7 +28,7 @@ from proxy.login.routes import LoginSettings
 from proxy.modes.parts import CleanupContext, ModeContext
 from proxy.oauth.client import OAuthClient
 from proxy.ops.reload import Live
-from proxy.sipgate.operations import scope_names
+from proxy.sipgate.operations import closest_scopes, scope_names
 
 if TYPE_CHECKING:  # not at run time: a cookie-store proxy never loads the Redis client
     from proxy.session.redis_connection import RedisConnection
@@ -95,7 +94,7 @@ def _warn_unknown_scopes(scopes: list[str]) -> None:
     known = OIDC_SCOPES.union(scope_names())
     for position, scope in enumerate(scopes):
         if scope not in known:
-            close = ", ".join(difflib.get_close_matches(scope, sorted(known), n=3)) or "none"
+            close = ", ".join(closest_scopes(scope, OIDC_SCOPES)) or "none"
             log.warning(
                 "auth.oauth2.scopes.%d (%r) is not a scope sipgate knows (sipgate ignores it); "
                 "closest: %s",

@@ -3,25 +3,20 @@
 from __future__ import annotations
 
 from proxy.sipgate.index import sipgate_index
-from proxy.sipgate.operations import ALL, Operation, operations, scope_names
-
-
-def _granting(scope: str) -> list[Operation]:
-    wanted = frozenset({scope})
-    return [op for op in operations() if op.granted_by(wanted)]
+from proxy.sipgate.operations import ALL, granting, scope_names
 
 
 def scope_counts() -> list[str]:
     """One line per scope: the name and how many operations it grants."""
     width = max(len(name) for name in scope_names())
     lines = [f"{'scope':<{width}}  operations"]
-    lines += [f"{name:<{width}}  {len(_granting(name)):>10}" for name in scope_names()]
+    lines += [f"{name:<{width}}  {len(granting(frozenset({name}))):>10}" for name in scope_names()]
     return lines
 
 
 def scope_operations(scope: str) -> list[str]:
     """The operations one scope grants, as "METHOD /path  operationId"."""
-    ops = _granting(scope)
+    ops = granting(frozenset({scope}))
     width = max((len(op.name) for op in ops), default=0)
     return [f"{op.name:<{width}}  {op.operation_id}" for op in ops]
 

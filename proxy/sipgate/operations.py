@@ -4,7 +4,9 @@ source and date in their first lines; docs/clients.md says how to refresh them).
 
 from __future__ import annotations
 
+import difflib
 import functools
+from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib import resources
 
@@ -47,6 +49,16 @@ def scope_names() -> tuple[str, ...]:
     return tuple(_lines("scopes.txt"))
 
 
+def granting(scopes: frozenset[str]) -> list[Operation]:
+    """The rows these scopes grant, in the table's order."""
+    return [op for op in operations() if op.granted_by(scopes)]
+
+
 def granted_operations(scopes: frozenset[str]) -> frozenset[int]:
     """The rows these scopes grant, by index."""
-    return frozenset(op.index for op in operations() if op.granted_by(scopes))
+    return frozenset(op.index for op in granting(scopes))
+
+
+def closest_scopes(name: str, known: Iterable[str] = ()) -> list[str]:
+    """The names nearest a mistyped one (sipgate's, and ``known`` besides), for a hint."""
+    return difflib.get_close_matches(name, sorted({*scope_names(), *known}), n=3, cutoff=0.6)
